@@ -1,0 +1,1 @@
+"""Analyses of models and runs: complexity (params, MACs), and more to come."""

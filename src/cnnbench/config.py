@@ -1,0 +1,152 @@
+"""Run configuration: one frozen dataclass, saved into every run folder, loadable from JSON or YAML."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "vgg16_bn"  # a name from `cnnbench models`
+    dataset: str = "mnist"  # a name from `cnnbench datasets`, or imagefolder:PATH
+    variant: str = "auto"  # paper | small | auto (small for inputs <= 64 px)
+    epochs: int = 2  # full passes over the training split
+    batch_size: int = 128  # images per optimizer step (per process under torchrun)
+    lr: float = 0.1  # peak learning rate (batch 128; DESIGN.md baseline recipe)
+    optimizer: str = "sgd"  # sgd (Nesterov, momentum below) | adam | adamw
+    momentum: float = 0.9  # SGD momentum
+    schedule: str = "onecycle"  # onecycle (linear warm-up, linear decay) | cosine | step | constant
+    warmup_fraction: float = 0.25  # share of all steps spent warming up (onecycle, cosine)
+    weight_decay: float = 5e-4  # L2 on conv/linear weights only (not biases or norm parameters)
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    augment: bool = True  # random crop (pad 4) always; horizontal flip for natural images only
+    seed: int = 0  # seeds weights, shuffling and augmentation
+    deterministic: bool = False  # ask PyTorch for deterministic kernels (bit-identical CPU reruns)
+    precision: str = "auto"  # auto (bf16 where the hardware runs it fast) | fp32 | bf16 | fp16
+    device: str = "auto"  # auto (cuda if present) | cpu | cuda
+    channels_last: bool = True  # NHWC memory format for convolutions
+    compile: bool = False  # torch.compile the model
+    threads: int | None = None  # CPU threads for PyTorch; None keeps its default (all cores)
+    data_dir: str | None = None  # data root; else $CNNBENCH_DATA, else a per-user cache folder
+    download: bool = True  # let torchvision download a missing data set when online
+    limit_train: int | None = None  # class-balanced slice of the training split
+    limit_test: int | None = None  # class-balanced slice of the test split
+    val_split: int = 0  # training images held out for validation
+    pad_to: int | None = 32  # zero-pad smaller images (MNIST's 28 px) to this size
+    eval_batch_size: int = 512  # images per evaluation batch
+
+    def replace(self, **changes) -> "TrainConfig":
+        return validate(dataclasses.replace(self, **changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"Invalid {name} {value!r}: choose one of {', '.join(choices)}.")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check every field; raise ConfigError naming the field, the bad value and what is allowed."""
+    from .models import VARIANTS, registry
+
+    registry.check_model_name(cfg.model)
+    _choice("variant", cfg.variant, VARIANTS)
+    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    _choice("schedule", cfg.schedule, SCHEDULES)
+    _choice("precision", cfg.precision, PRECISIONS)
+    _choice("device", cfg.device, DEVICES)
+    positive_ints = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size}
+    for name, value in positive_ints.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive whole number (got {value!r}).")
+    if not cfg.lr > 0 or cfg.lr != cfg.lr or cfg.lr == float("inf"):
+        raise ConfigError(f"The learning rate must be a positive number (got {cfg.lr!r}); try 0.05 for SGD or 1e-3 for Adam.")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"weight_decay must be zero or positive (got {cfg.weight_decay!r}).")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ConfigError(f"label_smoothing must be in [0, 1) (got {cfg.label_smoothing!r}).")
+    if not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1) (got {cfg.momentum!r}).")
+    if not 0 <= cfg.warmup_fraction < 1:
+        raise ConfigError(f"warmup_fraction must be in [0, 1) (got {cfg.warmup_fraction!r}).")
+    for name in ("limit_train", "limit_test"):
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive number of images (got {value!r}).")
+    if cfg.val_split < 0:
+        raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads must be at least 1 (got {cfg.threads!r}).")
+    return cfg
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}  # strings such as "int | None" (postponed annotations)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Type-check a value read from a file against the field's declared type."""
+    declared = _FIELD_TYPES[name]
+    if value is None:
+        if "None" not in declared:
+            raise ConfigError(f"Config key {name!r} needs a value (it cannot be empty or null).")
+        return value
+    base = declared.split("|")[0].strip()
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"Config key {name!r} must be true or false (got {value!r}).")
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"Config key {name!r} must be a number (got {value!r}).")
+        value = float(value)
+    elif base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"Config key {name!r} must be a whole number (got {value!r}).")
+    elif not isinstance(value, str):
+        raise ConfigError(f"Config key {name!r} must be a string (got {value!r}).")
+    return value
+
+
+def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None, where: str = "config") -> TrainConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping of option names to values (got {type(data).__name__}).")
+    unknown = [k for k in data if k not in FIELD_NAMES]
+    if unknown:
+        hints = []
+        for k in unknown:
+            near = difflib.get_close_matches(str(k), FIELD_NAMES, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        raise ConfigError(f"{where} has unknown keys: {', '.join(hints)}. Valid keys: {', '.join(FIELD_NAMES)}.")
+    values = {k: _coerce(k, v) for k, v in data.items()}
+    return validate(dataclasses.replace(base or TrainConfig(), **values))
+
+
+def load_config_file(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a YAML or JSON file of TrainConfig keys (unknown keys are an error)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}.") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ConfigError(f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}".replace("\n", " ")) from None
+    return config_from_dict(data or {}, base, where=f"Config file {path}")

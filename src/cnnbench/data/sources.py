@@ -1,0 +1,202 @@
+"""Named data sets and where to find them: ``--data-dir``, else ``$CNNBENCH_DATA``, else a per-user cache.
+
+Each source returns uint8 images (N x C x H x W) with labels and class names, and says which copy it
+read ("CIFAR-10 (JPEG copy)"), so that runs record their data's provenance.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DataError
+from .readers import read_idx, read_image_folder
+
+DIGITS = [str(i) for i in range(10)]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    name: str
+    source: str  # human-readable provenance, e.g. "MNIST (idx files in /data/MNIST/raw)"
+    classes: list[str]
+    train_x: np.ndarray  # uint8 N x C x H x W
+    train_y: np.ndarray  # int64 N
+    test_x: np.ndarray
+    test_y: np.ndarray
+    natural: bool  # natural images: horizontal flips are label-preserving (not for digits or text)
+
+
+def default_data_root() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "cnnbench" / "data"
+
+
+def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    if data_dir:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("CNNBENCH_DATA")
+    return Path(env).expanduser() if env else default_data_root()
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    """N x H x W (grey) or N x H x W x C to a contiguous N x C x H x W array."""
+    if x.ndim == 3:
+        x = x[:, None]
+    else:
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _mnist_like(tv_name: str, pretty: str, classes: list[str]):
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+    def load(root: Path, download: bool) -> RawDataset:
+        raw = root / tv_name / "raw"
+        paths = [_find_idx(raw, s) for s in stems]
+        if any(p is None for p in paths) and download:
+            _torchvision_download(tv_name, root)
+            paths = [_find_idx(raw, s) for s in stems]
+        if any(p is None for p in paths):
+            missing = [s for s, p in zip(stems, paths) if p is None]
+            raise _not_found(pretty, [raw], f"the idx files {', '.join(missing)} (optionally .gz) in {raw}", download)
+        tx, ty, vx, vy = (read_idx(p) for p in paths)
+        _check_pair(tx, ty, paths[0], paths[1])
+        _check_pair(vx, vy, paths[2], paths[3])
+        return RawDataset(tv_name.lower().replace("fashionmnist", "fashion_mnist"), f"{pretty} (idx files in {raw})", classes,
+                          _nchw(tx), ty.astype(np.int64), _nchw(vx), vy.astype(np.int64), natural=False)
+
+    return load
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, ipath, lpath) -> None:
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{ipath} ({images.shape}) and {lpath} ({labels.shape}) do not match: expected N images of HxW and N labels.")
+
+
+def _torchvision_download(tv_name: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, tv_name)
+    for kwargs in ({"train": True}, {"train": False}) if tv_name != "SVHN" else ({"split": "train"}, {"split": "test"}):
+        try:
+            cls(str(root), download=True, **kwargs)
+        except Exception:  # offline, unreachable mirror, disk full: the caller explains where to put the files
+            return
+
+
+def _torchvision_arrays(tv_name: str, root: Path):
+    """Read a data set that torchvision already holds in ``root`` (no download)."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, tv_name)
+    try:
+        if tv_name == "SVHN":
+            tr, te = cls(str(root), split="train"), cls(str(root), split="test")
+            return tr.data, np.asarray(tr.labels), te.data, np.asarray(te.labels), [str(i) for i in range(10)]
+        tr, te = cls(str(root), train=True), cls(str(root), train=False)
+    except RuntimeError:
+        return None
+    return _nchw(np.asarray(tr.data)), np.asarray(tr.targets), _nchw(np.asarray(te.data)), np.asarray(te.targets), list(tr.classes)
+
+
+def _torchvision_natural(tv_name: str, name: str, pretty: str, folder: str, fallbacks: tuple[str, ...] = ()):
+    def load(root: Path, download: bool) -> RawDataset:
+        arrays = _torchvision_arrays(tv_name, root)
+        where = [root / folder]
+        source = f"{pretty} (torchvision files in {root / folder})"
+        if arrays is None:
+            for fb in fallbacks:
+                path = root / fb
+                where.append(path)
+                if path.exists():
+                    splits = read_image_folder(path)
+                    tr, te = splits["train"], splits["test"]
+                    return RawDataset(name, f"{pretty} (JPEG copy: {path})", tr.classes, _nchw(tr.images), tr.labels,
+                                      _nchw(te.images), te.labels, natural=True)
+        if arrays is None and download:
+            _torchvision_download(tv_name, root)
+            arrays = _torchvision_arrays(tv_name, root)
+            source = f"{pretty} (downloaded by torchvision into {root / folder})"
+        if arrays is None:
+            alt = f", or an ImageFolder copy {' or '.join(fallbacks)} in {root}" if fallbacks else ""
+            raise _not_found(pretty, where, f"torchvision's files in {root / folder}{alt}", download)
+        tx, ty, vx, vy, classes = arrays
+        return RawDataset(name, source, classes, tx, ty.astype(np.int64), vx, vy.astype(np.int64), natural=True)
+
+    return load
+
+
+def _not_found(pretty: str, where: list[Path], expected: str, download: bool) -> DataError:
+    tried = "tried to download it, which failed (offline?), and " if download else ""
+    return DataError(
+        f"{pretty} was not found: cnnbench {tried}looked in {', '.join(str(w) for w in where)}. It expects {expected}. "
+        "Point --data-dir (or the CNNBENCH_DATA environment variable) at a folder laid out like torchvision's "
+        "data root, or run once with internet access so that torchvision can download it there."
+    )
+
+
+def _imagefolder(path: str) -> RawDataset:
+    splits = read_image_folder(path)
+    tr, te = splits["train"], splits["test"]
+    # Grey images are treated like digits (no flips); colour images as natural photographs.
+    natural = tr.images.shape[-1] == 3
+    return RawDataset(f"imagefolder:{path}", f"ImageFolder {path}", tr.classes, _nchw(tr.images), tr.labels,
+                      _nchw(te.images), te.labels, natural=natural)
+
+
+SOURCES: dict[str, tuple[str, Callable[[Path, bool], RawDataset]]] = {
+    "mnist": ("MNIST handwritten digits, 28x28 grey, 60k/10k", _mnist_like("MNIST", "MNIST", DIGITS)),
+    "fashion_mnist": ("Fashion-MNIST clothing, 28x28 grey, 60k/10k", _mnist_like("FashionMNIST", "Fashion-MNIST", FASHION)),
+    "cifar10": ("CIFAR-10 natural images, 32x32 RGB, 50k/10k",
+                _torchvision_natural("CIFAR10", "cifar10", "CIFAR-10", "cifar-10-batches-py", ("cifar10-jpeg.tar", "cifar10"))),
+    "cifar100": ("CIFAR-100 natural images, 32x32 RGB, 50k/10k",
+                 _torchvision_natural("CIFAR100", "cifar100", "CIFAR-100", "cifar-100-python")),
+    "svhn": ("SVHN house numbers, 32x32 RGB, 73k/26k", _torchvision_natural("SVHN", "svhn", "SVHN", "")),
+}
+
+
+def dataset_names() -> list[str]:
+    return list(SOURCES) + ["imagefolder:PATH"]
+
+
+def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> RawDataset:
+    """Load a named data set (or ``imagefolder:PATH``) as uint8 arrays."""
+    if name.startswith("imagefolder:"):
+        return _imagefolder(name.split(":", 1)[1])
+    if name not in SOURCES:
+        near = difflib.get_close_matches(name, list(SOURCES), n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise DataError(f"Unknown data set {name!r}.{hint} Choose one of {', '.join(dataset_names())}.")
+    raw = SOURCES[name][1](resolve_data_root(data_dir), download)
+    if name == "svhn":  # SVHN labels the digit 0 as 10 in the original files; torchvision maps it to 0
+        raw = RawDataset(raw.name, raw.source, raw.classes, raw.train_x, raw.train_y, raw.test_x, raw.test_y, natural=False)
+    return raw
+
+
+def locate(name: str, data_dir=None) -> str | None:
+    """Where a named data set is found locally (no download, no decoding), or None."""
+    root = resolve_data_root(data_dir)
+    candidates = {
+        "mnist": [root / "MNIST" / "raw"],
+        "fashion_mnist": [root / "FashionMNIST" / "raw"],
+        "cifar10": [root / "cifar-10-batches-py", root / "cifar10-jpeg.tar", root / "cifar10"],
+        "cifar100": [root / "cifar-100-python"],
+        "svhn": [root / "train_32x32.mat"],
+    }[name]
+    for c in candidates:
+        if c.exists() and (not c.is_dir() or any(c.iterdir())):
+            return str(c)
+    return None

@@ -1,0 +1,70 @@
+"""Observers of the training loop: progress display, and anything else that plugs in without editing it."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Callback:
+    """Hooks called by ``fit``; every method is optional."""
+
+    def on_train_start(self, run) -> None: ...
+
+    def on_epoch_start(self, run, epoch: int, steps: int) -> None: ...
+
+    def on_step_end(self, run, epoch: int, step: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, run, row: dict) -> None: ...
+
+    def on_train_end(self, run, summary: dict) -> None: ...
+
+
+class ConsoleProgress(Callback):
+    """A progress bar per epoch on a terminal; plain lines when output is a file or a pipe."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.width = width
+        self._last_draw = 0.0
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def on_train_start(self, run) -> None:
+        c = run.config
+        self._write(
+            f"{c.model} ({run.variant}) on {run.data.name} [{run.data.source}]: {len(run.data.train_y)} train / "
+            f"{len(run.data.test_y)} test images, {run.device_name}, {run.precision}, {c.epochs} epochs\n"
+        )
+
+    def on_epoch_start(self, run, epoch: int, steps: int) -> None:
+        self.steps, self.epoch, self.t0 = steps, epoch, time.perf_counter()
+
+    def on_step_end(self, run, epoch: int, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        if not self.tty or (now - self._last_draw < 0.2 and step < self.steps):
+            return
+        self._last_draw = now
+        done = int(self.width * step / max(self.steps, 1))
+        rate = step / max(now - self.t0, 1e-9)
+        eta = (self.steps - step) / max(rate, 1e-9)
+        bar = "#" * done + "." * (self.width - done)
+        self._write(f"\repoch {epoch}/{run.config.epochs} [{bar}] {step}/{self.steps} loss {loss:.4f} {eta:4.0f}s left ")
+
+    def on_epoch_end(self, run, row: dict) -> None:
+        prefix = "\r" if self.tty else ""
+        self._write(
+            f"{prefix}epoch {row['epoch']}/{run.config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+            f"test loss {row['test_loss']:.4f} top1 {row['test_top1']:.4f} top5 {row['test_top5']:.4f} | "
+            f"{row['epoch_time_s']:.1f}s, {row['images_per_s']:.0f} img/s" + " " * 10 + "\n"
+        )
+
+    def on_train_end(self, run, summary: dict) -> None:
+        self._write(
+            f"done: {summary['model']} on {summary['dataset']}: test top-1 {summary['test_top1']:.2%}, "
+            f"top-5 {summary['test_top5']:.2%}, loss {summary['test_loss']:.4f}, trained {summary['train_time_s']:.0f}s "
+            f"-> {run.out}\n"
+        )

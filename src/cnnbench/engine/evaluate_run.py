@@ -1,0 +1,74 @@
+"""``cnnbench evaluate RUN_DIR``: a finished (or interrupted) run's checkpoint, re-evaluated in full detail."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import config_from_dict
+from ..data.loader import load_dataset
+from ..errors import ConfigError
+from ..fileio import read_json, write_csv, write_json
+from ..models import create_model
+from .checkpoint import load_latest
+from .evaluate import confusion_matrix, evaluate, per_class_metrics
+from .runtime import resolve_device
+from .train import data_options
+
+
+def load_run_model(run_dir: Path, device: torch.device):
+    """The run's config, data and model with its latest checkpoint's weights."""
+    if not (run_dir / "config.json").exists():
+        raise ConfigError(f"{run_dir} is not a cnnbench run folder (it has no config.json). Give the --out folder of `cnnbench train`.")
+    cfg = config_from_dict(read_json(run_dir / "config.json"), where=f"{run_dir / 'config.json'}")
+    state, _ = load_latest(run_dir / "checkpoints")
+    if state is None:
+        raise ConfigError(f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out {run_dir} --resume`).")
+    data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))
+    model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=cfg.variant)
+    model.load_state_dict(state["model"])
+    model = model.to(device, memory_format=torch.channels_last)
+    return cfg, data, model, state["epoch"]
+
+
+def evaluate_run(run_dir: str | Path, device: str = "auto", max_misclassified: int = 64) -> dict:
+    """Write evaluation.json, confusion_matrix.csv, per_class.csv, misclassified.csv and misclassified.png."""
+    from ..report.plots import misclassified_grid
+
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    cfg, data, model, epoch = load_run_model(run_dir, dev)
+    precision = cfg.precision if dev.type == cfg.device else "fp32"
+    result = evaluate(model, data.test_x.to(dev), data.test_y.to(dev), data.to(dev), dev, precision, cfg.eval_batch_size)
+    logits = result.pop("logits")
+    targets = data.test_y.numpy()
+    preds = logits.argmax(1).numpy()
+    probs = torch.softmax(logits, 1).numpy()
+    cm = confusion_matrix(targets, preds, data.num_classes)
+    per_class = per_class_metrics(cm, data.classes)
+    write_csv(run_dir / "confusion_matrix.csv",
+              [{"true": c, **{p: int(v) for p, v in zip(data.classes, row)}} for c, row in zip(data.classes, cm)],
+              ["true"] + data.classes)
+    write_csv(run_dir / "per_class.csv", per_class, ["class", "precision", "recall", "f1", "support"])
+    wrong = np.flatnonzero(preds != targets)
+    # Most confident mistakes first: the most instructive ones to look at.
+    wrong = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")]
+    rows = [{"index": int(i), "true": data.classes[targets[i]], "pred": data.classes[preds[i]],
+             "confidence": float(probs[i, preds[i]])} for i in wrong]
+    write_csv(run_dir / "misclassified.csv", rows, ["index", "true", "pred", "confidence"])
+    shown = wrong[:max_misclassified]
+    misclassified_grid(data.test_x[shown].numpy(), [f"{data.classes[preds[i]]} / {data.classes[targets[i]]}" for i in shown],
+                       run_dir / "misclassified.png", title=f"{cfg.model} on {data.name}: misclassified (pred / true)")
+    summary = {
+        "epoch": epoch,
+        **result,
+        "confusion_matrix": cm.tolist(),
+        "classes": data.classes,
+        "per_class": per_class,
+        "macro_f1": float(np.mean([r["f1"] for r in per_class])),
+        "misclassified": len(wrong),
+        "test_images": len(targets),
+    }
+    write_json(run_dir / "evaluation.json", summary)
+    return summary

@@ -1,0 +1,23 @@
+"""Learning-rate schedules as per-step multipliers of the peak rate (for ``LambdaLR``)."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+
+def lr_multiplier(schedule: str, total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    total = max(total_steps, 1)
+    warmup = int(round(warmup_fraction * total)) if schedule in ("onecycle", "cosine") else 0
+
+    def warm(step: int) -> float | None:
+        return (step + 1) / warmup if step < warmup else None
+
+    if schedule == "onecycle":
+        # Linear warm-up to the peak, then linear decay to zero at the last step (airbench, Smith's one-cycle).
+        return lambda s: warm(s) or max(0.0, (total - s) / max(total - warmup, 1))
+    if schedule == "cosine":
+        return lambda s: warm(s) or 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(total - warmup, 1))))
+    if schedule == "step":
+        # x0.1 at half and at three quarters of training (the classic ResNet recipe, scaled to the run).
+        return lambda s: 0.1 ** ((s >= total // 2) + (s >= (3 * total) // 4))
+    return lambda s: 1.0

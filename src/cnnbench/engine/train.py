@@ -1,0 +1,367 @@
+"""The training loop: ``fit(config, out)`` trains one model on one data set into a self-contained run folder."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..analysis.complexity import count_flops, count_params
+from ..config import TrainConfig, validate
+from ..data.loader import Augment, DataOptions, Dataset, load_dataset, train_batches
+from ..errors import ConfigError, DataError, TrainingError
+from ..fileio import read_json, write_csv, write_json, write_text
+from ..models import create_model, min_input_size, resolve_variant
+from .callbacks import Callback
+from .checkpoint import load_latest, save_checkpoint
+from .evaluate import evaluate
+from .runtime import autocast, device_name, environment, resolve_device, resolve_precision
+from .schedules import lr_multiplier
+
+METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s", "images_per_s"]
+VAL_COLUMNS = ["val_loss", "val_top1", "val_top5"]
+# Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
+RESUMABLE_CHANGES = ("device", "threads", "data_dir", "compile", "download")
+
+
+@dataclass
+class Run:
+    """Everything one training run holds; handed to callbacks."""
+
+    config: TrainConfig
+    out: Path
+    data: Dataset
+    model: nn.Module
+    variant: str
+    device: torch.device
+    precision: str
+    device_name: str
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    params: int
+    flops: int
+    start_time: str
+    epoch: int = 0
+    rows: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def data_options(cfg: TrainConfig) -> DataOptions:
+    return DataOptions(cfg.limit_train, cfg.limit_test, cfg.val_split, cfg.pad_to, cfg.download)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on conv/linear weights only: decaying biases and norm scales hurts (Goyal et al. 2017)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
+    share = math.ceil(n_train / world_size)
+    full, rest = divmod(share, batch_size)
+    return full + (rest >= 2)
+
+
+def _check_fits(cfg: TrainConfig, data: Dataset) -> None:
+    need = min_input_size(cfg.model)
+    h, w = data.train_x.shape[-2:]
+    if min(h, w) < need:
+        raise DataError(
+            f"{data.name} images are {h}x{w} pixels, but {cfg.model} needs at least {need}x{need} (it halves the "
+            f"image five times). Pad or resize the images, e.g. with --pad-to {need}."
+        )
+    if cfg.batch_size > len(data.train_y):
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} is larger than the training set ({len(data.train_y)} images). "
+            f"Use a batch size of at most {len(data.train_y)}, or more training data."
+        )
+
+
+def resolved_config(cfg: TrainConfig, variant: str, precision: str, device: torch.device) -> TrainConfig:
+    return cfg.replace(variant=variant, precision=precision, device=device.type)
+
+
+def _check_resume_config(saved: dict, current: TrainConfig, out: Path) -> None:
+    now = current.to_dict()
+    diffs = [k for k in saved if k in now and k not in RESUMABLE_CHANGES and saved[k] != now[k]]
+    if diffs:
+        changes = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diffs)
+        raise ConfigError(
+            f"Cannot resume {out} with different settings ({changes}). Resume with the run's own settings "
+            "(leave the options out), or start a new run in another --out folder."
+        )
+
+
+def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
+    """The study's log format (its appendix), so logs can be compared line by line."""
+    lines = [f"start time: {start_time}"]
+    for r in rows:
+        lines += [
+            f"----- epoch {r['epoch']} -----",
+            f"Finish Training {r['epoch']} epoch, Loss: {r['train_loss']:.6f}, Acc.: {r['train_acc']:.6f}",
+            f"Test Loss: {r['test_loss']:.6f}, Top1_Acc: {r['test_top1']:.6f} , Top5_Acc: {r['test_top5']:.6f}",
+        ]
+    if end_time:
+        lines.append(f"End time: {end_time}")
+    return "\n".join(lines) + "\n"
+
+
+def _rng_state(run: Run) -> dict:
+    state = {"torch": torch.get_rng_state(), "data": run.generator.get_state()}
+    if run.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(run.device)
+    return state
+
+
+def _set_rng_state(run: Run, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    run.generator.set_state(state["data"])
+    if "cuda" in state and run.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], run.device)
+
+
+def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> dict:
+    """One pass over the training split; returns mean loss, accuracy, images, time and final learning rate."""
+    cfg, device = run.config, run.device
+    augment = Augment(flip=True) if cfg.augment else None
+    steps = steps_per_epoch(len(run.data.train_y), cfg.batch_size)
+    for cb in callbacks:
+        cb.on_epoch_start(run, run.epoch + 1, steps)
+    run.model.train()
+    sync_every = 1 if device.type == "cpu" else 25  # .item() forces a GPU sync: do it rarely there
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    t0 = time.perf_counter()
+    batches = train_batches(run.data, cfg.batch_size, run.generator, augment, cfg.channels_last)
+    for step, (x, y) in enumerate(batches, start=1):
+        with autocast(device, run.precision):
+            out = step_model(x)
+            loss = criterion(out, y)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        loss_sum += loss.detach().double() * len(y)
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if step % sync_every == 0 or step == steps:
+            value = loss.item()
+            if not math.isfinite(value):
+                kept = (f"The last good checkpoint (epoch {run.epoch}) is kept in {run.out / 'checkpoints'}. "
+                        if run.epoch else "No epoch had finished, so there is no checkpoint to keep. ")
+                raise TrainingError(
+                    f"The training loss became {value} at epoch {run.epoch + 1}, step {step}: training diverged. {kept}"
+                    f"Try a lower learning rate (for example --lr {cfg.lr / 10:g})."
+                )
+            for cb in callbacks:
+                cb.on_step_end(run, run.epoch + 1, step, value)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    return {
+        "train_loss": loss_sum.item() / max(seen, 1),
+        "train_acc": correct.item() / max(seen, 1),
+        "images": seen,
+        "time_s": elapsed,
+        "lr": run.optimizer.param_groups[0]["lr"],
+    }
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower() or "can't allocate memory" in str(e).lower()
+
+
+def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None) -> Run:
+    cfg = validate(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and not cfg.deterministic:
+        torch.backends.cudnn.benchmark = True
+    precision = resolve_precision(cfg.precision, device)
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))
+    _check_fits(cfg, data)
+    data = data.to(device)
+    variant = resolve_variant(cfg.variant, data.image_size)
+    cfg = resolved_config(cfg, variant, precision, device)
+    if resume and (out / "config.json").exists():
+        _check_resume_config(read_json(out / "config.json"), cfg, out)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=variant)
+    params = count_params(model)
+    flops = count_flops(model, tuple(data.train_x.shape[1:]))
+    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    optimizer = make_optimizer(cfg, model)
+    total_steps = cfg.epochs * steps_per_epoch(len(data.train_y), cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total_steps, cfg.warmup_fraction))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    return Run(cfg, out, data, model, variant, device, precision, device_name(device), optimizer, scheduler, scaler,
+               generator, params, flops, start_time=str(datetime.now()))
+
+
+def fit(
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+    data: Dataset | None = None,
+) -> dict:
+    """Train ``config.model`` on ``config.dataset`` into the run folder ``out`` and return its summary.
+
+    With ``resume``, continue from ``out/checkpoints`` (a finished run returns its summary unchanged).
+    """
+    out = Path(out)
+    if not resume and ((out / "checkpoints").exists() or (out / "summary.json").exists()):
+        raise ConfigError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out folder.")
+    if resume and (out / "summary.json").exists():
+        return read_json(out / "summary.json")
+    run = setup(config, out, resume, data)
+    if resume:
+        state, run.warnings = load_latest(out / "checkpoints")
+        if state is not None:
+            run.model.load_state_dict(state["model"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
+            run.scaler.load_state_dict(state["scaler"])
+            _set_rng_state(run, state["rng"])
+            run.epoch, run.rows, run.start_time = state["epoch"], list(state["rows"]), state["start_time"]
+    write_json(out / "config.json", run.config.to_dict())
+    step_model = torch.compile(run.model) if run.config.compile else run.model
+    criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
+    for cb in callbacks:
+        cb.on_train_start(run)
+    try:
+        while run.epoch < run.config.epochs:
+            _train_and_record_epoch(run, step_model, criterion, callbacks)
+    except RuntimeError as e:
+        if _out_of_memory(e):
+            raise TrainingError(
+                f"Out of memory at batch size {run.config.batch_size} on {run.device_name}. Use a smaller --batch-size "
+                f"(for example {max(1, run.config.batch_size // 2)}); finished epochs are kept in {out}."
+            ) from None
+        raise
+    summary = _finish(run)
+    for cb in callbacks:
+        cb.on_train_end(run, summary)
+    return summary
+
+
+def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> None:
+    cfg = run.config
+    stats = train_one_epoch(run, step_model, criterion, callbacks)
+    test = evaluate(run.model, run.data.test_x, run.data.test_y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
+    run.epoch += 1
+    row = {
+        "epoch": run.epoch,
+        "train_loss": stats["train_loss"],
+        "train_acc": stats["train_acc"],
+        "test_loss": test["loss"],
+        "test_top1": test["top1"],
+        "test_top5": test["top5"],
+        "lr": stats["lr"],
+        "epoch_time_s": stats["time_s"],
+        "images_per_s": stats["images"] / stats["time_s"],
+    }
+    if run.data.val_x is not None:
+        val = evaluate(run.model, run.data.val_x, run.data.val_y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
+        row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+    run.rows.append(row)
+    if run.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
+        _save_predictions(run, test["logits"])
+    save_checkpoint(run.out / "checkpoints", {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": run.epoch,
+        "rows": run.rows,
+        "start_time": run.start_time,
+        "rng": _rng_state(run),
+        "config": run.config.to_dict(),
+        "variant": run.variant,
+    })
+    columns = METRIC_COLUMNS + (VAL_COLUMNS if run.data.val_x is not None else [])
+    write_csv(run.out / "metrics.csv", run.rows, columns)
+    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, None))
+    for cb in callbacks:
+        cb.on_epoch_end(run, row)
+
+
+def _save_predictions(run: Run, logits: torch.Tensor) -> None:
+    import io
+
+    from ..fileio import write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, logits=logits.numpy().astype(np.float32), targets=run.data.test_y.cpu().numpy(),
+                        preds=logits.argmax(1).numpy(), classes=np.array(run.data.classes))
+    write_bytes(run.out / "predictions.npz", buf.getvalue())
+
+
+def _finish(run: Run) -> dict:
+    last = run.rows[-1]
+    end_time = str(datetime.now())
+    train_time = sum(r["epoch_time_s"] for r in run.rows)
+    images = sum(r["images_per_s"] * r["epoch_time_s"] for r in run.rows)
+    summary = {
+        "model": run.config.model,
+        "variant": run.variant,
+        "dataset": run.data.name,
+        "data_source": run.data.source,
+        "classes": run.data.classes,
+        "input_shape": list(run.data.train_x.shape[1:]),
+        "train_images": len(run.data.train_y),
+        "test_images": len(run.data.test_y),
+        "epochs": run.config.epochs,
+        "seed": run.config.seed,
+        "train_loss": last["train_loss"],
+        "train_acc": last["train_acc"],
+        "test_loss": last["test_loss"],
+        "test_top1": last["test_top1"],
+        "test_top5": last["test_top5"],
+        **({k: last[k] for k in VAL_COLUMNS} if "val_loss" in last else {}),
+        "train_time_s": train_time,
+        "time_per_epoch_s": train_time / len(run.rows),
+        "images_per_s": images / max(train_time, 1e-9),
+        "params": run.params,
+        "macs": run.flops // 2,
+        "flops": run.flops,
+        "device": run.device.type,
+        "precision": run.precision,
+        "start_time": run.start_time,
+        "end_time": end_time,
+        "environment": environment(run.device, run.precision),
+        "warnings": run.warnings,
+        "config": run.config.to_dict(),
+    }
+    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, end_time))
+    write_json(run.out / "summary.json", summary)
+    return summary

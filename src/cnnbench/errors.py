@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI prints their message as one paragraph and exits with code 2."""
+
+
+class CnnbenchError(Exception):
+    """A mistake in the user's input or environment that they can fix (not a bug in cnnbench)."""
+
+
+class ConfigError(CnnbenchError):
+    """An invalid option, hyperparameter or configuration file."""
+
+
+class DataError(CnnbenchError):
+    """A data set that is missing, malformed or unusable for the requested run."""
+
+
+class TrainingError(CnnbenchError):
+    """Training could not go on (diverged loss, out of memory, corrupt checkpoint)."""

@@ -1,0 +1,95 @@
+"""A small model registry in the style of torchvision's ``models/_api.py``."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Callable
+
+import torch.nn as nn
+
+from ..errors import ConfigError
+
+VARIANTS = ("paper", "small", "auto")
+# Inputs of this many pixels or fewer get the small-image variant under variant="auto".
+AUTO_SMALL_MAX_PX = 64
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_MIN_INPUT: dict[str, int] = {}
+
+
+def register_model(name: str, min_input: int = 32) -> Callable:
+    """Register ``fn(num_classes, in_chans, variant, **options) -> nn.Module`` under ``name``.
+
+    ``min_input`` is the smallest square input (pixels) the model accepts in every variant.
+    """
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = fn
+        _MIN_INPUT[name] = min_input
+        return fn
+
+    return decorator
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``"vgg*"``."""
+    names = sorted(_MODELS, key=_natural_key)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def _natural_key(name: str):
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def min_input_size(name: str) -> int:
+    check_model_name(name)
+    return _MIN_INPUT[name]
+
+
+def check_model_name(name: str) -> None:
+    if name not in _MODELS:
+        near = difflib.get_close_matches(name, list(_MODELS), n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(
+            f"Unknown model {name!r}.{hint} Available models: {', '.join(list_models())}. "
+            "Run `cnnbench models` for details."
+        )
+
+
+def resolve_variant(variant: str, image_size: int | None) -> str:
+    """Turn "auto" into "small" (inputs <= 64 px) or "paper"; "paper" and "small" pass through."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"Unknown model variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
+    if variant != "auto":
+        return variant
+    if image_size is None:
+        raise ConfigError("variant='auto' needs the input size; pass image_size=... or choose 'paper' or 'small'.")
+    return "small" if image_size <= AUTO_SMALL_MAX_PX else "paper"
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    in_chans: int = 3,
+    variant: str = "auto",
+    image_size: int | None = 32,
+    **options,
+) -> nn.Module:
+    """Build a registered model.
+
+    ``variant`` is "paper" (as in the original tables: VGG's FC-4096 head, ResNet's 7x7/2 stem and
+    max-pool), "small" (one FC after global pooling; 3x3/1 ResNet stem without max-pool) or "auto"
+    (small for ``image_size`` <= 64 px, paper above). The resolved variant is stored on the model as
+    ``model.variant``.
+    """
+    check_model_name(name)
+    if num_classes < 1 or in_chans < 1:
+        raise ConfigError(f"num_classes and in_chans must be positive (got {num_classes}, {in_chans}).")
+    resolved = resolve_variant(variant, image_size)
+    model = _MODELS[name](num_classes=num_classes, in_chans=in_chans, variant=resolved, **options)
+    model.variant = resolved
+    return model

@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnbench.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cnnbench", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_models_and_datasets_list(capsys):
+    assert main(["models", "vgg16*"]) == 0
+    assert capsys.readouterr().out.split() == ["vgg16", "vgg16_bn", "vgg16_c", "vgg16_c_bn"]
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out and "found:" in out and "cifar10-jpeg.tar" in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--model", "resnet81", "--out", "X"], "Unknown model 'resnet81'. Did you mean 'resnet18'?"),
+        (["train", "--dataset", "cifar-10", "--out", "X", "--epochs", "1"], "Unknown data set 'cifar-10'"),
+        (["train", "--lr", "-1", "--out", "X"], "learning rate must be a positive number"),
+        (["train", "--epochs", "0", "--out", "X"], "epochs must be a positive"),
+        (["train", "--limit-train", "50", "--batch-size", "128", "--out", "X"], "larger than the training set"),
+        (["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--no-download", "--out", "X"], "MNIST was not found"),
+        (["evaluate", "nowhere"], "not a cnnbench run folder"),
+    ],
+)
+def test_user_mistakes_exit_2_without_traceback(tmp_path, args, message):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "X" / "summary.json").exists()
+
+
+def test_config_file_with_unknown_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochz: 3\n")
+    result = run_cli("train", "--config", str(cfg), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "unknown keys: 'epochz' (did you mean 'epochs'?)" in result.stderr
+
+
+def test_train_evaluate_resume_through_the_cli(tmp_path):
+    out = tmp_path / "run"
+    common = ["--model", "vgg11_bn", "--dataset", "mnist", "--limit-train", "200", "--limit-test", "100",
+              "--batch-size", "32", "--lr", "0.01", "--out", str(out)]
+    result = run_cli("train", *common, "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1" in result.stdout and "done:" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 1
+    # a finished run resumed is left as it is
+    assert run_cli("train", "--out", str(out), "--resume").returncode == 0
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+    result = run_cli("evaluate", str(out))
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["top1"] == pytest.approx(summary["test_top1"], abs=1e-6)
+    assert sum(map(sum, evaluation["confusion_matrix"])) == 100
+    assert len(evaluation["per_class"]) == 10
+    for name in ["confusion_matrix.csv", "per_class.csv", "misclassified.csv", "misclassified.png"]:
+        assert (out / name).stat().st_size > 0
+    rows = (out / "misclassified.csv").read_text().splitlines()
+    assert len(rows) - 1 == evaluation["misclassified"]

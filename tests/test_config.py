@@ -1,0 +1,64 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnbench.config import FIELD_NAMES, TrainConfig, config_from_dict, load_config_file, validate
+from cnnbench.errors import ConfigError
+
+
+def test_yaml_config_roundtrip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: resnet18\ndataset: cifar10\nepochs: 3\nlr: 0.02\nlimit_train: 500\naugment: false\n")
+    cfg = load_config_file(path)
+    assert (cfg.model, cfg.dataset, cfg.epochs, cfg.lr, cfg.limit_train, cfg.augment) == ("resnet18", "cifar10", 3, 0.02, 500, False)
+    assert cfg.batch_size == TrainConfig().batch_size
+
+
+def test_yaml_unknown_key_is_named_with_suggestion(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: resnet18\nlearning_rate: 0.1\nepoch: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown keys: 'learning_rate'.*'epoch' \(did you mean 'epochs'\?\)"):
+        load_config_file(path)
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config_file(path)
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"lr": -0.1}, "learning rate must be a positive"),
+        ({"lr": float("nan")}, "learning rate must be a positive"),
+        ({"epochs": 0}, "epochs must be a positive"),
+        ({"batch_size": 0}, "batch_size must be a positive"),
+        ({"optimizer": "lbfgs"}, "Invalid optimizer 'lbfgs'"),
+        ({"model": "vgg17"}, "Unknown model 'vgg17'"),
+        ({"label_smoothing": 1.5}, "label_smoothing"),
+        ({"limit_train": 0}, "limit_train must be a positive"),
+    ],
+)
+def test_invalid_values_are_explained(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(TrainConfig(**changes))
+
+
+values = st.one_of(st.none(), st.booleans(), st.integers(-5, 1000), st.floats(allow_nan=True), st.text(max_size=12))
+keys = st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, values, max_size=6))
+def test_config_loader_accepts_or_explains(data):
+    """Any mapping either gives a valid config or a ConfigError, never another exception."""
+    try:
+        cfg = config_from_dict(data)
+    except ConfigError as e:
+        assert str(e)
+        return
+    assert validate(cfg) == cfg
+    for k, v in data.items():
+        assert getattr(cfg, k) == v or (isinstance(v, int) and getattr(cfg, k) == float(v))

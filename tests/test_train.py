@@ -1,0 +1,126 @@
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+
+from cnnbench import TrainConfig, fit
+from cnnbench.engine.callbacks import Callback
+from cnnbench.engine.checkpoint import load_file
+from cnnbench.errors import ConfigError, TrainingError
+
+TINY = dict(model="vgg11_bn", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.01, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def learned_run(tmp_path_factory):
+    """A short real run: 2,000 MNIST images, one epoch."""
+    out = tmp_path_factory.mktemp("runs") / "mnist-vgg11"
+    cfg = TrainConfig(model="vgg11_bn", dataset="mnist", epochs=1, limit_train=2000, limit_test=1000, batch_size=16, lr=0.01)
+    return out, fit(cfg, out)
+
+
+def test_short_run_clearly_learns(learned_run):
+    _, summary = learned_run
+    assert summary["test_top1"] >= 0.90
+    assert summary["test_top5"] >= summary["test_top1"]
+
+
+def test_run_folder_contents(learned_run):
+    out, summary = learned_run
+    for name in ["config.json", "metrics.csv", "summary.json", "log.txt", "checkpoints/last.pt", "predictions.npz"]:
+        assert (out / name).is_file(), name
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s", "images_per_s"]
+    assert len(rows) == 1 and float(rows[0]["test_top1"]) == pytest.approx(summary["test_top1"])
+    saved = json.loads((out / "summary.json").read_text())
+    for key in ["model", "dataset", "data_source", "epochs", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5",
+                "train_time_s", "params", "macs", "variant", "environment"]:
+        assert key in saved, key
+    assert 0 <= saved["train_acc"] <= 1 and 0 <= saved["test_top1"] <= 1
+    assert saved["variant"] == "small" and saved["dataset"] == "mnist" and "MNIST" in saved["data_source"]
+    assert saved["params"] > 9_000_000 and saved["macs"] > 100_000_000
+    assert {"torch", "device", "precision", "threads"} <= set(saved["environment"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["variant"] == "small" and config["precision"] in ("bf16", "fp32")
+
+
+def test_log_uses_the_study_format(learned_run):
+    out, _ = learned_run
+    text = (out / "log.txt").read_text()
+    assert re.search(
+        r"^start time: .+\n----- epoch 1 -----\nFinish Training 1 epoch, Loss: \d\.\d{6}, Acc\.: \d\.\d{6}\n"
+        r"Test Loss: \d\.\d{6}, Top1_Acc: \d\.\d{6} , Top5_Acc: \d\.\d{6}\nEnd time: .+\n$", text)
+
+
+def test_predictions_match_summary(learned_run):
+    out, summary = learned_run
+    pred = np.load(out / "predictions.npz")
+    assert pred["logits"].shape == (1000, 10)
+    assert (pred["preds"] == pred["targets"]).mean() == pytest.approx(summary["test_top1"], abs=1e-6)
+
+
+def test_checkpoint_loads_with_weights_only(learned_run):
+    out, _ = learned_run
+    state = load_file(out / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1 and "optimizer" in state and "rng" in state
+
+
+def test_existing_run_is_not_overwritten(learned_run):
+    out, _ = learned_run
+    before = (out / "summary.json").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fit(TrainConfig(**TINY), out)
+    assert (out / "summary.json").read_bytes() == before
+
+
+class StopAfter(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, run, row):
+        if row["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_equals_uninterrupted_run(tmp_path, precision):
+    cfg = TrainConfig(**TINY, precision=precision, deterministic=True)
+    full = fit(cfg, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "cut", callbacks=[StopAfter(1)])
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    resumed = fit(cfg, tmp_path / "cut", resume=True)
+    for key in ["train_loss", "train_acc", "test_loss", "test_top1", "test_top5"]:
+        assert resumed[key] == full[key], key
+    full_rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
+    cut_rows = (tmp_path / "cut" / "metrics.csv").read_text().splitlines()
+    strip = lambda line: line.split(",")[:7]  # noqa: E731  (timings differ)
+    assert [strip(r) for r in full_rows] == [strip(r) for r in cut_rows]
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    cfg = TrainConfig(**{**TINY, "epochs": 1})
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg.replace(epochs=2), tmp_path / "run", callbacks=[StopAfter(1)])
+    with pytest.raises(ConfigError, match=r"different settings \(lr: 0.01 -> 0.5\)"):
+        fit(cfg.replace(epochs=2, lr=0.5), tmp_path / "run", resume=True)
+
+
+def test_diverging_loss_stops_with_advice(tmp_path):
+    # Without batch norm a learning rate of 10 blows up within a few steps.
+    cfg = TrainConfig(**{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "label_smoothing": 0.0})
+    with pytest.raises(TrainingError, match=r"epoch 1, step \d+.*lower learning rate \(for example --lr 1\)"):
+        fit(cfg, tmp_path / "nan")
+
+
+def test_batch_larger_than_data(tmp_path):
+    with pytest.raises(ConfigError, match="larger than the training set"):
+        fit(TrainConfig(**{**TINY, "limit_train": 20, "batch_size": 64}), tmp_path / "r")
+
+
+def test_images_too_small_for_model(tmp_path):
+    with pytest.raises(Exception, match=r"needs at least 32x32.*--pad-to"):
+        fit(TrainConfig(**{**TINY, "pad_to": None}), tmp_path / "r")
