@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     add_train_options(train)
 
+    compare = sub.add_parser("compare", help="run a study (models x data sets x seeds) and write its report")
+    compare.add_argument("--preset", choices=("demo", "paper", "modern"), default=None,
+                         help="demo (the default without --models/--datasets): offline, minutes on a CPU; "
+                              "paper: the study's setup; modern: small-image variants, a good recipe")
+    compare.add_argument("--models", default=None, help="comma-separated model names, e.g. vgg16_bn,resnet18")
+    compare.add_argument("--datasets", default=None, help="comma-separated data sets, e.g. mnist,cifar10")
+    compare.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    compare.add_argument("--out", default=None, help="study folder (default studies/<preset>)")
+    add_train_options(compare)
+
+    report = sub.add_parser("report", help="rebuild a study's report from its run folders")
+    report.add_argument("study_dir")
+
     ev = sub.add_parser("evaluate", help="confusion matrix, per-class metrics and misclassified images of a run")
     ev.add_argument("run_dir", help="a run folder written by `cnnbench train`")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -98,6 +111,79 @@ def cmd_train(args) -> int:
         print(f"\ninterrupted: finished epochs are saved in {args.out}; continue with "
               f"`cnnbench train --out {args.out} --resume`.", file=sys.stderr)
         return 130
+    return 0
+
+
+def _csv_list(text: str | None, what: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--{what} needs at least one name (got {text!r}).")
+    return items
+
+
+def study_spec_from_args(args: argparse.Namespace):
+    from .config import FIELD_NAMES, TrainConfig, config_from_dict, load_config_file
+    from .errors import ConfigError
+    from .study import PRESETS, StudySpec
+
+    try:
+        seeds = tuple(int(s) for s in _csv_list(args.seeds, "seeds"))
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got {args.seeds!r}).") from None
+    models, datasets = _csv_list(args.models, "models"), _csv_list(args.datasets, "datasets")
+    preset_name = args.preset or ("demo" if models is None and datasets is None else None)
+    preset = PRESETS[preset_name or "demo"]
+    base = TrainConfig(**preset.train) if preset_name else TrainConfig()
+    if args.config:
+        base = load_config_file(args.config, base)
+    overrides = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
+    base = config_from_dict(overrides, base, where="The command line")
+    for d in datasets or ():  # fail on unknown names before any training
+        _check_dataset_name(d)
+    epochs = {} if "epochs" in overrides else (dict(preset.epochs) if preset_name else {})
+    return StudySpec(models or preset.models, datasets or preset.datasets, seeds, base, epochs, preset_name)
+
+
+def _check_dataset_name(name: str) -> None:
+    import difflib
+
+    from .data.sources import SOURCES, dataset_names
+    from .errors import DataError
+
+    if name.startswith("imagefolder:") or name in SOURCES:
+        return
+    near = difflib.get_close_matches(name, list(SOURCES), n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    raise DataError(f"Unknown data set {name!r}.{hint} Choose one of {', '.join(dataset_names())}.")
+
+
+def cmd_compare(args) -> int:
+    from .engine import ConsoleProgress
+    from .study import run_study
+
+    spec = study_spec_from_args(args)
+    spec.runs()  # validates every run of the grid before the first epoch
+    out = Path(args.out or f"studies/{spec.preset or 'study'}")
+    print(f"study {out}: models {', '.join(spec.models)} x data sets {', '.join(spec.datasets)} x seeds "
+          f"{', '.join(map(str, spec.seeds))}" + (f" (preset {spec.preset})" if spec.preset else ""))
+    try:
+        report = run_study(spec, out, callbacks=lambda: [ConsoleProgress()])
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs and epochs are saved; run the same command again to continue {out}.",
+              file=sys.stderr)
+        return 130
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report.html import build_report
+
+    print(f"report: {build_report(args.study_dir)}")
     return 0
 
 
@@ -145,7 +231,7 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models, "datasets": cmd_datasets}
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "evaluate": cmd_evaluate, "models": cmd_models, "datasets": cmd_datasets}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,7 +157,19 @@ def _imagefolder(path: str) -> RawDataset:
                       _nchw(te.images), te.labels, natural=natural)
 
 
+BUILTIN = Path(__file__).resolve().parent / "builtin"
+
+
+def _mnist_demo(root: Path, download: bool) -> RawDataset:
+    """5,000 / 1,000 class-balanced MNIST images (N x 1 x 28 x 28) shipped inside the package (scripts/make_demo_data.py)."""
+    with np.load(BUILTIN / "mnist_demo.npz") as z:
+        return RawDataset("mnist_demo", "MNIST demo subset (5,000 train / 1,000 test, class-balanced, shipped with cnnbench)",
+                          DIGITS, z["train_x"], z["train_y"].astype(np.int64), z["test_x"],
+                          z["test_y"].astype(np.int64), natural=False)
+
+
 SOURCES: dict[str, tuple[str, Callable[[Path, bool], RawDataset]]] = {
+    "mnist_demo": ("MNIST subset shipped with cnnbench, 5k/1k (offline demo)", _mnist_demo),
     "mnist": ("MNIST handwritten digits, 28x28 grey, 60k/10k", _mnist_like("MNIST", "MNIST", DIGITS)),
     "fashion_mnist": ("Fashion-MNIST clothing, 28x28 grey, 60k/10k", _mnist_like("FashionMNIST", "Fashion-MNIST", FASHION)),
     "cifar10": ("CIFAR-10 natural images, 32x32 RGB, 50k/10k",
@@ -190,6 +202,7 @@ def locate(name: str, data_dir=None) -> str | None:
     """Where a named data set is found locally (no download, no decoding), or None."""
     root = resolve_data_root(data_dir)
     candidates = {
+        "mnist_demo": [BUILTIN / "mnist_demo.npz"],
         "mnist": [root / "MNIST" / "raw"],
         "fashion_mnist": [root / "FashionMNIST" / "raw"],
         "cifar10": [root / "cifar-10-batches-py", root / "cifar10-jpeg.tar", root / "cifar10"],

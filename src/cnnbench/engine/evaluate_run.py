@@ -34,41 +34,46 @@ def load_run_model(run_dir: Path, device: torch.device):
 
 def evaluate_run(run_dir: str | Path, device: str = "auto", max_misclassified: int = 64) -> dict:
     """Write evaluation.json, confusion_matrix.csv, per_class.csv, misclassified.csv and misclassified.png."""
-    from ..report.plots import misclassified_grid
-
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     cfg, data, model, epoch = load_run_model(run_dir, dev)
     precision = cfg.precision if dev.type == cfg.device else "fp32"
     result = evaluate(model, data.test_x.to(dev), data.test_y.to(dev), data.to(dev), dev, precision, cfg.eval_batch_size)
     logits = result.pop("logits")
-    targets = data.test_y.numpy()
+    title = f"{cfg.model} on {data.name}: misclassified (pred / true)"
+    summary = {"epoch": epoch, **result, **write_evaluation_files(run_dir, logits, data.test_y, data.test_x, data.classes,
+                                                                  title, max_misclassified)}
+    write_json(run_dir / "evaluation.json", summary)
+    return summary
+
+
+def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
+                           classes: list[str], title: str, max_misclassified: int = 64) -> dict:
+    """Confusion matrix, per-class metrics and misclassified images from a run's test logits."""
+    from ..report.plots import misclassified_grid
+
+    targets_np = targets.cpu().numpy()
     preds = logits.argmax(1).numpy()
-    probs = torch.softmax(logits, 1).numpy()
-    cm = confusion_matrix(targets, preds, data.num_classes)
-    per_class = per_class_metrics(cm, data.classes)
+    probs = torch.softmax(logits.float(), 1).numpy()
+    cm = confusion_matrix(targets_np, preds, len(classes))
+    per_class = per_class_metrics(cm, classes)
     write_csv(run_dir / "confusion_matrix.csv",
-              [{"true": c, **{p: int(v) for p, v in zip(data.classes, row)}} for c, row in zip(data.classes, cm)],
-              ["true"] + data.classes)
+              [{"true": c, **{p: int(v) for p, v in zip(classes, row)}} for c, row in zip(classes, cm)], ["true"] + classes)
     write_csv(run_dir / "per_class.csv", per_class, ["class", "precision", "recall", "f1", "support"])
-    wrong = np.flatnonzero(preds != targets)
+    wrong = np.flatnonzero(preds != targets_np)
     # Most confident mistakes first: the most instructive ones to look at.
     wrong = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")]
-    rows = [{"index": int(i), "true": data.classes[targets[i]], "pred": data.classes[preds[i]],
+    rows = [{"index": int(i), "true": classes[targets_np[i]], "pred": classes[preds[i]],
              "confidence": float(probs[i, preds[i]])} for i in wrong]
     write_csv(run_dir / "misclassified.csv", rows, ["index", "true", "pred", "confidence"])
     shown = wrong[:max_misclassified]
-    misclassified_grid(data.test_x[shown].numpy(), [f"{data.classes[preds[i]]} / {data.classes[targets[i]]}" for i in shown],
-                       run_dir / "misclassified.png", title=f"{cfg.model} on {data.name}: misclassified (pred / true)")
-    summary = {
-        "epoch": epoch,
-        **result,
+    misclassified_grid(images[shown].cpu().numpy(), [f"{classes[preds[i]]} / {classes[targets_np[i]]}" for i in shown],
+                       run_dir / "misclassified.png", title=title)
+    return {
         "confusion_matrix": cm.tolist(),
-        "classes": data.classes,
+        "classes": classes,
         "per_class": per_class,
         "macro_f1": float(np.mean([r["f1"] for r in per_class])),
         "misclassified": len(wrong),
-        "test_images": len(targets),
+        "test_images": len(targets_np),
     }
-    write_json(run_dir / "evaluation.json", summary)
-    return summary

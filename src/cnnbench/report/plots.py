@@ -51,3 +51,99 @@ def image_grid(images: np.ndarray, captions: list[str], path: str | Path, title:
 def misclassified_grid(images: np.ndarray, captions: list[str], path: str | Path, title: str = "") -> Path:
     """The study's Figure 6: misclassified test images captioned ``pred / true``."""
     return image_grid(images, captions, path, title)
+
+
+def class_samples_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path,
+                       per_class: int = 8, title: str = "") -> Path:
+    """The study's Figures 2 and 3: the first ``per_class`` images of every class, one row per class."""
+    plt = _figure_module()
+    k = len(classes)
+    fig, axes = plt.subplots(k, per_class, figsize=(0.9 * per_class + 1.2, 0.9 * k + 0.4), squeeze=False)
+    for row, name in enumerate(classes):
+        picks = np.flatnonzero(labels == row)[:per_class]
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(picks):
+                img = images[picks[col]]
+                if img.shape[0] == 1:
+                    ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
+                else:
+                    ax.imshow(np.transpose(img, (1, 2, 0)))
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path, dpi=90)
+
+
+def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy against epoch, train and test (the study's Figures 4, 7, 9, 11)."""
+    plt = _figure_module()
+    epochs = [int(r["epoch"]) for r in rows]
+    get = lambda key: [float(r[key]) for r in rows]  # noqa: E731
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot(epochs, get("train_loss"), "o-", label="train")
+    ax1.plot(epochs, get("test_loss"), "s-", label="test")
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
+    ax2.plot(epochs, get("train_acc"), "o-", label="train (augmented)")
+    ax2.plot(epochs, get("test_top1"), "s-", label="test top-1")
+    ax2.plot(epochs, get("test_top5"), "^--", label="test top-5", alpha=0.6)
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend(), ax2.grid(alpha=0.3)
+    for ax in (ax1, ax2):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def confusion_heatmaps(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """Counts and row-normalised rates side by side (the study's Figures 5, 8, 10, 12)."""
+    plt = _figure_module()
+    k = len(classes)
+    size = max(4.0, 0.42 * k + 1.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    for ax, values, name, fmt in ((axes[0], cm, "counts", "d"), (axes[1], rates, "row-normalised (recall on the diagonal)", ".2f")):
+        im = ax.imshow(values, cmap="Blues")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), classes, fontsize=7)
+        ax.set_xlabel("predicted"), ax.set_ylabel("true")
+        if k <= 20:
+            threshold = values.max() / 2
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=6,
+                            color="white" if values[i, j] > threshold else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def accuracy_overlays(series: list[dict], path: str | Path, title: str = "") -> Path:
+    """Test top-1 of several runs against epoch and against cumulative training time.
+
+    ``series``: dicts with ``label``, ``rows`` (metrics rows) and ``color_key`` (runs sharing it share a colour).
+    """
+    plt = _figure_module()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    keys = sorted({s["color_key"] for s in series})
+    colors = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(keys)}
+    labelled = set()
+    for s in series:
+        epochs = [int(r["epoch"]) for r in s["rows"]]
+        acc = [float(r["test_top1"]) for r in s["rows"]]
+        minutes = np.cumsum([float(r["epoch_time_s"]) for r in s["rows"]]) / 60
+        label = s["color_key"] if s["color_key"] not in labelled else None
+        labelled.add(s["color_key"])
+        ax1.plot(epochs, acc, "o-", color=colors[s["color_key"]], label=label, alpha=0.85)
+        ax2.plot(minutes, acc, "o-", color=colors[s["color_key"]], alpha=0.85)
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("test top-1"), ax1.grid(alpha=0.3), ax1.legend(fontsize=8)
+    ax1.xaxis.get_major_locator().set_params(integer=True)
+    ax2.set_xlabel("training time (minutes)"), ax2.set_ylabel("test top-1"), ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)

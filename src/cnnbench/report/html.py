@@ -1,0 +1,79 @@
+"""The study report: one self-contained HTML file (figures embedded), rebuilt from run folders alone."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import read_csv, read_json, write_text
+from . import plots
+from .tables import findings, study_reference, group_runs, load_runs, millions, minutes, pct, write_comparison
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _run_figures(run) -> dict:
+    """Curves and confusion heatmaps drawn from the run folder's files (misclassified.png is already there)."""
+    s = run.summary
+    label = f"{s['model']} ({s['variant']}) on {s['dataset']}, seed {s['seed']}"
+    curves = plots.training_curves(run.rows, run.path / "curves.png", title=label)
+    figures = {"curves": _data_uri(curves)}
+    if (run.path / "confusion_matrix.csv").exists():
+        table = read_csv(run.path / "confusion_matrix.csv")
+        classes = [r["true"] for r in table]
+        cm = np.array([[int(r[c]) for c in classes] for r in table])
+        figures["confusion"] = _data_uri(plots.confusion_heatmaps(cm, classes, run.path / "confusion.png", title=label))
+    if (run.path / "misclassified.png").exists():
+        figures["misclassified"] = _data_uri(run.path / "misclassified.png")
+    return figures
+
+
+def build_report(study_dir: str | Path) -> Path:
+    """Write comparison.csv, comparison.md, figures and report.html into ``study_dir``; return the report's path."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    study_dir = Path(study_dir)
+    records = load_runs(study_dir)
+    if not records:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{study_dir} holds no finished runs (no runs/*/summary.json): run `cnnbench compare --out {study_dir}` first.")
+    groups = group_runs(records)
+    write_comparison(study_dir, groups)
+    notes = findings(groups)
+    sections = []
+    from ..study import dataset_dir_for
+
+    for dataset in sorted({g.dataset for g in groups}):
+        gs = [g for g in groups if g.dataset == dataset]
+        ds_dir = dataset_dir_for(study_dir, dataset)
+        info = read_json(ds_dir / "dataset.json") if (ds_dir / "dataset.json").exists() else {}
+        series = [{"label": f"{g.model} s{r.summary['seed']}", "rows": r.rows, "color_key": f"{g.model} ({g.variant})"}
+                  for g in gs for r in g.runs]
+        overlay = plots.accuracy_overlays(series, ds_dir / "accuracy.png", title=f"{dataset}: test top-1")
+        runs = []
+        for g in gs:
+            for r in g.runs:
+                runs.append({"summary": r.summary, "per_class": r.per_class, "figures": _run_figures(r),
+                             "config": json.dumps(r.summary["config"], indent=2),
+                             "environment": json.dumps(r.summary["environment"], indent=2), "name": r.path.name})
+        sections.append({
+            "name": dataset, "info": info, "source": gs[0].first["data_source"],
+            "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
+            "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],
+            "reference": study_reference(dataset), "runs": runs,
+        })
+    env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
+    env.filters.update(minutes=minutes, millions=millions)
+    env.globals.update(pct=pct)
+    study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
+    page = env.get_template("report.html").render(
+        title=f"cnnbench study: {html.escape(study_dir.name)}", study=study, sections=sections,
+        generated=datetime.now().strftime("%Y-%m-%d %H:%M"), run_count=len(records))
+    return write_text(study_dir / "report.html", page)

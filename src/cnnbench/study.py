@@ -1,0 +1,137 @@
+"""A study: a grid of runs (models x data sets x seeds) in one folder, resumable, ending in a report."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .config import TrainConfig, validate
+from .data.loader import load_dataset
+from .engine.callbacks import Callback
+from .engine.evaluate_run import write_evaluation_files
+from .engine.train import data_options, fit
+from .errors import ConfigError
+from .fileio import read_json, write_json
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    epochs: dict[str, int]  # per data set
+    train: dict = field(default_factory=dict)  # TrainConfig overrides
+
+
+PRESETS = {
+    "demo": Preset(
+        "demo", "VGG16-BN against ResNet18 (small-image variants) on the MNIST subset shipped with cnnbench: "
+        "runs offline in a few minutes on 2 CPU cores",
+        ("vgg16_bn", "resnet18"), ("mnist_demo",), {"mnist_demo": 3}, {"variant": "small"}),
+    "paper": Preset(
+        "paper", "The study's setup as far as it is known: VGG16 with the FC-4096 head against ResNet18 with the "
+        "ImageNet stem (paper variants), MNIST for 5 epochs and CIFAR-10 for 25",
+        ("vgg16", "resnet18"), ("mnist", "cifar10"), {"mnist": 5, "cifar10": 25}, {"variant": "paper"}),
+    "modern": Preset(
+        "modern", "VGG16-BN against ResNet18, small-image variants, cnnbench's default recipe (one-cycle SGD, label "
+        "smoothing, bf16 where fast): MNIST for 2 epochs, CIFAR-10 for 8",
+        ("vgg16_bn", "resnet18"), ("mnist", "cifar10"), {"mnist": 2, "cifar10": 8}, {"variant": "small"}),
+}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    base: TrainConfig = TrainConfig()  # every field but model/dataset/seed (and epochs where per data set)
+    epochs: dict[str, int] = field(default_factory=dict)  # per-data-set epochs, overriding base.epochs
+    preset: str | None = None
+
+    def runs(self) -> list[TrainConfig]:
+        return [
+            validate(self.base.replace(model=m, dataset=d, seed=s, epochs=self.epochs.get(d, self.base.epochs)))
+            for d in self.datasets for m in self.models for s in self.seeds
+        ]
+
+    def to_dict(self) -> dict:
+        return {"models": list(self.models), "datasets": list(self.datasets), "seeds": list(self.seeds),
+                "epochs": self.epochs, "preset": self.preset, "base": self.base.to_dict()}
+
+
+def spec_from_preset(name: str, base: TrainConfig = TrainConfig(), seeds: Sequence[int] = (0,)) -> StudySpec:
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
+    p = PRESETS[name]
+    return StudySpec(p.models, p.datasets, tuple(seeds), base.replace(**p.train), dict(p.epochs), name)
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "data"
+
+
+def run_dir_for(out: Path, cfg: TrainConfig) -> Path:
+    return out / "runs" / f"{cfg.model}-{safe_name(cfg.dataset)}-seed{cfg.seed}"
+
+
+def dataset_dir_for(out: Path, dataset: str) -> Path:
+    return out / "datasets" / safe_name(dataset)
+
+
+def _write_dataset_overview(out: Path, data) -> None:
+    from .report.plots import class_samples_grid
+
+    folder = dataset_dir_for(out, data.name)
+    write_json(folder / "dataset.json", {
+        "name": data.name, "source": data.source, "classes": data.classes, "train_images": len(data.train_y),
+        "test_images": len(data.test_y), "input_shape": list(data.train_x.shape[1:]), "natural": data.natural,
+    })
+    class_samples_grid(data.train_x.cpu().numpy(), data.train_y.cpu().numpy(), data.classes, folder / "samples.png",
+                       title=f"{data.name}: training images per class")
+
+
+def _write_run_evaluation(run_dir: Path, data) -> None:
+    with np.load(run_dir / "predictions.npz") as z:
+        logits = torch.from_numpy(z["logits"])
+    summary = read_json(run_dir / "summary.json")
+    write_evaluation_files(run_dir, logits, data.test_y, data.test_x, data.classes,
+                           f"{summary['model']} on {data.name}: misclassified (pred / true)")
+
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").exists() and (run_dir / "per_class.csv").exists()
+
+
+def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence[Callback]] = lambda: (),
+              log: Callable[[str], None] = print) -> Path:
+    """Run every (data set, model, seed) of ``spec`` under ``out`` (finished runs are skipped, interrupted ones
+    resumed), then write the report. Returns the report's path."""
+    from .report.html import build_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "study.json", spec.to_dict())
+    configs = spec.runs()
+    for dataset in spec.datasets:
+        todo = [c for c in configs if c.dataset == dataset]
+        overview = dataset_dir_for(out, dataset) / "samples.png"
+        if all(_finished(run_dir_for(out, c)) for c in todo) and overview.exists():
+            log(f"{dataset}: all {len(todo)} runs already finished")
+            continue
+        data = load_dataset(dataset, todo[0].data_dir, data_options(todo[0]))  # one decode, shared by every run
+        if not overview.exists():
+            _write_dataset_overview(out, data)
+        for i, cfg in enumerate(todo, 1):
+            run_dir = run_dir_for(out, cfg)
+            if _finished(run_dir):
+                log(f"[{i}/{len(todo)}] {run_dir.name}: finished earlier, skipped")
+                continue
+            log(f"[{i}/{len(todo)}] {run_dir.name}" + (" (resuming)" if run_dir.exists() else ""))
+            fit(cfg, run_dir, resume=run_dir.exists(), callbacks=callbacks(), data=data)
+            _write_run_evaluation(run_dir, data)
+    return build_report(out)

@@ -1,0 +1,110 @@
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cnnbench.cli import main
+from cnnbench.config import TrainConfig
+from cnnbench.report.html import build_report
+from cnnbench.study import PRESETS, StudySpec, run_study, spec_from_preset
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TINY = TrainConfig(epochs=2, limit_train=160, limit_test=80, batch_size=32, lr=0.01)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A real, tiny study: two models x one data set x two seeds."""
+    out = tmp_path_factory.mktemp("study") / "tiny"
+    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0, 1), TINY)
+    report = run_study(spec, out, log=lambda _: None)
+    return out, report
+
+
+def test_study_writes_every_run_and_artifact(study):
+    out, report = study
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["vgg11_bn-mnist_demo-seed0", "vgg11_bn-mnist_demo-seed1", "vgg13_bn-mnist_demo-seed0", "vgg13_bn-mnist_demo-seed1"]
+    for run in (out / "runs").iterdir():
+        for name in ["summary.json", "metrics.csv", "curves.png", "confusion.png", "misclassified.png", "per_class.csv"]:
+            assert (run / name).stat().st_size > 0, (run.name, name)
+    assert (out / "datasets" / "mnist_demo" / "samples.png").exists()
+    assert (out / "datasets" / "mnist_demo" / "accuracy.png").exists()
+    assert report == out / "report.html"
+
+
+def test_comparison_table_aggregates_seeds(study):
+    out, _ = study
+    with open(out / "comparison.csv") as f:
+        rows = list(csv.DictReader(f))
+    required = ["model", "variant", "dataset", "data_source", "seeds", "params", "macs", "test_loss", "test_top1", "test_top5",
+                "test_top1_std", "train_time_s", "images_per_s", "device", "precision"]
+    assert all(c in rows[0] for c in required)
+    assert [r["model"] for r in rows] == ["vgg11_bn", "vgg13_bn"]
+    for row in rows:
+        tops = [json.loads((out / "runs" / f"{row['model']}-mnist_demo-seed{s}" / "summary.json").read_text())["test_top1"]
+                for s in (0, 1)]
+        assert float(row["test_top1"]) == pytest.approx(sum(tops) / 2)
+        assert row["seeds"] == "0 1" and row["variant"] == "small"
+    md = (out / "comparison.md").read_text()
+    assert "| vgg11_bn | small | 2 | 2 |" in md and "Table 3" in md
+
+
+def test_rerun_skips_finished_runs(study):
+    out, _ = study
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0, 1), TINY)
+    messages = []
+    run_study(spec, out, log=messages.append)
+    assert messages == ["mnist_demo: all 4 runs already finished"]
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+
+
+def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("*.pt", "predictions.npz"))
+    (copy / "report.html").unlink()
+    assert main(["report", str(copy)]) == 0
+    text = (copy / "report.html").read_text()
+    assert "Findings" in text and "vgg13_bn" in text and "data:image/png;base64," in text
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(study):
+    from playwright.sync_api import sync_playwright
+
+    _, report = study
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                    "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(Path(report).as_uri())
+        page.wait_for_load_state("load")
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        browser.close()
+    assert errors == []
+    assert len(widths) >= 4 * 3 + 2 and all(w > 0 for w in widths)
+
+
+def test_presets_are_complete():
+    assert set(PRESETS) == {"demo", "paper", "modern"}
+    paper = spec_from_preset("paper")
+    assert paper.models == ("vgg16", "resnet18") and paper.base.variant == "paper"
+    assert paper.epochs == {"mnist": 5, "cifar10": 25}
+    assert spec_from_preset("modern").epochs == {"mnist": 2, "cifar10": 8}
+    assert spec_from_preset("demo").datasets == ("mnist_demo",)
+
+
+def test_compare_rejects_unknown_names_before_training(tmp_path, capsys):
+    assert main(["compare", "--models", "vgg16_bn,resnet99", "--out", str(tmp_path / "s")]) == 2
+    assert "Unknown model 'resnet99'" in capsys.readouterr().err
+    assert main(["compare", "--datasets", "mnsit", "--out", str(tmp_path / "s")]) == 2
+    assert "Did you mean 'mnist'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
