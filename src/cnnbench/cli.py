@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default=None, help="study folder (default studies/<preset>)")
     add_train_options(compare)
 
+    prof = sub.add_parser("profile", help="parameters, MACs/FLOPs, memory and measured throughput of models")
+    prof.add_argument("--models", default="vgg16_bn,resnet18", help="comma-separated model names")
+    prof.add_argument("--input", default="3x32x32", help="C x H x W of one image (default 3x32x32)")
+    prof.add_argument("--num-classes", type=int, default=10)
+    prof.add_argument("--batch-size", type=int, default=128)
+    prof.add_argument("--variant", choices=("paper", "small", "auto"), default="auto")
+    prof.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    prof.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    prof.add_argument("--train", action="store_true", help="also time training steps and measure peak memory")
+    prof.add_argument("--repeats", type=int, default=5, help="timed iterations (median reported)")
+    prof.add_argument("--out", default=None, help="save records to FILE.json or FILE.csv")
+
     report = sub.add_parser("report", help="rebuild a study's report from its run folders")
     report.add_argument("study_dir")
 
@@ -180,6 +192,39 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from .analysis.profile import PROFILE_COLUMNS, ProfileConfig, parse_input, profile_model
+    from .errors import ConfigError
+    from .fileio import write_csv, write_json
+    from .models.registry import check_model_name
+
+    models = _csv_list(args.models, "models")
+    for m in models:
+        check_model_name(m)
+    if args.batch_size < 1 or args.repeats < 1 or args.num_classes < 1:
+        raise ConfigError("--batch-size, --repeats and --num-classes must be positive.")
+    if args.out and not args.out.endswith((".json", ".csv")):
+        raise ConfigError(f"--out must name a .json or .csv file (got {args.out!r}).")
+    cfg = ProfileConfig(parse_input(args.input), args.num_classes, args.batch_size, args.variant, args.precision,
+                        args.device, args.train, repeats=args.repeats)
+    header = f"{'model':<14} {'variant':<7} {'params':>12} {'MACs':>10} {'FLOPs':>10} {'infer img/s':>12} {'train img/s':>12} {'peak MB':>9}"
+    print(f"input {args.input}, batch {args.batch_size}, {args.num_classes} classes; FLOPs = 2 x MACs (torch.utils.flop_counter)")
+    print(header)
+    records = []
+    for m in models:
+        r = profile_model(m, cfg)
+        records.append(r)
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        print(f"{r['model']:<14} {r['variant']:<7} {r['params']:>12,} {r['macs'] / 1e9:>9.3f}G {r['flops'] / 1e9:>9.3f}G "
+              f"{r['infer_images_per_s']:>12.0f} {fmt(r['train_images_per_s'], '>12.0f')} {fmt(r['peak_memory_mb'], '>9.0f')}")
+    if records:
+        print(f"device {records[0]['device']}, precision {records[0]['precision']}")
+    if args.out:
+        (write_json if args.out.endswith(".json") else lambda p, rs: write_csv(p, rs, PROFILE_COLUMNS))(args.out, records)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report.html import build_report
 
@@ -231,7 +276,7 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "evaluate": cmd_evaluate, "models": cmd_models, "datasets": cmd_datasets}
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile, "evaluate": cmd_evaluate, "models": cmd_models, "datasets": cmd_datasets}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,151 @@
+"""``cnnbench profile``: parameters, MACs/FLOPs, peak training memory and measured throughput of models.
+
+Throughput is the median over timed repeats after warm-up, on synthetic input of the given shape (as
+timm's benchmark.py reports it); speeds on a shared machine vary, so compare models measured in one call.
+"""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..engine.runtime import autocast, resolve_device, resolve_precision
+from ..errors import ConfigError
+from ..models import create_model, min_input_size
+from .complexity import count_flops, count_params
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    input_shape: tuple[int, int, int] = (3, 32, 32)  # C x H x W of one image
+    num_classes: int = 10
+    batch_size: int = 128
+    variant: str = "auto"
+    precision: str = "auto"
+    device: str = "auto"
+    train: bool = False  # also time training steps and measure their peak memory
+    warmup: int = 2  # untimed iterations first
+    repeats: int = 5  # timed iterations; the median is reported
+    channels_last: bool = True
+
+
+def parse_input(text: str) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--input must look like 3x32x32 (channels x height x width); got {text!r}.") from None
+    if min(c, h, w) < 1:
+        raise ConfigError(f"--input dimensions must be positive; got {text!r}.")
+    return c, h, w
+
+
+class _PeakRSS:
+    """Peak resident memory of this process, sampled every few milliseconds (CPU has no allocator counter)."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def __enter__(self):
+        self.base = self.peak = self.rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_rate(step, batch: int, cfg: ProfileConfig, device: torch.device) -> float:
+    for _ in range(cfg.warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(cfg.repeats):
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
+def profile_model(name: str, cfg: ProfileConfig) -> dict:
+    c, h, w = cfg.input_shape
+    need = min_input_size(name)
+    if min(h, w) < need:
+        raise ConfigError(f"{name} needs inputs of at least {need}x{need} pixels; --input {c}x{h}x{w} is too small.")
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=cfg.num_classes, in_chans=c, variant=cfg.variant, image_size=min(h, w))
+    params = count_params(model)
+    flops = count_flops(model, cfg.input_shape)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)
+    x = torch.randn(cfg.batch_size, c, h, w, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, cfg.num_classes, (cfg.batch_size,), device=device)
+
+    model.eval()
+
+    def infer():
+        with torch.inference_mode(), autocast(device, precision):
+            model(x)
+
+    record = {
+        "model": name, "variant": model.variant, "input": f"{c}x{h}x{w}", "batch_size": cfg.batch_size,
+        "params": params, "macs": flops // 2, "flops": flops, "precision": precision, "device": str(device),
+        "infer_images_per_s": _median_rate(infer, cfg.batch_size, cfg, device),
+        "train_images_per_s": None, "peak_memory_mb": None,
+    }
+    if cfg.train:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def train_step():
+            with autocast(device, precision):
+                loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        train_step()  # optimizer state exists before memory is measured
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            train_step()
+            _sync(device)
+            peak = torch.cuda.max_memory_allocated(device)
+            record["peak_memory_mb"] = peak / 2**20
+            record["peak_memory_note"] = f"allocator peak during one step ({(peak - base) / 2**20:.0f} MB above the model and optimizer state)"
+        else:
+            with _PeakRSS() as mem:
+                train_step()
+            record["peak_memory_mb"] = mem.peak / 2**20
+            record["peak_memory_note"] = f"process resident peak during one step ({(mem.peak - mem.base) / 2**20:.0f} MB above before it)"
+        record["train_images_per_s"] = _median_rate(train_step, cfg.batch_size, cfg, device)
+    return record
+
+
+PROFILE_COLUMNS = ["model", "variant", "input", "batch_size", "params", "macs", "flops", "precision", "device",
+                   "train_images_per_s", "infer_images_per_s", "peak_memory_mb"]
