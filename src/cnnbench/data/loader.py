@@ -167,7 +167,8 @@ def train_batches(
     split across processes without communication.
     """
     n = len(data.train_y)
-    perm = torch.randperm(n, generator=generator)[rank::world_size].to(data.train_x.device)
+    # Every rank gets the same number of images (and so of steps): the last n % world_size of the permutation wait.
+    perm = torch.randperm(n, generator=generator)[: n - n % world_size][rank::world_size].to(data.train_x.device)
     for start in range(0, len(perm), batch_size):
         idx = perm[start : start + batch_size]
         if len(idx) < 2:  # batch norm cannot train on a single image

@@ -20,6 +20,8 @@ from ..fileio import read_json, write_csv, write_json, write_text
 from ..models import create_model, min_input_size, resolve_variant
 from .callbacks import Callback
 from .checkpoint import load_latest, save_checkpoint
+from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
+from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .evaluate import evaluate
 from .runtime import autocast, device_name, environment, resolve_device, resolve_precision
 from .schedules import lr_multiplier
@@ -49,9 +51,13 @@ class Run:
     params: int
     flops: int
     start_time: str
+    dist: DistContext = DistContext()
     epoch: int = 0
     rows: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Progress inside an unfinished epoch (set when Ctrl-C stopped it), so a resume replays it exactly.
+    partial: dict | None = None
+    stop: GracefulInterrupt = field(default_factory=GracefulInterrupt)
 
 
 def data_options(cfg: TrainConfig) -> DataOptions:
@@ -77,7 +83,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
-    share = math.ceil(n_train / world_size)
+    share = n_train // world_size
     full, rest = divmod(share, batch_size)
     return full + (rest >= 2)
 
@@ -141,20 +147,32 @@ def _set_rng_state(run: Run, state: dict) -> None:
 
 
 def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> dict:
-    """One pass over the training split; returns mean loss, accuracy, images, time and final learning rate."""
-    cfg, device = run.config, run.device
+    """One pass over the training split; returns mean loss, accuracy, images, time and final learning rate.
+
+    After Ctrl-C it stops at the end of the current step, records its progress in ``run.partial`` and raises
+    TrainingInterrupted; a resumed run replays the epoch's batch order and skips the steps already taken.
+    """
+    cfg, device, ctx = run.config, run.device, run.dist
     augment = Augment(flip=True) if cfg.augment else None
-    steps = steps_per_epoch(len(run.data.train_y), cfg.batch_size)
+    steps = steps_per_epoch(len(run.data.train_y), cfg.batch_size, ctx.world_size)
+    partial, run.partial = run.partial, None
+    if partial:
+        run.generator.set_state(partial["generator"])
+    epoch_start_generator = run.generator.get_state()
+    done = partial["step"] if partial else 0
     for cb in callbacks:
         cb.on_epoch_start(run, run.epoch + 1, steps)
     run.model.train()
     sync_every = 1 if device.type == "cpu" else 25  # .item() forces a GPU sync: do it rarely there
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
+    loss_sum = torch.full((), partial["loss_sum"] if partial else 0.0, device=device, dtype=torch.float64)
+    correct = torch.full((), partial["correct"] if partial else 0, device=device, dtype=torch.int64)
+    seen = partial["seen"] if partial else 0
+    previous_time = partial["time_s"] if partial else 0.0
     t0 = time.perf_counter()
-    batches = train_batches(run.data, cfg.batch_size, run.generator, augment, cfg.channels_last)
+    batches = train_batches(run.data, cfg.batch_size, run.generator, augment, cfg.channels_last, ctx.rank, ctx.world_size)
     for step, (x, y) in enumerate(batches, start=1):
+        if step <= done:  # already trained before the interruption; drawing the batch keeps the RNG in step
+            continue
         with autocast(device, run.precision):
             out = step_model(x)
             loss = criterion(out, y)
@@ -177,13 +195,18 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
                 )
             for cb in callbacks:
                 cb.on_step_end(run, run.epoch + 1, step, value)
+        if run.stop.requested and step < steps and not ctx.enabled:
+            run.partial = {"step": step, "generator": epoch_start_generator, "loss_sum": loss_sum.item(),
+                           "correct": int(correct.item()), "seen": seen, "time_s": previous_time + time.perf_counter() - t0}
+            raise TrainingInterrupted
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - t0
+    elapsed = previous_time + time.perf_counter() - t0
+    loss_total, correct_total, seen_total = all_reduce_sum([loss_sum.item(), float(correct.item()), float(seen)], ctx)
     return {
-        "train_loss": loss_sum.item() / max(seen, 1),
-        "train_acc": correct.item() / max(seen, 1),
-        "images": seen,
+        "train_loss": loss_total / max(seen_total, 1),
+        "train_acc": correct_total / max(seen_total, 1),
+        "images": int(seen_total),
         "time_s": elapsed,
         "lr": run.optimizer.param_groups[0]["lr"],
     }
@@ -201,6 +224,9 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     device = resolve_device(cfg.device)
+    ctx = init_distributed(device.type)
+    if device.type == "cuda" and ctx.enabled:
+        device = torch.device("cuda", ctx.local_rank)
     if device.type == "cuda" and not cfg.deterministic:
         torch.backends.cudnn.benchmark = True
     precision = resolve_precision(cfg.precision, device)
@@ -219,12 +245,12 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     flops = count_flops(model, tuple(data.train_x.shape[1:]))
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     optimizer = make_optimizer(cfg, model)
-    total_steps = cfg.epochs * steps_per_epoch(len(data.train_y), cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch(len(data.train_y), cfg.batch_size, ctx.world_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total_steps, cfg.warmup_fraction))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     return Run(cfg, out, data, model, variant, device, precision, device_name(device), optimizer, scheduler, scaler,
-               generator, params, flops, start_time=str(datetime.now()))
+               generator, params, flops, start_time=str(datetime.now()), dist=ctx)
 
 
 def fit(
@@ -253,14 +279,25 @@ def fit(
             run.scaler.load_state_dict(state["scaler"])
             _set_rng_state(run, state["rng"])
             run.epoch, run.rows, run.start_time = state["epoch"], list(state["rows"]), state["start_time"]
-    write_json(out / "config.json", run.config.to_dict())
-    step_model = torch.compile(run.model) if run.config.compile else run.model
+            run.partial = state.get("partial")
+    if run.dist.is_main:
+        write_json(out / "config.json", run.config.to_dict())
+    step_model = run.model
+    if run.dist.enabled:
+        step_model = nn.parallel.DistributedDataParallel(run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    if run.config.compile:
+        step_model = torch.compile(step_model)
     criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
+    callbacks = callbacks if run.dist.is_main else ()
     for cb in callbacks:
         cb.on_train_start(run)
     try:
-        while run.epoch < run.config.epochs:
-            _train_and_record_epoch(run, step_model, criterion, callbacks)
+        with run.stop:
+            while run.epoch < run.config.epochs:
+                _train_and_record_epoch(run, step_model, criterion, callbacks)
+    except TrainingInterrupted:
+        _save_state(run)  # mid-epoch: the partial epoch is kept and replayed exactly on resume
+        raise
     except RuntimeError as e:
         if _out_of_memory(e):
             raise TrainingError(
@@ -268,10 +305,29 @@ def fit(
                 f"(for example {max(1, run.config.batch_size // 2)}); finished epochs are kept in {out}."
             ) from None
         raise
-    summary = _finish(run)
+    summary = _finish(run) if run.dist.is_main else {}
+    barrier(run.dist)
     for cb in callbacks:
         cb.on_train_end(run, summary)
     return summary
+
+
+def _save_state(run: Run) -> None:
+    if not run.dist.is_main:
+        return
+    save_checkpoint(run.out / "checkpoints", {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": run.epoch,
+        "rows": run.rows,
+        "start_time": run.start_time,
+        "rng": _rng_state(run),
+        "config": run.config.to_dict(),
+        "variant": run.variant,
+        "partial": run.partial,
+    })
 
 
 def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> None:
@@ -294,25 +350,17 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
         val = evaluate(run.model, run.data.val_x, run.data.val_y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
         row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
     run.rows.append(row)
-    if run.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
-        _save_predictions(run, test["logits"])
-    save_checkpoint(run.out / "checkpoints", {
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "epoch": run.epoch,
-        "rows": run.rows,
-        "start_time": run.start_time,
-        "rng": _rng_state(run),
-        "config": run.config.to_dict(),
-        "variant": run.variant,
-    })
-    columns = METRIC_COLUMNS + (VAL_COLUMNS if run.data.val_x is not None else [])
-    write_csv(run.out / "metrics.csv", run.rows, columns)
-    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, None))
+    if run.dist.is_main:
+        if run.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
+            _save_predictions(run, test["logits"])
+        _save_state(run)
+        columns = METRIC_COLUMNS + (VAL_COLUMNS if run.data.val_x is not None else [])
+        write_csv(run.out / "metrics.csv", run.rows, columns)
+        write_text(run.out / "log.txt", log_text(run.rows, run.start_time, None))
     for cb in callbacks:
         cb.on_epoch_end(run, row)
+    if run.stop.requested and run.epoch < cfg.epochs:
+        raise TrainingInterrupted
 
 
 def _save_predictions(run: Run, logits: torch.Tensor) -> None:

@@ -1,0 +1,141 @@
+"""Faults: kills, Ctrl-C, corrupt and malicious checkpoints, out of memory; nothing lost, results unchanged."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cnnbench import TrainConfig, fit
+from cnnbench.engine.checkpoint import load_file, load_latest
+from cnnbench.errors import TrainingError
+
+ARGS = ["--model", "vgg11_bn", "--dataset", "mnist", "--limit-train", "384", "--limit-test", "128", "--batch-size", "32",
+        "--lr", "0.01", "--epochs", "2", "--seed", "3", "--deterministic", "--threads", "1"]
+
+
+def start(out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "cnnbench", "train", *ARGS, "--out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(out, *extra):
+    proc = start(out, *extra)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    return (out / "metrics.csv").read_text()
+
+
+def wait_for(path, proc, timeout=300):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+def results(metrics_csv: str) -> list[list[str]]:
+    return [line.split(",")[:7] for line in metrics_csv.splitlines()]  # without the timing columns
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return results(finish(tmp_path_factory.mktemp("ref") / "run"))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = start(out)
+    wait_for(out / "metrics.csv", proc)  # epoch 1 is checkpointed; epoch 2 is under way
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists()
+    assert load_file(out / "checkpoints" / "last.pt")["epoch"] == 1
+    assert results(finish(out, "--resume")) == reference
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_mid_epoch_and_resume_matches(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = start(out)
+    wait_for(out / "metrics.csv", proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    state = load_file(out / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1 and state["partial"] is not None and state["partial"]["step"] >= 1
+    assert results(finish(out, "--resume")) == reference
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
+    from tests.test_train import TINY, StopAfter
+
+    cfg = TrainConfig(**{**TINY, "epochs": 3, "deterministic": True})
+    full = fit(cfg, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "cut", callbacks=[StopAfter(2)])
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn write from a broken disk
+    state, warnings = load_latest(tmp_path / "cut" / "checkpoints")
+    assert state["epoch"] == 1 and "truncated or corrupt" in warnings[0]
+    resumed = fit(cfg, tmp_path / "cut", resume=True)
+    assert resumed["test_top1"] == full["test_top1"] and resumed["train_loss"] == full["train_loss"]
+    assert any("corrupt" in w for w in resumed["warnings"])
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/cnnbench-pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    bad = tmp_path / "last.pt"
+    torch.save({"model": Exploit()}, bad)
+    with pytest.raises(TrainingError, match="Refusing to load"):
+        load_file(bad)
+    assert not os.path.exists("/tmp/cnnbench-pwned")
+
+
+def test_out_of_memory_suggests_smaller_batch(tmp_path, monkeypatch):
+    from cnnbench.engine import train as train_module
+    from tests.test_train import TINY
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 123456789 bytes.")
+
+    monkeypatch.setattr(train_module, "train_one_epoch", oom)
+    with pytest.raises(TrainingError, match=r"Out of memory at batch size 32.*--batch-size.*16"):
+        fit(TrainConfig(**TINY), tmp_path / "oom")
+
+
+def test_study_interrupted_mid_grid_resumes_without_recomputing(tmp_path):
+    from cnnbench.study import StudySpec, run_study
+    from tests.test_train import StopAfter
+
+    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0,),
+                     TrainConfig(epochs=2, limit_train=96, limit_test=64, batch_size=32, lr=0.01))
+    calls = []
+
+    def callbacks():
+        calls.append(1)
+        return [StopAfter(1)] if len(calls) == 2 else []  # interrupt the second run after its first epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, tmp_path / "s", callbacks=callbacks, log=lambda _: None)
+    first = tmp_path / "s" / "runs" / "vgg11_bn-mnist_demo-seed0" / "summary.json"
+    second = tmp_path / "s" / "runs" / "vgg13_bn-mnist_demo-seed0"
+    mtime = first.stat().st_mtime_ns
+    epoch1 = (second / "metrics.csv").read_text().splitlines()[1]
+    log = []
+    run_study(spec, tmp_path / "s", log=log.append)
+    assert first.stat().st_mtime_ns == mtime
+    assert "[1/2] vgg11_bn-mnist_demo-seed0: finished earlier, skipped" in log
+    assert "[2/2] vgg13_bn-mnist_demo-seed0 (resuming)" in log
+    rows = (second / "metrics.csv").read_text().splitlines()
+    assert rows[1] == epoch1 and len(rows) == 3
