@@ -406,7 +406,7 @@ def _finish(run: Run) -> dict:
         "precision": run.precision,
         "start_time": run.start_time,
         "end_time": end_time,
-        "environment": environment(run.device, run.precision),
+        "environment": {**environment(run.device, run.precision), "world_size": run.dist.world_size},
         "warnings": run.warnings,
         "config": run.config.to_dict(),
     }
