@@ -1,0 +1,124 @@
+"""Training throughput of cnnbench against the common CIFAR recipe, side by side in one run.
+
+The reference is written the way most CIFAR repositories do it: a torchvision-style Dataset returning PIL
+images, transforms RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize, a DataLoader with
+2 workers, fp32, NCHW. cnnbench runs its own loop (uint8 data in memory, batched augmentation, bf16
+autocast + channels_last where fast). Both train the same model on the same CIFAR-10 slice for whole
+epochs (data, augmentation and step included); the first epoch of each is a warm-up and not counted.
+Also measures the bf16 and fp32 matrix-product rate, to express cnnbench's arithmetic rate
+(3 x forward FLOPs x images/s) as a share of it.
+
+    python benchmarks/throughput.py --models vgg16_bn,resnet18 --images 2560
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from cnnbench import TrainConfig, fit
+from cnnbench.analysis.complexity import count_flops
+from cnnbench.data import DataOptions, load_dataset
+from cnnbench.engine.runtime import device_name
+from cnnbench.models import create_model
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / float(np.median(times)) / 1e9
+
+
+class PILDataset(torch.utils.data.Dataset):
+    """Like torchvision.datasets.CIFAR10: uint8 HWC arrays, one PIL image per __getitem__."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def reference_images_per_s(model_name: str, data, epochs: int = 2, batch_size: int = 128) -> float:
+    import torchvision.transforms as T
+
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(data.mean.tolist(), data.std.tolist())])
+    images = data.train_x.permute(0, 2, 3, 1).numpy()
+    loader = torch.utils.data.DataLoader(PILDataset(images, data.train_y.numpy(), transform), batch_size=batch_size,
+                                         shuffle=True, num_workers=2, drop_last=False, persistent_workers=True)
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=10, variant="small")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    rates = []
+    for _ in range(epochs):
+        t0, seen = time.perf_counter(), 0
+        for x, y in loader:
+            loss = loss_fn(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen += len(y)
+        rates.append(seen / (time.perf_counter() - t0))
+    return rates[-1]
+
+
+def cnnbench_images_per_s(model_name: str, images: int, epochs: int = 2, compile: bool = False) -> float:
+    cfg = TrainConfig(model=model_name, dataset="cifar10", epochs=epochs, limit_train=images, limit_test=500, compile=compile)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit(cfg, Path(tmp) / "run")
+        rows = (Path(tmp) / "run" / "metrics.csv").read_text().splitlines()
+    return float(rows[-1].split(",")[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", default="vgg16_bn,resnet18")
+    p.add_argument("--images", type=int, default=2560, help="CIFAR-10 training images per epoch")
+    p.add_argument("--json", default=None)
+    p.add_argument("--compile-only", action="store_true", help="measure cnnbench with and without --compile instead")
+    args = p.parse_args()
+    data = load_dataset("cifar10", options=DataOptions(limit_train=args.images, limit_test=500))
+    bf16, fp32 = matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
+    print(f"device: {device_name(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"2048x2048 matmul: bf16 {bf16:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
+    if args.compile_only:
+        print("| model | cnnbench img/s | with --compile img/s | ratio |\n|---|---|---|---|")
+        for name in args.models.split(","):
+            eager, compiled = cnnbench_images_per_s(name, args.images), cnnbench_images_per_s(name, args.images, compile=True)
+            print(f"| {name} (small) | {eager:.0f} | {compiled:.0f} | {compiled / eager:.2f}x |", flush=True)
+        return
+    print("| model | reference (PIL + DataLoader, fp32) img/s | cnnbench img/s | speed-up | cnnbench GFLOP/s (3 x fwd) | share of bf16 matmul rate |")
+    print("|---|---|---|---|---|---|")
+    records = []
+    for name in args.models.split(","):
+        ref = reference_images_per_s(name, data)
+        ours = cnnbench_images_per_s(name, args.images)
+        fwd = count_flops(create_model(name, num_classes=10, variant="small"), (3, 32, 32))
+        achieved = 3 * fwd * ours / 1e9
+        records.append({"model": name, "reference_images_per_s": ref, "cnnbench_images_per_s": ours, "speedup": ours / ref,
+                        "achieved_gflops": achieved, "bf16_matmul_gflops": bf16, "fp32_matmul_gflops": fp32})
+        print(f"| {name} (small) | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}x | {achieved:.0f} | {achieved / bf16:.0%} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=2))
+
+
+if __name__ == "__main__":
+    main()
