@@ -296,7 +296,8 @@ def fit(
             while run.epoch < run.config.epochs:
                 _train_and_record_epoch(run, step_model, criterion, callbacks)
     except TrainingInterrupted:
-        _save_state(run)  # mid-epoch: the partial epoch is kept and replayed exactly on resume
+        if run.partial is not None:  # mid-epoch: keep the partial epoch, replayed exactly on resume
+            _save_state(run)
         raise
     except RuntimeError as e:
         if _out_of_memory(e):
