@@ -8,7 +8,7 @@ import pytest
 from cnnbench import TrainConfig, fit
 from cnnbench.engine.callbacks import Callback
 from cnnbench.engine.checkpoint import load_file
-from cnnbench.errors import ConfigError, TrainingError
+from cnnbench.errors import ConfigError, DataError, TrainingError
 
 TINY = dict(model="vgg11_bn", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.01, epochs=2)
 
@@ -122,5 +122,16 @@ def test_batch_larger_than_data(tmp_path):
 
 
 def test_images_too_small_for_model(tmp_path):
-    with pytest.raises(Exception, match=r"needs at least 32x32.*--pad-to"):
+    with pytest.raises(DataError, match=r"needs at least 32x32.*--resize 32"):
         fit(TrainConfig(**{**TINY, "pad_to": None}), tmp_path / "r")
+
+
+def test_resize_makes_small_images_usable(tmp_path):
+    from tests.test_readers import make_tree
+
+    tree = make_tree(tmp_path / "tiny", classes=("a", "b"), per_class=4, size=16)
+    cfg = TrainConfig(model="vgg11_bn", dataset=f"imagefolder:{tree}", epochs=1, batch_size=4, pad_to=None)
+    with pytest.raises(DataError, match=r"16x16 pixels.*--resize 32"):
+        fit(cfg, tmp_path / "small")
+    summary = fit(cfg.replace(resize=40), tmp_path / "resized")
+    assert summary["input_shape"] == [3, 40, 40] and summary["classes"] == ["a", "b"]

@@ -47,6 +47,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-test", type=int, default=S, help="class-balanced slice of the test split")
     p.add_argument("--val-split", type=int, default=S, help="training images held out for validation")
     p.add_argument("--pad-to", type=int, default=S, help="zero-pad smaller images to this size (default 32)")
+    p.add_argument("--resize", type=int, default=S, help="resize images (bilinear) to this square size first")
     p.add_argument("--eval-batch-size", type=int, default=S, help="default 512")
 
 

@@ -44,6 +44,7 @@ class TrainConfig:
     limit_test: int | None = None  # class-balanced slice of the test split
     val_split: int = 0  # training images held out for validation
     pad_to: int | None = 32  # zero-pad smaller images (MNIST's 28 px) to this size
+    resize: int | None = None  # resize images (bilinear) to this square size first; None keeps their size
     eval_batch_size: int = 512  # images per evaluation batch
 
     def replace(self, **changes) -> "TrainConfig":
@@ -91,6 +92,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} must be a positive number of images (got {value!r}).")
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")
+    for name in ("resize", "pad_to"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be a positive number of pixels (got {value!r}).")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads must be at least 1 (got {cfg.threads!r}).")
     return cfg

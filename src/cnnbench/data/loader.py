@@ -22,6 +22,7 @@ class DataOptions:
     limit_test: int | None = None  # class-balanced slice of the test split (images)
     val_split: int = 0  # images held out of the training split for validation (class-balanced)
     pad_to: int | None = 32  # pad smaller images (MNIST's 28x28) with zeros to this size; None keeps them
+    resize: int | None = None  # resize images (bilinear, antialiased) to this square size before padding
     download: bool = True  # let torchvision download a missing data set when online
 
 
@@ -82,6 +83,13 @@ def _pad(x: np.ndarray, size: int | None) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
 
 
+def _resize(x: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or x.shape[-2:] == (size, size):
+        return x
+    t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return t.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
 def _limit(x, y, n, what):
     if n is None:
         return x, y
@@ -94,8 +102,10 @@ def _limit(x, y, n, what):
 
 
 def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
-    train_x, train_y = _limit(_pad(raw.train_x, options.pad_to), raw.train_y, options.limit_train, "train")
-    test_x, test_y = _limit(_pad(raw.test_x, options.pad_to), raw.test_y, options.limit_test, "test")
+    # Slice first, so that resizing touches only the images that are used.
+    train_x, train_y = _limit(raw.train_x, raw.train_y, options.limit_train, "train")
+    test_x, test_y = _limit(raw.test_x, raw.test_y, options.limit_test, "test")
+    train_x, test_x = (_pad(_resize(x, options.resize), options.pad_to) for x in (train_x, test_x))
     val_x = val_y = None
     if options.val_split:
         if not 0 < options.val_split < len(train_y):

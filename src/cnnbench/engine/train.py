@@ -61,7 +61,8 @@ class Run:
 
 
 def data_options(cfg: TrainConfig) -> DataOptions:
-    return DataOptions(cfg.limit_train, cfg.limit_test, cfg.val_split, cfg.pad_to, cfg.download)
+    return DataOptions(limit_train=cfg.limit_train, limit_test=cfg.limit_test, val_split=cfg.val_split,
+                       pad_to=cfg.pad_to, resize=cfg.resize, download=cfg.download)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -94,7 +95,7 @@ def _check_fits(cfg: TrainConfig, data: Dataset) -> None:
     if min(h, w) < need:
         raise DataError(
             f"{data.name} images are {h}x{w} pixels, but {cfg.model} needs at least {need}x{need} (it halves the "
-            f"image five times). Pad or resize the images, e.g. with --pad-to {need}."
+            f"image five times). Resize the images with --resize {need}, or zero-pad them with --pad-to {need}."
         )
     if cfg.batch_size > len(data.train_y):
         raise ConfigError(
