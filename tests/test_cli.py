@@ -69,3 +69,8 @@ def test_train_evaluate_resume_through_the_cli(tmp_path):
         assert (out / name).stat().st_size > 0
     rows = (out / "misclassified.csv").read_text().splitlines()
     assert len(rows) - 1 == evaluation["misclassified"]
+
+
+def test_models_params(capsys):
+    assert main(["models", "resnet18", "--params"]) == 0
+    assert capsys.readouterr().out.split()[-3:] == ["resnet18", "11,173,962", "11,181,642"]

@@ -248,6 +248,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
+    import torch
+
     from .models import create_model, list_models
 
     names = list_models(args.pattern)
@@ -257,7 +259,8 @@ def cmd_models(args) -> int:
     if args.params:
         print(f"{'model':<14} {'params (small)':>15} {'params (paper)':>15}")
         for n in names:
-            counts = [sum(p.numel() for p in create_model(n, variant=v).parameters()) for v in ("small", "paper")]
+            with torch.device("meta"):  # shapes only: counting needs no memory or initialisation
+                counts = [sum(p.numel() for p in create_model(n, variant=v).parameters()) for v in ("small", "paper")]
             print(f"{n:<14} {counts[0]:>15,} {counts[1]:>15,}")
     else:
         print("\n".join(names))
