@@ -49,7 +49,7 @@ def test_comparison_table_aggregates_seeds(study):
         assert float(row["test_top1"]) == pytest.approx(sum(tops) / 2)
         assert row["seeds"] == "0 1" and row["variant"] == "small"
     md = (out / "comparison.md").read_text()
-    assert "| vgg11_bn | small | 2 | 2 |" in md and "Table 3" in md
+    assert "| vgg11_bn | small (global pool + one FC) | 2 | 2 |" in md and "Table 3" in md
 
 
 def test_rerun_skips_finished_runs(study):

@@ -93,3 +93,12 @@ def create_model(
     model = _MODELS[name](num_classes=num_classes, in_chans=in_chans, variant=resolved, **options)
     model.variant = resolved
     return model
+
+
+def variant_description(name: str, variant: str) -> str:
+    """What a variant means for this model's stem or head, for tables a person reads."""
+    if name.startswith("resnet"):
+        return {"paper": "7x7/2 stem + max-pool", "small": "3x3/1 stem, no max-pool"}.get(variant, variant)
+    if name.startswith("vgg"):
+        return {"paper": "FC-4096, FC-4096 head", "small": "global pool + one FC"}.get(variant, variant)
+    return variant

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_csv, read_json, write_text
+from ..models.registry import variant_description
 from . import plots
 from .tables import findings, study_reference, group_runs, load_runs, millions, minutes, pct, write_comparison
 
@@ -71,6 +72,7 @@ def build_report(study_dir: str | Path) -> Path:
         })
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions)
+    env.globals.update(variant_description=variant_description)
     env.globals.update(pct=pct)
     study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
     page = env.get_template("report.html").render(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fileio import read_csv, read_json, write_csv, write_text
+from ..models.registry import variant_description
 
 COMPARISON_COLUMNS = [
     "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "test_loss", "test_top1",
@@ -120,7 +121,7 @@ def comparison_markdown(groups: list[Group]) -> str:
         for g in gs:
             r = g.row()
             out.append(
-                f"| {g.model} | {g.variant} | {len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
+                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}) | {len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
                 f"{r['test_loss']:.4f} | {pct(r['test_top1'], r['test_top1_std'])} | {pct(r['test_top5'], r['test_top5_std'])} | "
                 f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | {r['device']}, {r['precision']} |")
         if study_reference(dataset):
