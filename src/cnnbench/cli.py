@@ -155,23 +155,12 @@ def study_spec_from_args(args: argparse.Namespace):
         base = load_config_file(args.config, base)
     overrides = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
     base = config_from_dict(overrides, base, where="The command line")
+    from .data.sources import check_dataset_name
+
     for d in datasets or ():  # fail on unknown names before any training
-        _check_dataset_name(d)
+        check_dataset_name(d)
     epochs = {} if "epochs" in overrides else (dict(preset.epochs) if preset_name else {})
     return StudySpec(models or preset.models, datasets or preset.datasets, seeds, base, epochs, preset_name)
-
-
-def _check_dataset_name(name: str) -> None:
-    import difflib
-
-    from .data.sources import SOURCES, dataset_names
-    from .errors import DataError
-
-    if name.startswith("imagefolder:") or name in SOURCES:
-        return
-    near = difflib.get_close_matches(name, list(SOURCES), n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise DataError(f"Unknown data set {name!r}.{hint} Choose one of {', '.join(dataset_names())}.")
 
 
 def cmd_compare(args) -> int:

@@ -184,14 +184,20 @@ def dataset_names() -> list[str]:
     return list(SOURCES) + ["imagefolder:PATH"]
 
 
+def check_dataset_name(name: str) -> None:
+    """Raise DataError for a name that is neither a named data set nor ``imagefolder:PATH``."""
+    if name.startswith("imagefolder:") or name in SOURCES:
+        return
+    near = difflib.get_close_matches(name, list(SOURCES), n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    raise DataError(f"Unknown data set {name!r}.{hint} Choose one of {', '.join(dataset_names())}.")
+
+
 def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> RawDataset:
     """Load a named data set (or ``imagefolder:PATH``) as uint8 arrays."""
+    check_dataset_name(name)
     if name.startswith("imagefolder:"):
         return _imagefolder(name.split(":", 1)[1])
-    if name not in SOURCES:
-        near = difflib.get_close_matches(name, list(SOURCES), n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise DataError(f"Unknown data set {name!r}.{hint} Choose one of {', '.join(dataset_names())}.")
     raw = SOURCES[name][1](resolve_data_root(data_dir), download)
     if name == "svhn":  # SVHN labels the digit 0 as 10 in the original files; torchvision maps it to 0
         raw = RawDataset(raw.name, raw.source, raw.classes, raw.train_x, raw.train_y, raw.test_x, raw.test_y, natural=False)
