@@ -15,7 +15,7 @@ from .engine.callbacks import Callback
 from .engine.evaluate_run import write_evaluation_files
 from .engine.train import data_options, fit
 from .errors import ConfigError
-from .fileio import read_json, write_json
+from .fileio import write_json
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,10 @@ def _write_dataset_overview(out: Path, data) -> None:
                        title=f"{data.name}: training images per class")
 
 
-def _write_run_evaluation(run_dir: Path, data) -> None:
+def _write_run_evaluation(run_dir: Path, model: str, data) -> None:
     with np.load(run_dir / "predictions.npz") as z:
         logits = torch.from_numpy(z["logits"])
-    summary = read_json(run_dir / "summary.json")
-    write_evaluation_files(run_dir, logits, data.test_y, data.test_x, data.classes,
-                           f"{summary['model']} on {data.name}: misclassified (pred / true)")
+    write_evaluation_files(run_dir, logits, data.test_y, data.test_x, data.classes, f"{model} on {data.name}")
 
 
 def _finished(run_dir: Path) -> bool:
@@ -134,5 +132,5 @@ def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence
                 continue
             log(f"[{i}/{len(todo)}] {run_dir.name}" + (" (resuming)" if run_dir.exists() else ""))
             fit(cfg, run_dir, resume=run_dir.exists(), callbacks=callbacks(), data=data)
-            _write_run_evaluation(run_dir, data)
+            _write_run_evaluation(run_dir, cfg.model, data)
     return build_report(out)

@@ -40,16 +40,17 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", max_misclassified: i
     precision = cfg.precision if dev.type == cfg.device else "fp32"
     result = evaluate(model, data.test_x.to(dev), data.test_y.to(dev), data.to(dev), dev, precision, cfg.eval_batch_size)
     logits = result.pop("logits")
-    title = f"{cfg.model} on {data.name}: misclassified (pred / true)"
     summary = {"epoch": epoch, **result, **write_evaluation_files(run_dir, logits, data.test_y, data.test_x, data.classes,
-                                                                  title, max_misclassified)}
+                                                                  f"{cfg.model} on {data.name}", max_misclassified)}
     write_json(run_dir / "evaluation.json", summary)
     return summary
 
 
 def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
-                           classes: list[str], title: str, max_misclassified: int = 64) -> dict:
-    """Confusion matrix, per-class metrics and misclassified images from a run's test logits."""
+                           classes: list[str], label: str, max_misclassified: int = 64) -> dict:
+    """Confusion matrix, per-class metrics and misclassified images from a run's test logits.
+
+    ``label`` names the run in the figure's title, e.g. "vgg16_bn on mnist"."""
     from ..report.plots import misclassified_grid
 
     targets_np = targets.cpu().numpy()
@@ -68,7 +69,7 @@ def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.T
     write_csv(run_dir / "misclassified.csv", rows, ["index", "true", "pred", "confidence"])
     shown = wrong[:max_misclassified]
     misclassified_grid(images[shown].cpu().numpy(), [f"{classes[preds[i]]} / {classes[targets_np[i]]}" for i in shown],
-                       run_dir / "misclassified.png", title=title)
+                       run_dir / "misclassified.png", title=f"{label}: misclassified (pred / true)")
     return {
         "confusion_matrix": cm.tolist(),
         "classes": classes,
