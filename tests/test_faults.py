@@ -1,6 +1,5 @@
 """Faults: kills, Ctrl-C, corrupt and malicious checkpoints, out of memory; nothing lost, results unchanged."""
 import os
-import pickle
 import signal
 import subprocess
 import sys

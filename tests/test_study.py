@@ -7,7 +7,7 @@ import pytest
 
 from cnnbench.cli import main
 from cnnbench.config import TrainConfig
-from cnnbench.report.html import build_report
+from cnnbench.errors import ConfigError
 from cnnbench.study import PRESETS, StudySpec, run_study, spec_from_preset
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,8 +40,12 @@ def test_comparison_table_aggregates_seeds(study):
     with open(out / "comparison.csv") as f:
         rows = list(csv.DictReader(f))
     required = ["model", "variant", "dataset", "data_source", "seeds", "params", "macs", "test_loss", "test_top1", "test_top5",
-                "test_top1_std", "train_time_s", "images_per_s", "device", "precision"]
+                "test_top1_std", "train_time_s", "images_per_s", "infer_images_per_s", "peak_memory_mb", "device", "precision"]
     assert all(c in rows[0] for c in required)
+    # the figures `cnnbench profile` gives are measured in every run too: a process needs >100 MB, and
+    # evaluation (no backward pass, large batches) is faster than training
+    assert all(float(r["peak_memory_mb"]) > 100 for r in rows)
+    assert all(float(r["infer_images_per_s"]) > float(r["images_per_s"]) for r in rows)
     assert [r["model"] for r in rows] == ["vgg11_bn", "vgg13_bn"]
     for row in rows:
         tops = [json.loads((out / "runs" / f"{row['model']}-mnist_demo-seed{s}" / "summary.json").read_text())["test_top1"]
@@ -60,6 +64,16 @@ def test_rerun_skips_finished_runs(study):
     run_study(spec, out, log=messages.append)
     assert messages == ["mnist_demo: all 4 runs already finished"]
     assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+
+
+def test_finished_run_with_other_settings_is_not_mixed_in(study, tmp_path):
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    spec = StudySpec(("vgg11_bn",), ("mnist_demo",), (0,), TINY.replace(lr=0.02))
+    with pytest.raises(ConfigError, match=r"other settings than this study asks for \(lr: 0.01 -> 0.02\)"):
+        run_study(spec, copy, log=lambda _: None)
+    assert json.loads((copy / "runs" / "vgg11_bn-mnist_demo-seed0" / "summary.json").read_text())["config"]["lr"] == 0.01
 
 
 def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
@@ -97,9 +111,28 @@ def test_presets_are_complete():
     assert set(PRESETS) == {"demo", "paper", "modern"}
     paper = spec_from_preset("paper")
     assert paper.models == ("vgg16", "resnet18") and paper.base.variant == "paper"
-    assert paper.epochs == {"mnist": 5, "cifar10": 25}
-    assert spec_from_preset("modern").epochs == {"mnist": 2, "cifar10": 8}
+    assert {(c.dataset, c.epochs) for c in paper.runs()} == {("mnist", 5), ("cifar10", 25)}
+    modern = {(c.model, c.dataset): c for c in spec_from_preset("modern").runs()}
+    assert (modern["vgg16_bn", "mnist"].epochs, modern["vgg16_bn", "mnist"].batch_size) == (2, 128)
+    assert (modern["resnet18", "cifar10"].epochs, modern["resnet18", "cifar10"].batch_size) == (8, 64)
     assert spec_from_preset("demo").datasets == ("mnist_demo",)
+
+
+def test_command_line_options_win_over_a_presets_per_dataset_settings(tmp_path):
+    from cnnbench.cli import build_parser, study_spec_from_args
+
+    def runs(*argv):
+        spec = study_spec_from_args(build_parser().parse_args(["compare", "--preset", "modern", *argv]))
+        return {c.dataset: c for c in spec.runs()}
+
+    plain = runs()
+    assert (plain["cifar10"].batch_size, plain["cifar10"].lr, plain["mnist"].lr) == (64, 0.05, 0.1)
+    flags = runs("--batch-size", "32", "--epochs", "1")
+    assert {(c.batch_size, c.epochs) for c in flags.values()} == {(32, 1)}
+    assert flags["cifar10"].lr == 0.05  # not set by the user: still the preset's
+    (tmp_path / "c.yaml").write_text("lr: 0.2\n")
+    from_file = runs("--config", str(tmp_path / "c.yaml"))
+    assert {c.lr for c in from_file.values()} == {0.2} and from_file["cifar10"].batch_size == 64
 
 
 def test_compare_rejects_unknown_names_before_training(tmp_path, capsys):

@@ -33,7 +33,8 @@ def test_run_folder_contents(learned_run):
         assert (out / name).is_file(), name
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s", "images_per_s"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s", "images_per_s",
+                            "infer_images_per_s", "peak_memory_mb"]
     assert len(rows) == 1 and float(rows[0]["test_top1"]) == pytest.approx(summary["test_top1"])
     saved = json.loads((out / "summary.json").read_text())
     for key in ["model", "dataset", "data_source", "epochs", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5",

@@ -139,7 +139,7 @@ def _csv_list(text: str | None, what: str) -> tuple[str, ...] | None:
 
 
 def study_spec_from_args(args: argparse.Namespace):
-    from .config import FIELD_NAMES, TrainConfig, config_from_dict, load_config_file
+    from .config import FIELD_NAMES, TrainConfig, config_from_dict, read_config_mapping
     from .errors import ConfigError
     from .study import PRESETS, StudySpec
 
@@ -151,16 +151,19 @@ def study_spec_from_args(args: argparse.Namespace):
     preset_name = args.preset or ("demo" if models is None and datasets is None else None)
     preset = PRESETS[preset_name or "demo"]
     base = TrainConfig(**preset.train) if preset_name else TrainConfig()
-    if args.config:
-        base = load_config_file(args.config, base)
+    from_file = read_config_mapping(args.config) if args.config else {}
+    base = config_from_dict(from_file, base, where=f"Config file {args.config}")
     overrides = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
     base = config_from_dict(overrides, base, where="The command line")
     from .data.sources import check_dataset_name
 
     for d in datasets or ():  # fail on unknown names before any training
         check_dataset_name(d)
-    epochs = {} if "epochs" in overrides else (dict(preset.epochs) if preset_name else {})
-    return StudySpec(models or preset.models, datasets or preset.datasets, seeds, base, epochs, preset_name)
+    # What the user set (file or flags) wins over the preset's per-data-set settings.
+    chosen = set(from_file) | set(overrides)
+    per_dataset = {d: {k: v for k, v in o.items() if k not in chosen}
+                   for d, o in (preset.per_dataset.items() if preset_name else ())}
+    return StudySpec(models or preset.models, datasets or preset.datasets, seeds, base, per_dataset, preset_name)
 
 
 def cmd_compare(args) -> int:

@@ -143,6 +143,11 @@ def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None, wher
 
 def load_config_file(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
     """Read a YAML or JSON file of TrainConfig keys (unknown keys are an error)."""
+    return config_from_dict(read_config_mapping(path), base, where=f"Config file {path}")
+
+
+def read_config_mapping(path: str | Path) -> dict:
+    """The raw key/value mapping of a YAML or JSON config file (not yet checked against TrainConfig)."""
     import yaml
 
     path = Path(path)
@@ -154,4 +159,4 @@ def load_config_file(path: str | Path, base: TrainConfig | None = None) -> Train
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ConfigError(f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}".replace("\n", " ")) from None
-    return config_from_dict(data or {}, base, where=f"Config file {path}")
+    return {} if data is None else data

@@ -6,13 +6,13 @@ timm's benchmark.py reports it); speeds on a shared machine vary, so compare mod
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from ..engine.memory import PeakRSS
 from ..engine.runtime import autocast, resolve_device, resolve_precision
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
@@ -41,34 +41,6 @@ def parse_input(text: str) -> tuple[int, int, int]:
     if min(c, h, w) < 1:
         raise ConfigError(f"--input dimensions must be positive; got {text!r}.")
     return c, h, w
-
-
-class _PeakRSS:
-    """Peak resident memory of this process, sampled every few milliseconds (CPU has no allocator counter)."""
-
-    def __init__(self, interval: float = 0.002):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
-    def __enter__(self):
-        self.base = self.peak = self.rss()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
 
 
 def _sync(device: torch.device) -> None:
@@ -139,7 +111,7 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
             record["peak_memory_mb"] = peak / 2**20
             record["peak_memory_note"] = f"allocator peak during one step ({(peak - base) / 2**20:.0f} MB above the model and optimizer state)"
         else:
-            with _PeakRSS() as mem:
+            with PeakRSS() as mem:
                 train_step()
             record["peak_memory_mb"] = mem.peak / 2**20
             record["peak_memory_note"] = f"process resident peak during one step ({(mem.peak - mem.base) / 2**20:.0f} MB above before it)"

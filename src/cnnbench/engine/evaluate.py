@@ -1,6 +1,8 @@
 """Evaluation: loss, top-1/top-5 and the logits, and the per-class statistics derived from predictions."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -21,9 +23,11 @@ def evaluate(
     batch_size: int = 512,
     channels_last: bool = True,
 ) -> dict:
-    """Mean cross-entropy (no label smoothing), top-1 and top-5 accuracy (fractions), and float32 logits."""
+    """Mean cross-entropy (no label smoothing), top-1 and top-5 accuracy (fractions), float32 logits and the
+    wall time it took (``time_s``)."""
     was_training = model.training
     model.eval()
+    start = time.perf_counter()
     logits = []
     for xb, _ in eval_batches(x, y, data, batch_size, channels_last):
         with autocast(device, precision):
@@ -31,7 +35,10 @@ def evaluate(
         logits.append(out.float())
     model.train(was_training)
     logits_t = torch.cat(logits)
-    return {**loss_and_accuracy_from_logits(logits_t, y.to(logits_t.device)), "logits": logits_t.cpu()}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    return {**loss_and_accuracy_from_logits(logits_t, y.to(logits_t.device)), "logits": logits_t.cpu(), "time_s": elapsed}
 
 
 def confusion_matrix(targets: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:

@@ -22,11 +22,13 @@ from .callbacks import Callback
 from .checkpoint import load_latest, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .interrupt import GracefulInterrupt, TrainingInterrupted
+from .memory import PeakMemory
 from .evaluate import evaluate
 from .runtime import autocast, device_name, environment, resolve_device, resolve_precision
 from .schedules import lr_multiplier
 
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s", "images_per_s"]
+METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s",
+                  "images_per_s", "infer_images_per_s", "peak_memory_mb"]
 VAL_COLUMNS = ["val_loss", "val_top1", "val_top5"]
 # Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
 RESUMABLE_CHANGES = ("device", "threads", "data_dir", "compile", "download")
@@ -58,6 +60,7 @@ class Run:
     # Progress inside an unfinished epoch (set when Ctrl-C stopped it), so a resume replays it exactly.
     partial: dict | None = None
     stop: GracefulInterrupt = field(default_factory=GracefulInterrupt)
+    memory: PeakMemory | None = None  # tracks peak memory while the run trains (this process's part of it)
 
 
 def data_options(cfg: TrainConfig) -> DataOptions:
@@ -108,11 +111,17 @@ def resolved_config(cfg: TrainConfig, variant: str, precision: str, device: torc
     return cfg.replace(variant=variant, precision=precision, device=device.type)
 
 
-def _check_resume_config(saved: dict, current: TrainConfig, out: Path) -> None:
+def config_differences(saved: dict, current: TrainConfig) -> str:
+    """The settings that differ between a saved run's config and ``current`` (as 'key: old -> new', comma
+    separated), leaving out the ones a run may change (RESUMABLE_CHANGES) and those ``current`` leaves on auto."""
     now = current.to_dict()
-    diffs = [k for k in saved if k in now and k not in RESUMABLE_CHANGES and saved[k] != now[k]]
-    if diffs:
-        changes = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diffs)
+    diffs = [k for k in saved if k in now and k not in RESUMABLE_CHANGES and now[k] != "auto" and saved[k] != now[k]]
+    return ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diffs)
+
+
+def _check_resume_config(saved: dict, current: TrainConfig, out: Path) -> None:
+    changes = config_differences(saved, current)
+    if changes:
         raise ConfigError(
             f"Cannot resume {out} with different settings ({changes}). Resume with the run's own settings "
             "(leave the options out), or start a new run in another --out folder."
@@ -292,8 +301,9 @@ def fit(
     callbacks = callbacks if run.dist.is_main else ()
     for cb in callbacks:
         cb.on_train_start(run)
+    run.memory = PeakMemory(run.device)
     try:
-        with run.stop:
+        with run.stop, run.memory:
             while run.epoch < run.config.epochs:
                 _train_and_record_epoch(run, step_model, criterion, callbacks)
     except TrainingInterrupted:
@@ -347,6 +357,9 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
         "lr": stats["lr"],
         "epoch_time_s": stats["time_s"],
         "images_per_s": stats["images"] / stats["time_s"],
+        # evaluation speed: inference mode, eval batch size, batch assembly and normalisation included
+        "infer_images_per_s": len(run.data.test_y) / max(test["time_s"], 1e-9),
+        "peak_memory_mb": run.memory.peak_mb() if run.memory is not None else None,
     }
     if run.data.val_x is not None:
         val = evaluate(run.model, run.data.val_x, run.data.val_y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
@@ -376,6 +389,11 @@ def _save_predictions(run: Run, logits: torch.Tensor) -> None:
     write_bytes(run.out / "predictions.npz", buf.getvalue())
 
 
+def _median(values: list) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    return float(np.median(present)) if present else None
+
+
 def _finish(run: Run) -> dict:
     last = run.rows[-1]
     end_time = str(datetime.now())
@@ -401,6 +419,10 @@ def _finish(run: Run) -> dict:
         "train_time_s": train_time,
         "time_per_epoch_s": train_time / len(run.rows),
         "images_per_s": images / max(train_time, 1e-9),
+        # median over epochs; max over epochs (rows from before this change lack them: None)
+        "infer_images_per_s": _median([r.get("infer_images_per_s") for r in run.rows]),
+        "peak_memory_mb": max((r["peak_memory_mb"] for r in run.rows if r.get("peak_memory_mb") is not None), default=None),
+        "peak_memory_kind": run.memory.kind if run.memory is not None else None,
         "params": run.params,
         "macs": run.flops // 2,
         "flops": run.flops,

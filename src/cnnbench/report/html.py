@@ -12,7 +12,8 @@ import numpy as np
 from ..fileio import read_csv, read_json, write_text
 from ..models.registry import variant_description
 from . import plots
-from .tables import findings, study_reference, group_runs, load_runs, millions, minutes, pct, write_comparison
+from .tables import (findings, group_runs, load_runs, megabytes, millions, minutes, pct, rate, study_reference,
+                     write_comparison)
 
 
 def _data_uri(path: Path) -> str:
@@ -71,7 +72,7 @@ def build_report(study_dir: str | Path) -> Path:
             "reference": study_reference(dataset), "runs": runs,
         })
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
-    env.filters.update(minutes=minutes, millions=millions)
+    env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
     env.globals.update(variant_description=variant_description)
     env.globals.update(pct=pct)
     study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}

@@ -10,8 +10,8 @@ from ..models.registry import variant_description
 
 COMPARISON_COLUMNS = [
     "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "test_loss", "test_top1",
-    "test_top5", "test_top1_std", "test_top5_std", "train_time_s", "time_per_epoch_s", "images_per_s", "device",
-    "precision",
+    "test_top5", "test_top1_std", "test_top5_std", "train_time_s", "time_per_epoch_s", "images_per_s",
+    "infer_images_per_s", "peak_memory_mb", "device", "precision",
 ]
 
 # The study's Tables 3 and 4 (loss, top-1, top-5, training time as printed), for side-by-side display.
@@ -49,6 +49,11 @@ class Group:
     def mean(self, key: str) -> float:
         return statistics.fmean(self.values(key))
 
+    def mean_if_known(self, key: str) -> float | None:
+        """Mean over the seeds that recorded ``key`` (runs from older versions lack some figures)."""
+        v = [float(r.summary[key]) for r in self.runs if r.summary.get(key) is not None]
+        return statistics.fmean(v) if v else None
+
     def std(self, key: str) -> float:
         v = self.values(key)
         return statistics.stdev(v) if len(v) > 1 else 0.0
@@ -66,7 +71,8 @@ class Group:
             "test_loss": self.mean("test_loss"), "test_top1": self.mean("test_top1"), "test_top5": self.mean("test_top5"),
             "test_top1_std": self.std("test_top1"), "test_top5_std": self.std("test_top5"),
             "train_time_s": self.mean("train_time_s"), "time_per_epoch_s": self.mean("time_per_epoch_s"),
-            "images_per_s": self.mean("images_per_s"), "device": s["environment"]["device_name"], "precision": s["precision"],
+            "images_per_s": self.mean("images_per_s"), "infer_images_per_s": self.mean_if_known("infer_images_per_s"),
+            "peak_memory_mb": self.mean_if_known("peak_memory_mb"), "device": s["environment"]["device_name"], "precision": s["precision"],
         }
 
 
@@ -103,6 +109,14 @@ def millions(n: float) -> str:
     return f"{n / 1e6:.2f} M"
 
 
+def rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def megabytes(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f} MB"
+
+
 def write_comparison(study_dir: Path, groups: list[Group]) -> list[dict]:
     rows = [g.row() for g in groups]
     write_csv(study_dir / "comparison.csv", rows, COMPARISON_COLUMNS)
@@ -115,15 +129,18 @@ def comparison_markdown(groups: list[Group]) -> str:
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
         out += [f"## {dataset}", "", f"Data: {gs[0].first['data_source']}. Metrics at the last epoch; mean ± std over seeds "
-                "(std in percentage points).", "",
-                "| model | variant | seeds | epochs | params | MACs | test loss | top-1 | top-5 | training time | per epoch | images/s | device, precision |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "(std in percentage points). Inference images/s: test-set evaluation speed (median over epochs); peak "
+                "memory: process resident peak on CPU (data set included), allocator peak on CUDA.", "",
+                "| model | variant | seeds | epochs | params | MACs | test loss | top-1 | top-5 | training time | per epoch | train images/s | "
+                "inference images/s | peak memory | device, precision |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for g in gs:
             r = g.row()
             out.append(
                 f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}) | {len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
                 f"{r['test_loss']:.4f} | {pct(r['test_top1'], r['test_top1_std'])} | {pct(r['test_top5'], r['test_top5_std'])} | "
-                f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | {r['device']}, {r['precision']} |")
+                f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | "
+                f"{rate(r['infer_images_per_s'])} | {megabytes(r['peak_memory_mb'])} | {r['device']}, {r['precision']} |")
         if study_reference(dataset):
             table, ref = study_reference(dataset)
             out += ["", f"The study's {table} for comparison (its own setup and hardware; training time as printed):", "",
