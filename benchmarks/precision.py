@@ -17,7 +17,7 @@ def main() -> None:
     p.add_argument("--model", default="vgg16_bn")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--limit-train", type=int, default=5000)
-    p.add_argument("--limit-test", type=int, default=1000)
+    p.add_argument("--limit-test", type=int, default=1000, help="0: the whole test set")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seeds", default="0")
     p.add_argument("--batch-size", type=int, default=128)
@@ -26,7 +26,7 @@ def main() -> None:
     print("| precision | seed | test top-1 | test loss | images/s |\n|---|---|---|---|---|")
     for seed in (int(s) for s in args.seeds.split(",")):
         for precision in ("fp32", "bf16"):
-            cfg = TrainConfig(model=args.model, dataset=args.dataset, limit_train=args.limit_train, limit_test=args.limit_test,
+            cfg = TrainConfig(model=args.model, dataset=args.dataset, limit_train=args.limit_train, limit_test=args.limit_test or None,
                               epochs=args.epochs, precision=precision, seed=seed, batch_size=args.batch_size, lr=args.lr)
             with tempfile.TemporaryDirectory() as tmp:
                 s = fit(cfg, Path(tmp) / "run")

@@ -195,7 +195,9 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
         correct += (out.detach().argmax(1) == y).sum()
         seen += len(y)
         if step % sync_every == 0 or step == steps:
-            value = loss.item()
+            # Under DDP the mean over processes: a NaN on one rank then stops every rank at the same step
+            # (a lone rank stopping would leave the others waiting in the next all-reduce).
+            value = all_reduce_sum([loss.item()], ctx)[0] / ctx.world_size
             if not math.isfinite(value):
                 kept = (f"The last good checkpoint (epoch {run.epoch}) is kept in {run.out / 'checkpoints'}. "
                         if run.epoch else "No epoch had finished, so there is no checkpoint to keep. ")
