@@ -37,7 +37,7 @@ class PeakRSS:
 
 
 class PeakMemory:
-    """Peak memory since ``start()``, in MB: PyTorch's allocated peak on CUDA, resident peak of the process on CPU
+    """Peak memory while the ``with`` block runs, in MB: PyTorch's allocated peak on CUDA, resident peak of the process on CPU
     (so on CPU it includes the data set held in memory and the libraries)."""
 
     def __init__(self, device: torch.device):
