@@ -1,7 +1,7 @@
 """Does bf16 autocast hurt accuracy? The same recipe, seed and data in fp32 and in bf16, final test top-1.
 
     CNNBENCH_DATA=../shared/datasets python benchmarks/precision.py --model vgg11_bn --dataset cifar10 \
-        --limit-train 5000 --limit-test 1000 --epochs 4 --batch-size 64 --lr 0.05 --seeds 0,1
+        --limit-train 10000 --limit-test 0 --epochs 6 --batch-size 64 --lr 0.05 --seeds 0,1
 """
 from __future__ import annotations
 

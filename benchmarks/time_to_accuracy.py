@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     targets = dict((k, float(v)) for k, v in (t.split("=") for t in args.targets.split(",") if t))
-    lines = [f"| model | epoch | test top-1 | test loss | cumulative train time | images/s |", "|---|---|---|---|---|---|"]
+    lines = ["| model | epoch | test top-1 | test loss | cumulative train time | images/s |", "|---|---|---|---|---|---|"]
     results = {}
     for model in args.models.split(","):
         cfg = TrainConfig(model=model, dataset=args.dataset, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
