@@ -53,6 +53,7 @@ class Run:
     params: int
     flops: int
     start_time: str
+    memory: PeakMemory  # peak memory while the run trains (this process's part of it)
     dist: DistContext = DistContext()
     epoch: int = 0
     rows: list[dict] = field(default_factory=list)
@@ -60,7 +61,6 @@ class Run:
     # Progress inside an unfinished epoch (set when Ctrl-C stopped it), so a resume replays it exactly.
     partial: dict | None = None
     stop: GracefulInterrupt = field(default_factory=GracefulInterrupt)
-    memory: PeakMemory | None = None  # tracks peak memory while the run trains (this process's part of it)
 
 
 def data_options(cfg: TrainConfig) -> DataOptions:
@@ -262,7 +262,7 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     return Run(cfg, out, data, model, variant, device, precision, device_name(device), optimizer, scheduler, scaler,
-               generator, params, flops, start_time=str(datetime.now()), dist=ctx)
+               generator, params, flops, start_time=str(datetime.now()), memory=PeakMemory(device), dist=ctx)
 
 
 def fit(
@@ -303,7 +303,6 @@ def fit(
     callbacks = callbacks if run.dist.is_main else ()
     for cb in callbacks:
         cb.on_train_start(run)
-    run.memory = PeakMemory(run.device)
     try:
         with run.stop, run.memory:
             while run.epoch < run.config.epochs:
@@ -361,7 +360,7 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
         "images_per_s": stats["images"] / stats["time_s"],
         # evaluation speed: inference mode, eval batch size, batch assembly and normalisation included
         "infer_images_per_s": len(run.data.test_y) / max(test["time_s"], 1e-9),
-        "peak_memory_mb": run.memory.peak_mb() if run.memory is not None else None,
+        "peak_memory_mb": run.memory.peak_mb(),
     }
     if run.data.val_x is not None:
         val = evaluate(run.model, run.data.val_x, run.data.val_y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
@@ -392,7 +391,7 @@ def _save_predictions(run: Run, logits: torch.Tensor) -> None:
 
 
 def _median(values: list) -> float | None:
-    present = sorted(v for v in values if v is not None)
+    present = [v for v in values if v is not None]
     return float(np.median(present)) if present else None
 
 
@@ -424,7 +423,7 @@ def _finish(run: Run) -> dict:
         # median over epochs; max over epochs (rows from before this change lack them: None)
         "infer_images_per_s": _median([r.get("infer_images_per_s") for r in run.rows]),
         "peak_memory_mb": max((r["peak_memory_mb"] for r in run.rows if r.get("peak_memory_mb") is not None), default=None),
-        "peak_memory_kind": run.memory.kind if run.memory is not None else None,
+        "peak_memory_kind": run.memory.kind,
         "params": run.params,
         "macs": run.flops // 2,
         "flops": run.flops,
