@@ -39,6 +39,13 @@ def test_user_mistakes_exit_2_without_traceback(tmp_path, args, message):
     assert not (tmp_path / "X" / "summary.json").exists()
 
 
+def test_only_rank_0_prints_a_user_error(monkeypatch, capsys):
+    for rank, printed in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "--model", "resnet81", "--out", "X"]) == 2
+        assert ("Unknown model 'resnet81'" in capsys.readouterr().err) == printed
+
+
 def test_config_file_with_unknown_key(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("epochz: 3\n")

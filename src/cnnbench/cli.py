@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -280,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CnnbenchError as e:
-        print(f"cnnbench: error: {e}", file=sys.stderr)
+        # Under torchrun every process meets the same mistake: one message (rank 0's) is enough.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"cnnbench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
 
