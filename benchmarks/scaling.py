@@ -2,6 +2,7 @@
 bf16 autocast + channels_last where fast), median of repeats after warm-up; table and plot.
 
     python benchmarks/scaling.py --models vgg16_bn,resnet18 --batch-sizes 32,128,512 --threads 1,2 --plot docs/scaling.png
+    python benchmarks/scaling.py --device cuda --batch-sizes 32,128,512,2048   # threads do not apply on a GPU
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import argparse
 import torch
 
 from cnnbench.analysis.profile import ProfileConfig, profile_model
-from cnnbench.engine.runtime import device_name
+from cnnbench.engine.runtime import device_name, resolve_device
 
 
 def main() -> None:
@@ -20,19 +21,21 @@ def main() -> None:
     p.add_argument("--threads", default="1,2")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--plot", default=None)
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = p.parse_args()
+    device = resolve_device(args.device)
     models = args.models.split(",")
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    threads = [int(t) for t in args.threads.split(",")]
+    threads = [int(t) for t in args.threads.split(",")] if device.type == "cpu" else [torch.get_num_threads()]
     results = {}
     for t in threads:
         torch.set_num_threads(t)
         for m in models:
             for b in batches:
-                r = profile_model(m, ProfileConfig(batch_size=b, train=True, warmup=1, repeats=args.repeats))
+                r = profile_model(m, ProfileConfig(batch_size=b, train=True, warmup=1, repeats=args.repeats, device=device.type))
                 results[(m, t, b)] = r["train_images_per_s"]
                 print(f"{m} threads={t} batch={b}: {r['train_images_per_s']:.0f} img/s ({r['precision']})", flush=True)
-    print(f"\ndevice: {device_name(torch.device('cpu'))}, torch {torch.__version__}")
+    print(f"\ndevice: {device_name(device)}, torch {torch.__version__}")
     print("| model | threads | " + " | ".join(f"batch {b}" for b in batches) + " |")
     print("|---|---|" + "---|" * len(batches))
     for m in models:

@@ -3,12 +3,13 @@
 The reference is written the way most CIFAR repositories do it: a torchvision-style Dataset returning PIL
 images, transforms RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize, a DataLoader with
 2 workers, fp32, NCHW. cnnbench runs its own loop (uint8 data in memory, batched augmentation, bf16
-autocast + channels_last where fast). Both train the same model on the same CIFAR-10 slice for whole
+autocast + channels_last where fast; on a GPU the data set lives on the device). Both train the same model on the same CIFAR-10 slice for whole
 epochs (data, augmentation and step included); the first epoch of each is a warm-up and not counted.
 Also measures the bf16 and fp32 matrix-product rate, to express cnnbench's arithmetic rate
 (3 x forward FLOPs x images/s) as a share of it.
 
     python benchmarks/throughput.py --models vgg16_bn,resnet18 --images 2560
+    python benchmarks/throughput.py --device cuda --images 20000   # on a GPU the reference moves batches to it
 """
 from __future__ import annotations
 
@@ -26,18 +27,27 @@ from PIL import Image
 from cnnbench import TrainConfig, fit
 from cnnbench.analysis.complexity import count_flops
 from cnnbench.data import DataOptions, load_dataset
-from cnnbench.engine.runtime import device_name
+from cnnbench.engine.runtime import device_name, resolve_device
+from cnnbench.fileio import read_csv
 from cnnbench.models import create_model
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
+    n = 8192 if device.type == "cuda" else 2048  # big enough to reach the unit's peak, small enough to be quick
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
+    _sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / float(np.median(times)) / 1e9
 
@@ -55,37 +65,40 @@ class PILDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def reference_images_per_s(model_name: str, data, epochs: int = 2, batch_size: int = 128) -> float:
+def reference_images_per_s(model_name: str, data, device: torch.device, workers: int, epochs: int = 2, batch_size: int = 128) -> float:
     import torchvision.transforms as T
 
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                            T.Normalize(data.mean.tolist(), data.std.tolist())])
     images = data.train_x.permute(0, 2, 3, 1).numpy()
     loader = torch.utils.data.DataLoader(PILDataset(images, data.train_y.numpy(), transform), batch_size=batch_size,
-                                         shuffle=True, num_workers=2, drop_last=False, persistent_workers=True)
+                                         shuffle=True, num_workers=workers, drop_last=False, persistent_workers=True)
     torch.manual_seed(0)
-    model = create_model(model_name, num_classes=10, variant="small")
+    model = create_model(model_name, num_classes=10, variant="small").to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
     rates = []
     for _ in range(epochs):
         t0, seen = time.perf_counter(), 0
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             loss = loss_fn(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             seen += len(y)
+        _sync(device)
         rates.append(seen / (time.perf_counter() - t0))
     return rates[-1]
 
 
-def cnnbench_images_per_s(model_name: str, images: int, epochs: int = 2, compile: bool = False) -> float:
-    cfg = TrainConfig(model=model_name, dataset="cifar10", epochs=epochs, limit_train=images, limit_test=500, compile=compile)
+def cnnbench_images_per_s(model_name: str, images: int, device: torch.device, epochs: int = 2, compile: bool = False) -> float:
+    cfg = TrainConfig(model=model_name, dataset="cifar10", epochs=epochs, limit_train=images, limit_test=500, compile=compile,
+                      device=device.type)
     with tempfile.TemporaryDirectory() as tmp:
         fit(cfg, Path(tmp) / "run")
-        rows = (Path(tmp) / "run" / "metrics.csv").read_text().splitlines()
-    return float(rows[-1].split(",")[-1])
+        rows = read_csv(Path(tmp) / "run" / "metrics.csv")
+    return float(rows[-1]["images_per_s"])  # the last epoch: the first is a warm-up
 
 
 def main() -> None:
@@ -93,27 +106,32 @@ def main() -> None:
     p.add_argument("--models", default="vgg16_bn,resnet18")
     p.add_argument("--images", type=int, default=2560, help="CIFAR-10 training images per epoch")
     p.add_argument("--json", default=None)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--workers", type=int, default=2, help="the reference DataLoader's worker processes (2 is common)")
     p.add_argument("--compile-only", action="store_true", help="measure cnnbench with and without --compile instead")
     args = p.parse_args()
     data = load_dataset("cifar10", options=DataOptions(limit_train=args.images, limit_test=500))
-    bf16, fp32 = matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
-    print(f"device: {device_name(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"2048x2048 matmul: bf16 {bf16:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
+    device = resolve_device(args.device)
+    bf16, fp32 = matmul_gflops(torch.bfloat16, device), matmul_gflops(torch.float32, device)
+    print(f"device: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"reference DataLoader workers: {args.workers}")
+    print(f"square matmul: bf16 {bf16:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
     if args.compile_only:
         print("| model | cnnbench img/s | with --compile img/s | ratio |\n|---|---|---|---|")
         for name in args.models.split(","):
-            eager, compiled = cnnbench_images_per_s(name, args.images), cnnbench_images_per_s(name, args.images, compile=True)
+            eager = cnnbench_images_per_s(name, args.images, device)
+            compiled = cnnbench_images_per_s(name, args.images, device, compile=True)
             print(f"| {name} (small) | {eager:.0f} | {compiled:.0f} | {compiled / eager:.2f}x |", flush=True)
         return
     print("| model | reference (PIL + DataLoader, fp32) img/s | cnnbench img/s | speed-up | cnnbench GFLOP/s (3 x fwd) | share of bf16 matmul rate |")
     print("|---|---|---|---|---|---|")
     records = []
     for name in args.models.split(","):
-        ref = reference_images_per_s(name, data)
-        ours = cnnbench_images_per_s(name, args.images)
+        ref = reference_images_per_s(name, data, device, args.workers)
+        ours = cnnbench_images_per_s(name, args.images, device)
         fwd = count_flops(create_model(name, num_classes=10, variant="small"), (3, 32, 32))
         achieved = 3 * fwd * ours / 1e9
-        records.append({"model": name, "reference_images_per_s": ref, "cnnbench_images_per_s": ours, "speedup": ours / ref,
+        records.append({"model": name, "device": device_name(device), "reference_images_per_s": ref, "cnnbench_images_per_s": ours, "speedup": ours / ref,
                         "achieved_gflops": achieved, "bf16_matmul_gflops": bf16, "fp32_matmul_gflops": fp32})
         print(f"| {name} (small) | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}x | {achieved:.0f} | {achieved / bf16:.0%} |", flush=True)
     if args.json:
