@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ import torch
 from cnnbench.analysis.complexity import count_flops, count_macs, count_params
 from cnnbench.analysis.profile import ProfileConfig, profile_model
 from cnnbench.cli import main
+from cnnbench.engine.memory import PeakMemory
 from cnnbench.models import create_model
 
 # Published MACs at 3x224x224, 1000 classes (torchvision's model docs list these as GFLOPS, meaning MACs).
@@ -35,6 +37,15 @@ def test_profile_record(tmp_path):
     assert r["params"] == count_params(create_model("vgg11_bn", in_chans=1, variant="small"))
     assert r["flops"] == 2 * r["macs"] and r["variant"] == "small" and r["input"] == "1x32x32"
     assert r["train_images_per_s"] > 0 and r["infer_images_per_s"] > 0 and r["peak_memory_mb"] > 0
+    assert r["peak_memory_note"].startswith("process resident peak during one step")
+
+
+def test_peak_memory_sees_a_short_lived_allocation():
+    with PeakMemory(torch.device("cpu"), interval=0.001) as mem:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MB, written, so resident
+        time.sleep(0.05)
+        del block
+    assert mem.peak_mb() - mem.base_mb >= 60
 
 
 def test_profile_cli_writes_json(tmp_path, capsys):

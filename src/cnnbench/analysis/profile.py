@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..engine.memory import PeakRSS
+from ..engine.memory import PeakMemory
 from ..engine.runtime import autocast, resolve_device, resolve_precision
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
@@ -102,19 +102,10 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
             opt.step()
 
         train_step()  # optimizer state exists before memory is measured
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
+        with PeakMemory(device, interval=0.002) as mem:
             train_step()
-            _sync(device)
-            peak = torch.cuda.max_memory_allocated(device)
-            record["peak_memory_mb"] = peak / 2**20
-            record["peak_memory_note"] = f"allocator peak during one step ({(peak - base) / 2**20:.0f} MB above the model and optimizer state)"
-        else:
-            with PeakRSS() as mem:
-                train_step()
-            record["peak_memory_mb"] = mem.peak / 2**20
-            record["peak_memory_note"] = f"process resident peak during one step ({(mem.peak - mem.base) / 2**20:.0f} MB above before it)"
+        record["peak_memory_mb"] = mem.peak_mb()
+        record["peak_memory_note"] = f"{mem.kind} during one step ({mem.peak_mb() - mem.base_mb:.0f} MB above before it)"
         record["train_images_per_s"] = _median_rate(train_step, cfg.batch_size, cfg, device)
     return record
 

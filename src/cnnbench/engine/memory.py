@@ -38,25 +38,33 @@ class PeakRSS:
 
 class PeakMemory:
     """Peak memory while the ``with`` block runs, in MB: PyTorch's allocated peak on CUDA, resident peak of the process on CPU
-    (so on CPU it includes the data set held in memory and the libraries)."""
+    (so on CPU it includes whatever the process holds: the data set in memory, the libraries). ``base_mb`` is the same
+    measure when the block began, so ``peak_mb() - base_mb`` is what the block added."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, interval: float = 0.02):
         self.device = device
-        self._rss = PeakRSS(interval=0.02) if device.type != "cuda" else None  # 50 samples/s: no measurable cost
+        self.base_mb = 0.0
+        # 50 samples/s by default: no measurable cost over an epoch; a single step needs finer sampling.
+        self._rss = PeakRSS(interval) if device.type != "cuda" else None
 
     @property
     def kind(self) -> str:
-        return "CUDA allocator peak" if self._rss is None else "process resident peak (data set included)"
+        return "CUDA allocator peak" if self._rss is None else "process resident peak"
 
     def __enter__(self):
         if self._rss is None:
+            torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.base_mb = torch.cuda.memory_allocated(self.device) / 2**20
         else:
             self._rss.__enter__()
+            self.base_mb = self._rss.base / 2**20
         return self
 
     def __exit__(self, *exc):
-        if self._rss is not None:
+        if self._rss is None:
+            torch.cuda.synchronize(self.device)
+        else:
             self._rss.__exit__(*exc)
 
     def peak_mb(self) -> float:
