@@ -2,9 +2,10 @@
 
 The reference is written the way most CIFAR repositories do it: a torchvision-style Dataset returning PIL
 images, transforms RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize, a DataLoader with
-2 workers, fp32, NCHW. cnnbench runs its own loop (uint8 data in memory, batched augmentation, bf16
-autocast + channels_last where fast; on a GPU the data set lives on the device). Both train the same model on the same CIFAR-10 slice for whole
-epochs (data, augmentation and step included); the first epoch of each is a warm-up and not counted.
+2 workers, fp32, NCHW. cnnbench runs its own loop (uint8 data in memory, on the device when it is a GPU;
+batched augmentation; bf16 autocast + channels_last where fast). Both train the same model on the same
+CIFAR-10 slice for whole epochs (data, augmentation and step included); the first epoch of each is a
+warm-up and not counted.
 Also measures the bf16 and fp32 matrix-product rate, to express cnnbench's arithmetic rate
 (3 x forward FLOPs x images/s) as a share of it.
 

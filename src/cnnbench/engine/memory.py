@@ -63,7 +63,8 @@ class PeakMemory:
 
     def __exit__(self, *exc):
         if self._rss is None:
-            torch.cuda.synchronize(self.device)
+            if exc[0] is None:  # after a CUDA error a sync would raise again and hide it
+                torch.cuda.synchronize(self.device)
         else:
             self._rss.__exit__(*exc)
 
