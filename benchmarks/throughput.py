@@ -28,14 +28,9 @@ from PIL import Image
 from cnnbench import TrainConfig, fit
 from cnnbench.analysis.complexity import count_flops
 from cnnbench.data import DataOptions, load_dataset
-from cnnbench.engine.runtime import device_name, resolve_device
+from cnnbench.engine.runtime import device_name, resolve_device, synchronize
 from cnnbench.fileio import read_csv
 from cnnbench.models import create_model
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_gflops(dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
@@ -43,12 +38,12 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, repeats: int = 10) -
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / float(np.median(times)) / 1e9
 
@@ -88,7 +83,7 @@ def reference_images_per_s(model_name: str, data, device: torch.device, workers:
             loss.backward()
             opt.step()
             seen += len(y)
-        _sync(device)
+        synchronize(device)
         rates.append(seen / (time.perf_counter() - t0))
     return rates[-1]
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..engine.memory import PeakMemory
-from ..engine.runtime import autocast, resolve_device, resolve_precision
+from ..engine.runtime import autocast, resolve_device, resolve_precision, synchronize
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
 from .complexity import count_flops, count_params
@@ -43,20 +43,15 @@ def parse_input(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_rate(step, batch: int, cfg: ProfileConfig, device: torch.device) -> float:
     for _ in range(cfg.warmup):
         step()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(cfg.repeats):
         t0 = time.perf_counter()
         step()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return batch / statistics.median(times)
 
