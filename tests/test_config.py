@@ -39,6 +39,7 @@ def test_invalid_yaml(tmp_path):
         ({"model": "vgg17"}, "Unknown model 'vgg17'"),
         ({"label_smoothing": 1.5}, "label_smoothing"),
         ({"limit_train": 0}, "limit_train must be a positive"),
+        ({"crop_padding": -1}, "crop_padding must be a whole number"),
     ],
 )
 def test_invalid_values_are_explained(changes, message):

@@ -102,6 +102,16 @@ def test_resume_equals_uninterrupted_run(tmp_path, precision):
     assert [strip(r) for r in full_rows] == [strip(r) for r in cut_rows]
 
 
+def test_crop_padding_sets_the_augmentation(tmp_path):
+    """On MNIST (no flips) a zero crop padding leaves augmentation nothing to do: the run equals --no-augment."""
+    cfg = TrainConfig(**{**TINY, "epochs": 1}, precision="fp32", deterministic=True)
+    plain = fit(cfg.replace(augment=False), tmp_path / "plain")
+    unshifted = fit(cfg.replace(crop_padding=0), tmp_path / "pad0")
+    shifted = fit(cfg.replace(crop_padding=2), tmp_path / "pad2")
+    assert unshifted["train_loss"] == plain["train_loss"]
+    assert shifted["train_loss"] != plain["train_loss"]
+
+
 def test_resume_refuses_changed_settings(tmp_path):
     cfg = TrainConfig(**{**TINY, "epochs": 1})
     with pytest.raises(KeyboardInterrupt):

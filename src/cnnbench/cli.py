@@ -35,6 +35,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=S, help="on conv/linear weights only (default 5e-4)")
     p.add_argument("--label-smoothing", type=float, default=S, help="default 0.1")
     _bool_flag(p, "augment", "random crop, plus flips for natural images (default on)")
+    p.add_argument("--crop-padding", type=int, default=S, help="pixels the random crop may shift by (default 4)")
     p.add_argument("--seed", type=int, default=S, help="default 0")
     _bool_flag(p, "deterministic", "deterministic kernels: bit-identical reruns on CPU")
     p.add_argument("--precision", choices=PRECISIONS, default=S, help="auto: bf16 where the hardware runs it fast")

@@ -30,7 +30,8 @@ class TrainConfig:
     warmup_fraction: float = 0.25  # share of all steps spent warming up (onecycle, cosine)
     weight_decay: float = 5e-4  # L2 on conv/linear weights only (not biases or norm parameters)
     label_smoothing: float = 0.1  # cross-entropy label smoothing
-    augment: bool = True  # random crop (pad 4) always; horizontal flip for natural images only
+    augment: bool = True  # random crop (pad crop_padding) always; horizontal flip for natural images only
+    crop_padding: int = 4  # pixels of zero padding the random crop may shift by (augment on)
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # ask PyTorch for deterministic kernels (bit-identical CPU reruns)
     precision: str = "auto"  # auto (bf16 where the hardware runs it fast) | fp32 | bf16 | fp16
@@ -90,6 +91,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name} must be a positive number of images (got {value!r}).")
+    if not isinstance(cfg.crop_padding, int) or isinstance(cfg.crop_padding, bool) or cfg.crop_padding < 0:
+        raise ConfigError(f"crop_padding must be a whole number of pixels, 0 or more (got {cfg.crop_padding!r}).")
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")
     for name in ("resize", "pad_to"):

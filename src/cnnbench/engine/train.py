@@ -163,7 +163,7 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
     TrainingInterrupted; a resumed run replays the epoch's batch order and skips the steps already taken.
     """
     cfg, device, ctx = run.config, run.device, run.dist
-    augment = Augment(flip=True) if cfg.augment else None
+    augment = Augment(crop_padding=cfg.crop_padding, flip=True) if cfg.augment else None
     steps = steps_per_epoch(len(run.data.train_y), cfg.batch_size, ctx.world_size)
     partial, run.partial = run.partial, None
     if partial:
