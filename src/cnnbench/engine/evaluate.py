@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.loader import Dataset, eval_batches
-from .runtime import autocast
+from .runtime import autocast, synchronize
 
 
 @torch.inference_mode()
@@ -35,8 +35,7 @@ def evaluate(
         logits.append(out.float())
     model.train(was_training)
     logits_t = torch.cat(logits)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     elapsed = time.perf_counter() - start
     return {**loss_and_accuracy_from_logits(logits_t, y.to(logits_t.device)), "logits": logits_t.cpu(), "time_s": elapsed}
 

@@ -24,7 +24,7 @@ from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .memory import PeakMemory
 from .evaluate import evaluate
-from .runtime import autocast, device_name, environment, resolve_device, resolve_precision
+from .runtime import autocast, device_name, environment, resolve_device, resolve_precision, synchronize
 from .schedules import lr_multiplier
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s",
@@ -211,8 +211,7 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
             run.partial = {"step": step, "generator": epoch_start_generator, "loss_sum": loss_sum.item(),
                            "correct": int(correct.item()), "seen": seen, "time_s": previous_time + time.perf_counter() - t0}
             raise TrainingInterrupted
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     elapsed = previous_time + time.perf_counter() - t0
     loss_total, correct_total, seen_total = all_reduce_sum([loss_sum.item(), float(correct.item()), float(seen)], ctx)
     return {
