@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 from cnnbench import TrainConfig, fit
+from cnnbench.cli import exit_code_of, int_list
 
 
 def main() -> None:
@@ -19,12 +21,12 @@ def main() -> None:
     p.add_argument("--limit-train", type=int, default=5000)
     p.add_argument("--limit-test", type=int, default=1000, help="0: the whole test set")
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--seeds", default="0")
+    p.add_argument("--seeds", type=int_list, default=(0,))
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     args = p.parse_args()
     print("| precision | seed | test top-1 | test loss | images/s |\n|---|---|---|---|---|")
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in args.seeds:
         for precision in ("fp32", "bf16"):
             cfg = TrainConfig(model=args.model, dataset=args.dataset, limit_train=args.limit_train, limit_test=args.limit_test or None,
                               epochs=args.epochs, precision=precision, seed=seed, batch_size=args.batch_size, lr=args.lr)
@@ -34,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main, "precision.py"))

@@ -7,26 +7,28 @@ bf16 autocast + channels_last where fast), median of repeats after warm-up; tabl
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from cnnbench.analysis.profile import ProfileConfig, profile_model
+from cnnbench.cli import exit_code_of, int_list
 from cnnbench.engine.runtime import device_name, resolve_device
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", default="vgg16_bn,resnet18")
-    p.add_argument("--batch-sizes", default="32,64,128,256,512")
-    p.add_argument("--threads", default="1,2")
+    p.add_argument("--batch-sizes", type=int_list, default=(32, 64, 128, 256, 512))
+    p.add_argument("--threads", type=int_list, default=(1, 2))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--plot", default=None)
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = p.parse_args()
     device = resolve_device(args.device)
     models = args.models.split(",")
-    batches = [int(b) for b in args.batch_sizes.split(",")]
-    threads = [int(t) for t in args.threads.split(",")] if device.type == "cpu" else [torch.get_num_threads()]
+    batches = list(args.batch_sizes)
+    threads = list(args.threads) if device.type == "cpu" else [torch.get_num_threads()]
     results = {}
     for t in threads:
         torch.set_num_threads(t)
@@ -55,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main, "scaling.py"))

@@ -15,6 +15,7 @@ Also measures the bf16 and fp32 matrix-product rate, to express cnnbench's arith
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import tempfile
 import time
@@ -27,6 +28,7 @@ from PIL import Image
 
 from cnnbench import TrainConfig, fit
 from cnnbench.analysis.complexity import count_flops
+from cnnbench.cli import exit_code_of
 from cnnbench.data import DataOptions, load_dataset
 from cnnbench.engine.runtime import device_name, resolve_device, synchronize
 from cnnbench.fileio import read_csv
@@ -135,4 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main, "throughput.py"))

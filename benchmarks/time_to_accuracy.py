@@ -10,18 +10,23 @@ continues where it stopped), or reads the runs of a finished study (--study), e.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import platform
 from pathlib import Path
 
 from cnnbench import TrainConfig, fit
+from cnnbench.cli import exit_code_of
 from cnnbench.engine import ConsoleProgress
 from cnnbench.fileio import read_csv, read_json
 
 
 def parse_targets(text: str) -> dict[str, float]:
     """``[dataset:]model=top1`` pairs; a target without a data set applies to the model on any."""
-    return {k: float(v) for k, v in (t.split("=") for t in text.split(",") if t)}
+    try:
+        return {k: float(v) for k, v in (t.split("=") for t in text.split(",") if t)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write [dataset:]model=top1 pairs, e.g. cifar10:vgg16_bn=0.865") from None
 
 
 def epoch_rows(run_dir: Path, target: float | None) -> tuple[list[str], tuple[int, float] | None]:
@@ -47,12 +52,15 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--precision", default="auto")
-    p.add_argument("--targets", default="", help="[dataset:]model=top1 pairs, e.g. vgg16_bn=0.99,cifar10:resnet18=0.785")
+    p.add_argument("--targets", type=parse_targets, default={}, help="[dataset:]model=top1 pairs, e.g. vgg16_bn=0.99,cifar10:resnet18=0.785")
     p.add_argument("--out", default=None, help="folder for the run folders (when training)")
     args = p.parse_args()
-    targets = parse_targets(args.targets)
+    targets = args.targets
     if args.study:
-        run_dirs = sorted(d for d in (Path(args.study) / "runs").iterdir() if (d / "summary.json").exists())
+        runs = Path(args.study) / "runs"
+        run_dirs = sorted(d for d in runs.iterdir() if (d / "summary.json").exists()) if runs.is_dir() else []
+        if not run_dirs:
+            p.error(f"no finished run under {runs}: give the folder of a study that `cnnbench compare` finished")
     else:
         if not args.out:
             p.error("--out is needed when training (or give --study)")
@@ -79,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code_of(main, "time_to_accuracy.py"))

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,23 @@ def test_train_evaluate_resume_through_the_cli(tmp_path):
 def test_models_params(capsys):
     assert main(["models", "resnet18", "--params"]) == 0
     assert capsys.readouterr().out.split()[-3:] == ["resnet18", "11,173,962", "11,181,642"]
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize(
+    "script,args,message",
+    [
+        ("scaling.py", ["--models", "vgg99"], "scaling.py: error: Unknown model 'vgg99'"),
+        ("scaling.py", ["--batch-sizes", "32,big"], "--batch-sizes: '32,big': write comma-separated whole numbers"),
+        ("time_to_accuracy.py", ["--study", "nowhere"], "no finished run under nowhere"),
+        ("time_to_accuracy.py", ["--study", "x", "--targets", "vgg16=high"], "write [dataset:]model=top1 pairs"),
+    ],
+)
+def test_benchmark_scripts_explain_mistakes_without_traceback(tmp_path, script, args, message):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=600)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

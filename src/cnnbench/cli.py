@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .errors import CnnbenchError
 
@@ -127,6 +128,17 @@ def cmd_train(args) -> int:
               f"`cnnbench train --out {args.out} --resume`.", file=sys.stderr)
         return 130
     return 0
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type for comma-separated whole numbers such as 32,64,128 (the benchmark scripts use it)."""
+    try:
+        items = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        items = ()
+    if not items:
+        raise argparse.ArgumentTypeError(f"{text!r}: write comma-separated whole numbers, e.g. 32,64,128")
+    return items
 
 
 def _csv_list(text: str | None, what: str) -> tuple[str, ...] | None:
@@ -277,15 +289,20 @@ def cmd_datasets(args) -> int:
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile, "evaluate": cmd_evaluate, "models": cmd_models, "datasets": cmd_datasets}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> int:
+    """Run ``command``; a user mistake (CnnbenchError) becomes its one-paragraph message and exit code 2."""
     try:
-        return COMMANDS[args.command](args)
+        return command() or 0
     except CnnbenchError as e:
         # Under torchrun every process meets the same mistake: one message (rank 0's) is enough.
         if os.environ.get("RANK", "0") == "0":
-            print(f"cnnbench: error: {e}", file=sys.stderr)
+            print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return exit_code_of(lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":
