@@ -76,6 +76,14 @@ def test_finished_run_with_other_settings_is_not_mixed_in(study, tmp_path):
     assert json.loads((copy / "runs" / "vgg11_bn-mnist_demo-seed0" / "summary.json").read_text())["config"]["lr"] == 0.01
 
 
+def test_settings_missing_from_an_older_run_count_as_their_defaults():
+    from cnnbench.engine.train import config_differences
+
+    older = {k: v for k, v in TINY.to_dict().items() if k != "crop_padding"}  # saved before the option existed
+    assert config_differences(older, TINY) == ""
+    assert config_differences(older, TINY.replace(crop_padding=2)) == "crop_padding: 4 -> 2"
+
+
 def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     out, _ = study
     copy = tmp_path / "copy"

@@ -113,10 +113,14 @@ def resolved_config(cfg: TrainConfig, variant: str, precision: str, device: torc
 
 def config_differences(saved: dict, current: TrainConfig) -> str:
     """The settings that differ between a saved run's config and ``current`` (as 'key: old -> new', comma
-    separated), leaving out the ones a run may change (RESUMABLE_CHANGES) and those ``current`` leaves on auto."""
+    separated), leaving out the ones a run may change (RESUMABLE_CHANGES) and those ``current`` leaves on auto.
+
+    A setting the saved config lacks comes from a run made before that option existed: the run used its default.
+    """
     now = current.to_dict()
-    diffs = [k for k in saved if k in now and k not in RESUMABLE_CHANGES and now[k] != "auto" and saved[k] != now[k]]
-    return ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diffs)
+    before = {**TrainConfig().to_dict(), **saved}
+    diffs = [k for k in now if k not in RESUMABLE_CHANGES and now[k] != "auto" and before[k] != now[k]]
+    return ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in diffs)
 
 
 def _check_resume_config(saved: dict, current: TrainConfig, out: Path) -> None:
