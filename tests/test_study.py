@@ -84,6 +84,17 @@ def test_settings_missing_from_an_older_run_count_as_their_defaults():
     assert config_differences(older, TINY.replace(crop_padding=2)) == "crop_padding: 4 -> 2"
 
 
+def test_published_modern_study_is_what_the_preset_trains():
+    """README and RESULTS quote studies/modern as the modern preset's results: a preset change must rerun it."""
+    from cnnbench.engine.train import config_differences
+    from cnnbench.study import run_dir_for
+
+    root = Path(__file__).resolve().parents[1] / "studies" / "modern"
+    for cfg in spec_from_preset("modern").runs():
+        saved = json.loads((run_dir_for(root, cfg) / "config.json").read_text())
+        assert config_differences(saved, cfg) == "", run_dir_for(root, cfg).name
+
+
 def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     out, _ = study
     copy = tmp_path / "copy"
