@@ -42,11 +42,14 @@ PRESETS = {
         {"variant": "paper"}),
     "modern": Preset(
         "modern", "VGG16-BN against ResNet18, small-image variants, cnnbench's default recipe (one-cycle SGD, label "
-        "smoothing, bf16 where fast): MNIST for 2 epochs at batch 128, CIFAR-10 for 8 epochs at batch 64",
-        # CIFAR-10 at batch 64 (lr 0.05, the same lr/batch ratio) was tried because batch 128 left VGG16-BN
-        # under-fitted after 8 epochs; measured: the same 85.9% top-1 at both (studies/cifar10-batch128).
+        "smoothing, bf16 where fast): MNIST for 2 epochs at batch 128; CIFAR-10 for 8 epochs at batch 64 with "
+        "crops shifted by up to 2 pixels and label smoothing 0.2",
+        # CIFAR-10: 8 epochs leave VGG16-BN under-fitted, so the crop shifts 2 pixels, not 4 (85.92% -> 86.26%
+        # top-1, one seed), and label smoothing 0.2 (-> 86.76%); batch 64 or 128 made no difference. RESULTS.md.
         ("vgg16_bn", "resnet18"), ("mnist", "cifar10"),
-        {"mnist": {"epochs": 2}, "cifar10": {"epochs": 8, "batch_size": 64, "lr": 0.05}}, {"variant": "small"}),
+        {"mnist": {"epochs": 2},
+         "cifar10": {"epochs": 8, "batch_size": 64, "lr": 0.05, "crop_padding": 2, "label_smoothing": 0.2}},
+        {"variant": "small"}),
 }
 
 
