@@ -15,8 +15,8 @@ Also measures the bf16 and fp32 matrix-product rate, to express cnnbench's arith
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path

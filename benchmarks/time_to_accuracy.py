@@ -10,9 +10,9 @@ continues where it stopped), or reads the runs of a finished study (--study), e.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 import platform
+import sys
 from pathlib import Path
 
 from cnnbench import TrainConfig, fit
