@@ -30,6 +30,7 @@ def test_models_and_datasets_list(capsys):
         (["train", "--limit-train", "50", "--batch-size", "128", "--out", "X"], "larger than the training set"),
         (["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--no-download", "--out", "X"], "MNIST was not found"),
         (["evaluate", "nowhere"], "not a cnnbench run folder"),
+        (["compare", "--seeds", "0,one", "--out", "X"], "--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got '0,one')"),
     ],
 )
 def test_user_mistakes_exit_2_without_traceback(tmp_path, args, message):

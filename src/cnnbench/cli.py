@@ -130,12 +130,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    """argparse type for comma-separated whole numbers such as 32,64,128 (the benchmark scripts use it)."""
+def _whole_numbers(text: str) -> tuple[int, ...]:
+    """Comma-separated whole numbers such as 32,64,128; () when the text is not that."""
     try:
-        items = tuple(int(t) for t in text.split(",") if t.strip())
+        return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        items = ()
+        return ()
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type for comma-separated whole numbers (the benchmark scripts use it)."""
+    items = _whole_numbers(text)
     if not items:
         raise argparse.ArgumentTypeError(f"{text!r}: write comma-separated whole numbers, e.g. 32,64,128")
     return items
@@ -157,10 +162,9 @@ def study_spec_from_args(args: argparse.Namespace):
     from .errors import ConfigError
     from .study import PRESETS, StudySpec
 
-    try:
-        seeds = tuple(int(s) for s in _csv_list(args.seeds, "seeds"))
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got {args.seeds!r}).") from None
+    seeds = _whole_numbers(args.seeds)
+    if not seeds:
+        raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got {args.seeds!r}).")
     models, datasets = _csv_list(args.models, "models"), _csv_list(args.datasets, "datasets")
     preset_name = args.preset or ("demo" if models is None and datasets is None else None)
     preset = PRESETS[preset_name or "demo"]
