@@ -89,10 +89,19 @@ def test_published_modern_study_is_what_the_preset_trains():
     from cnnbench.engine.train import config_differences
     from cnnbench.study import run_dir_for
 
-    root = Path(__file__).resolve().parents[1] / "studies" / "modern"
+    studies = Path(__file__).resolve().parents[1] / "studies"
+    root = studies / "modern"
     for cfg in spec_from_preset("modern").runs():
         saved = json.loads((run_dir_for(root, cfg) / "config.json").read_text())
         assert config_differences(saved, cfg) == "", run_dir_for(root, cfg).name
+    # The second seed and the two-seed report are quoted beside it: every run in them must be the preset's too.
+    preset_runs = {run_dir_for(root, c).name: c for c in spec_from_preset("modern", seeds=(0, 1)).runs()}
+    for other in ("modern-seed1", "modern-cifar10-2seeds"):
+        run_dirs = sorted((studies / other / "runs").iterdir())
+        assert run_dirs, other
+        for run_dir in run_dirs:
+            saved = json.loads((run_dir / "config.json").read_text())
+            assert config_differences(saved, preset_runs[run_dir.name]) == "", f"{other}/{run_dir.name}"
 
 
 def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
