@@ -12,13 +12,14 @@ from cnnbench.study import PRESETS, StudySpec, run_study, spec_from_preset
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY = TrainConfig(epochs=2, limit_train=160, limit_test=80, batch_size=32, lr=0.01)
+STUDY_BASE = TINY.replace(val_split=40)  # the fixture's study holds out 40 training images for validation
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A real, tiny study: two models x one data set x two seeds."""
     out = tmp_path_factory.mktemp("study") / "tiny"
-    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0, 1), TINY)
+    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0, 1), STUDY_BASE)
     report = run_study(spec, out, log=lambda _: None)
     return out, report
 
@@ -54,12 +55,33 @@ def test_comparison_table_aggregates_seeds(study):
         assert row["seeds"] == "0 1" and row["variant"] == "small"
     md = (out / "comparison.md").read_text()
     assert "| vgg11_bn | small (global pool + one FC) | 2 | 2 |" in md and "Table 3" in md
+    # --val-split: the held-out images' accuracy is shown, and labelled, beside the test set's
+    assert all(r["evaluated_on"] == "test" and r["val_images"] == "40" and 0 <= float(r["val_top1"]) <= 1 for r in rows)
+    assert "validation top-1" in md and "validation top-1" in (out / "report.html").read_text()
+
+
+def test_pairs_are_tested_on_the_runs_own_predictions(study):
+    """McNemar's discordant counts come from the saved test predictions: (b - c) / n is the top-1 difference."""
+    out, _ = study
+    with open(out / "pairs_by_seed.csv") as f:
+        per_seed = list(csv.DictReader(f))
+    assert [r["seed"] for r in per_seed] == ["0", "1"]
+    for r in per_seed:
+        a, b = (json.loads((out / "runs" / f"{r[k]}-mnist_demo-seed{r['seed']}" / "summary.json").read_text())
+                for k in ("model_a", "model_b"))
+        n = a["test_images"]
+        assert (int(r["mcnemar_b"]) - int(r["mcnemar_c"])) / n == pytest.approx(a["test_top1"] - b["test_top1"], abs=1e-6)
+        assert float(r["diff_ci_low"]) <= float(r["diff_top1"]) <= float(r["diff_ci_high"])
+    with open(out / "pairs.csv") as f:
+        (pair,) = list(csv.DictReader(f))
+    assert pair["seeds"] == "0 1" and pair["ci_method"] == "paired t over 2 seeds"
+    assert float(pair["mcnemar_p"]) == pytest.approx(max(float(r["mcnemar_p"]) for r in per_seed))
 
 
 def test_rerun_skips_finished_runs(study):
     out, _ = study
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
-    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0, 1), TINY)
+    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0, 1), STUDY_BASE)
     messages = []
     run_study(spec, out, log=messages.append)
     assert messages == ["mnist_demo: all 4 runs already finished"]
@@ -70,7 +92,7 @@ def test_finished_run_with_other_settings_is_not_mixed_in(study, tmp_path):
     out, _ = study
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    spec = StudySpec(("vgg11_bn",), ("mnist_demo",), (0,), TINY.replace(lr=0.02))
+    spec = StudySpec(("vgg11_bn",), ("mnist_demo",), (0,), STUDY_BASE.replace(lr=0.02))
     with pytest.raises(ConfigError, match=r"other settings than this study asks for \(lr: 0.01 -> 0.02\)"):
         run_study(spec, copy, log=lambda _: None)
     assert json.loads((copy / "runs" / "vgg11_bn-mnist_demo-seed0" / "summary.json").read_text())["config"]["lr"] == 0.01
@@ -87,7 +109,7 @@ def test_settings_missing_from_an_older_run_count_as_their_defaults():
 def test_published_modern_study_is_what_the_preset_trains():
     """README and RESULTS quote studies/modern as the modern preset's results: a preset change must rerun it."""
     from cnnbench.engine.train import config_differences
-    from cnnbench.study import run_dir_for
+    from cnnbench.layout import run_dir_for
 
     studies = Path(__file__).resolve().parents[1] / "studies"
     preset_runs = {run_dir_for(studies, c).name: c for c in spec_from_preset("modern", seeds=(0, 1)).runs()}

@@ -1,7 +1,6 @@
 """A study: a grid of runs (models x data sets x seeds) in one folder, resumable, ending in a report."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,6 +15,7 @@ from .engine.evaluate_run import write_evaluation_files
 from .engine.train import config_differences, data_options, fit
 from .errors import ConfigError
 from .fileio import read_json, write_json
+from .layout import dataset_dir_for, run_dir_for
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,6 @@ def spec_from_preset(name: str, base: TrainConfig = TrainConfig(), seeds: Sequen
     p = PRESETS[name]
     return StudySpec(p.models, p.datasets, tuple(seeds), base.replace(**p.train),
                      {d: dict(o) for d, o in p.per_dataset.items()}, name)
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "data"
-
-
-def run_dir_for(out: Path, cfg: TrainConfig) -> Path:
-    return out / "runs" / f"{cfg.model}-{safe_name(cfg.dataset)}-seed{cfg.seed}"
-
-
-def dataset_dir_for(out: Path, dataset: str) -> Path:
-    return out / "datasets" / safe_name(dataset)
 
 
 def _write_dataset_overview(out: Path, data) -> None:

@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_csv, read_json, write_text
+from ..layout import dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
-from .tables import (findings, group_runs, load_runs, megabytes, millions, minutes, pct, rate, study_reference,
-                     write_comparison)
+from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
+from .significance import all_pairs
+from .tables import (TOP1_LEGEND, group_runs, load_runs, megabytes, millions, minutes, pct, rate, study_reference,
+                     top1_cell)
 
 
 def _data_uri(path: Path) -> str:
@@ -47,11 +50,10 @@ def build_report(study_dir: str | Path) -> Path:
 
         raise ConfigError(f"{study_dir} holds no finished runs (no runs/*/summary.json): run `cnnbench compare --out {study_dir}` first.")
     groups = group_runs(records)
-    write_comparison(study_dir, groups)
-    notes = findings(groups)
+    pairs = all_pairs(groups)
+    write_comparison(study_dir, groups, pairs)
+    notes = findings(groups, pairs)
     sections = []
-    from ..study import dataset_dir_for
-
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
         ds_dir = dataset_dir_for(study_dir, dataset)
@@ -69,12 +71,14 @@ def build_report(study_dir: str | Path) -> Path:
             "name": dataset, "info": info, "source": gs[0].first["data_source"],
             "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
             "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],
+            "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
+            "has_val": any(g.row()["val_top1"] is not None for g in gs),
             "reference": study_reference(dataset), "runs": runs,
         })
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
     env.globals.update(variant_description=variant_description)
-    env.globals.update(pct=pct)
+    env.globals.update(pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND)
     study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
     page = env.get_template("report.html").render(
         title=f"cnnbench study: {html.escape(study_dir.name)}", study=study, sections=sections,

@@ -5,14 +5,24 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fileio import read_csv, read_json, write_csv, write_text
-from ..models.registry import variant_description
+import numpy as np
+
+from ..analysis.statistics import t_interval, wilson_interval
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..fileio import read_csv, read_json
+from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, SUMMARY
 
 COMPARISON_COLUMNS = [
-    "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "test_loss", "test_top1",
-    "test_top5", "test_top1_std", "test_top5_std", "train_time_s", "time_per_epoch_s", "images_per_s",
-    "infer_images_per_s", "peak_memory_mb", "device", "precision",
+    "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "evaluated_on", "test_images",
+    "test_loss", "test_top1", "test_top5", "test_top1_std", "test_top5_std", "test_top1_ci_low", "test_top1_ci_high",
+    "test_top1_min", "test_top1_max", "test_top1_mean_ci_low", "test_top1_mean_ci_high", "val_images", "val_top1",
+    "val_top1_std", "train_time_s", "time_per_epoch_s", "images_per_s", "infer_images_per_s", "peak_memory_mb", "device",
+    "precision",
 ]
+
+# Settings that do not change what a run learns: runs that differ only in these still share a row.
+NOT_RECIPE = ("seed", "data_dir", "download", "threads", "eval_batch_size")
 
 # The study's Tables 3 and 4 (loss, top-1, top-5, training time as printed), for side-by-side display.
 STUDY_TABLES = {
@@ -33,15 +43,32 @@ class RunRecord:
     rows: list[dict]
     per_class: list[dict]
 
+    @property
+    def seed(self) -> int:
+        return int(self.summary["seed"])
+
+    def test_correct(self) -> np.ndarray | None:
+        """Which test examples the run got right (top-1), from predictions.npz or, where the raw logits are not
+        kept (published studies), from misclassified.csv, which lists every wrong example. None without either."""
+        if (self.path / PREDICTIONS).exists():
+            with np.load(self.path / PREDICTIONS) as z:
+                return z["preds"] == z["targets"]
+        if (self.path / MISCLASSIFIED_CSV).exists():
+            correct = np.ones(int(self.summary["test_images"]), dtype=bool)
+            correct[[int(r["index"]) for r in read_csv(self.path / MISCLASSIFIED_CSV)]] = False
+            return correct
+        return None
+
 
 @dataclass
 class Group:
-    """All seeds of one (model, variant, data set)."""
+    """All seeds of one configuration (model, variant, data set and every recipe setting)."""
 
     model: str
     variant: str
     dataset: str
     runs: list[RunRecord]
+    label: str = ""  # how findings and pairs name it: the model, plus the variant where a data set has both
 
     def values(self, key: str) -> list[float]:
         return [float(r.summary[key]) for r in self.runs]
@@ -62,14 +89,32 @@ class Group:
     def first(self) -> dict:
         return self.runs[0].summary
 
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+    def by_seed(self) -> dict[int, RunRecord]:
+        return {r.seed: r for r in self.runs}
+
     def row(self) -> dict:
         s = self.first
+        n = int(s["test_images"])
+        top1 = self.values("test_top1")
+        # Wilson: how far the test set's size alone lets the mean accuracy move; t: how far the seeds do.
+        ci_low, ci_high = wilson_interval(round(statistics.fmean(top1) * n), n)
+        mean_ci = t_interval(top1)
+        val = [float(r.summary["val_top1"]) for r in self.runs if r.summary.get("val_top1") is not None]
         return {
             "model": self.model, "variant": self.variant, "dataset": self.dataset, "data_source": s["data_source"],
-            "seeds": " ".join(str(r.summary["seed"]) for r in self.runs), "epochs": s["epochs"],
-            "params": s["params"], "macs": s["macs"],
+            "seeds": " ".join(str(seed) for seed in self.seeds), "epochs": s["epochs"],
+            "params": s["params"], "macs": s["macs"], "evaluated_on": "test", "test_images": n,
             "test_loss": self.mean("test_loss"), "test_top1": self.mean("test_top1"), "test_top5": self.mean("test_top5"),
             "test_top1_std": self.std("test_top1"), "test_top5_std": self.std("test_top5"),
+            "test_top1_ci_low": ci_low, "test_top1_ci_high": ci_high, "test_top1_min": min(top1), "test_top1_max": max(top1),
+            "test_top1_mean_ci_low": mean_ci[1] if mean_ci else None, "test_top1_mean_ci_high": mean_ci[2] if mean_ci else None,
+            "val_images": s["config"].get("val_split") or None if val else None,
+            "val_top1": statistics.fmean(val) if val else None,
+            "val_top1_std": statistics.stdev(val) if len(val) > 1 else (0.0 if val else None),
             "train_time_s": self.mean("train_time_s"), "time_per_epoch_s": self.mean("time_per_epoch_s"),
             "images_per_s": self.mean("images_per_s"), "infer_images_per_s": self.mean_if_known("infer_images_per_s"),
             "peak_memory_mb": self.mean_if_known("peak_memory_mb"), "device": s["environment"]["device_name"], "precision": s["precision"],
@@ -78,11 +123,30 @@ class Group:
 
 def load_runs(study_dir: Path) -> list[RunRecord]:
     records = []
-    for summary_path in sorted((study_dir / "runs").glob("*/summary.json")):
+    for summary_path in sorted((study_dir / "runs").glob(f"*/{SUMMARY}")):
         run = summary_path.parent
         per_class = read_csv(run / "per_class.csv") if (run / "per_class.csv").exists() else []
         records.append(RunRecord(run, read_json(summary_path), read_csv(run / "metrics.csv"), per_class))
     return records
+
+
+def recipe(summary: dict) -> dict:
+    """A run's whole configuration except the seed and settings that do not change what it learns; a setting
+    an older run's config lacks counts as its default (the run used it)."""
+    return {k: v for k, v in {**TrainConfig().to_dict(), **summary.get("config", {})}.items() if k not in NOT_RECIPE}
+
+
+def _check_one_recipe(runs: list[RunRecord]) -> None:
+    first = recipe(runs[0].summary)
+    for r in runs[1:]:
+        other = recipe(r.summary)
+        keys = [k for k in first if first[k] != other.get(k)]
+        if keys:
+            changes = ", ".join(f"{k}: {first[k]!r} in {runs[0].path.name} but {other.get(k)!r} in {r.path.name}" for k in keys)
+            raise ConfigError(
+                f"{runs[0].path.parent} holds runs of {r.summary['model']} on {r.summary['dataset']} trained with "
+                f"different settings ({changes}), and averaging them into one row would mix recipes. Keep one recipe "
+                "per model in a study folder: move the other runs into a study of their own.")
 
 
 def group_runs(records: list[RunRecord]) -> list[Group]:
@@ -92,7 +156,10 @@ def group_runs(records: list[RunRecord]) -> list[Group]:
         key = (s["dataset"], s["model"], s["variant"])
         groups.setdefault(key, Group(s["model"], s["variant"], s["dataset"], [])).runs.append(r)
     for g in groups.values():
-        g.runs.sort(key=lambda r: r.summary["seed"])
+        g.runs.sort(key=lambda r: r.seed)
+        _check_one_recipe(g.runs)
+        both_variants = sum(o.model == g.model and o.dataset == g.dataset for o in groups.values()) > 1
+        g.label = f"{g.model} ({g.variant})" if both_variants else g.model
     return [groups[k] for k in sorted(groups)]
 
 
@@ -117,80 +184,15 @@ def megabytes(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f} MB"
 
 
-def write_comparison(study_dir: Path, groups: list[Group]) -> list[dict]:
-    rows = [g.row() for g in groups]
-    write_csv(study_dir / "comparison.csv", rows, COMPARISON_COLUMNS)
-    write_text(study_dir / "comparison.md", comparison_markdown(groups))
-    return rows
+def top1_cell(row: dict) -> str:
+    """Top-1 with its uncertainty: one seed, the Wilson interval on the test set's size; several, ± std over seeds,
+    the t-interval of the mean and the range."""
+    if row["test_top1_mean_ci_low"] is None:
+        return f"{pct(row['test_top1'])} [{row['test_top1_ci_low']:.2%}, {row['test_top1_ci_high']:.2%}]"
+    return (f"{pct(row['test_top1'], row['test_top1_std'])} [{row['test_top1_mean_ci_low']:.2%}, "
+            f"{row['test_top1_mean_ci_high']:.2%}] ({row['test_top1_min']:.2%} to {row['test_top1_max']:.2%})")
 
 
-def comparison_markdown(groups: list[Group]) -> str:
-    out = ["# Comparison", ""]
-    for dataset in sorted({g.dataset for g in groups}):
-        gs = [g for g in groups if g.dataset == dataset]
-        out += [f"## {dataset}", "", f"Data: {gs[0].first['data_source']}. Metrics at the last epoch; mean ± std over seeds "
-                "(std in percentage points). Inference images/s: test-set evaluation speed (median over epochs); peak "
-                "memory: process resident peak on CPU (data set included), allocator peak on CUDA.", "",
-                "| model | variant | seeds | epochs | params | MACs | test loss | top-1 | top-5 | training time | per epoch | train images/s | "
-                "inference images/s | peak memory | device, precision |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for g in gs:
-            r = g.row()
-            out.append(
-                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}) | {len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
-                f"{r['test_loss']:.4f} | {pct(r['test_top1'], r['test_top1_std'])} | {pct(r['test_top5'], r['test_top5_std'])} | "
-                f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | "
-                f"{rate(r['infer_images_per_s'])} | {megabytes(r['peak_memory_mb'])} | {r['device']}, {r['precision']} |")
-        if study_reference(dataset):
-            table, ref = study_reference(dataset)
-            out += ["", f"The study's {table} for comparison (its own setup and hardware; training time as printed):", "",
-                    "| model | test loss | top-1 | top-5 | training time |", "|---|---|---|---|---|"]
-            out += [f"| {m} | {loss:.4f} | {pct(t1)} | {pct(t5)} | {t} |" for m, loss, t1, t5, t in ref]
-        out.append("")
-    return "\n".join(out)
-
-
-def findings(groups: list[Group]) -> dict[str, list[str]]:
-    """Plain-language findings per data set, written from the measured numbers."""
-    result: dict[str, list[str]] = {}
-    for dataset in sorted({g.dataset for g in groups}):
-        gs = sorted((g for g in groups if g.dataset == dataset), key=lambda g: -g.mean("test_top1"))
-        notes = []
-        best = gs[0]
-        if len(gs) == 1:
-            notes.append(f"{best.model} ({best.variant}) reached {pct(best.mean('test_top1'))} top-1 in "
-                         f"{minutes(best.mean('train_time_s'))} of training.")
-        for other in gs[1:]:
-            gap = best.mean("test_top1") - other.mean("test_top1")
-            time_ratio = best.mean("train_time_s") / max(other.mean("train_time_s"), 1e-9)
-            param_ratio = best.first["params"] / max(other.first["params"], 1)
-            cost = (f"{time_ratio:.2f}x the training time" if abs(time_ratio - 1) > 0.05 else "about the same training time")
-            if gap < 0.0005:
-                notes.append(f"{best.model} ({best.variant}) and {other.model} ({other.variant}) are level at "
-                             f"{pct(best.mean('test_top1'))} top-1; {best.model} takes {cost} "
-                             f"({minutes(best.mean('train_time_s'))} vs {minutes(other.mean('train_time_s'))}).")
-                continue
-            notes.append(
-                f"{best.model} ({best.variant}) is the more accurate: {pct(best.mean('test_top1'))} top-1 against "
-                f"{pct(other.mean('test_top1'))} for {other.model} ({other.variant}), {gap * 100:+.2f} points, at {cost} "
-                f"({minutes(best.mean('train_time_s'))} vs {minutes(other.mean('train_time_s'))}) and {param_ratio:.2f}x the "
-                f"parameters ({millions(best.first['params'])} vs {millions(other.first['params'])}); test loss "
-                f"{best.mean('test_loss'):.4f} vs {other.mean('test_loss'):.4f}.")
-            if len(best.runs) > 1 and len(other.runs) > 1:
-                spread = best.std("test_top1") + other.std("test_top1")
-                wins = sum(a.summary["test_top1"] > b.summary["test_top1"] for a, b in zip(best.runs, other.runs))
-                if wins < min(len(best.runs), len(other.runs)):
-                    notes.append(f"The seeds disagree: {best.model} wins in only {wins} of {min(len(best.runs), len(other.runs))} "
-                                 f"paired seeds, so the ranking of {best.model} and {other.model} is not settled by these runs.")
-                elif gap <= spread:
-                    notes.append(f"The gap ({gap * 100:.2f} points) is within the spread over seeds ({spread * 100:.2f} points).")
-                else:
-                    notes.append(f"{best.model} wins in every seed; the gap exceeds the spread over seeds.")
-            elif gap < 0.002:
-                notes.append("With one seed each, a gap this small is within what a different seed can change.")
-        fastest = min(gs, key=lambda g: g.mean("time_per_epoch_s"))
-        if len(gs) > 1:
-            notes.append(f"Fastest to train: {fastest.model} at {fastest.mean('images_per_s'):.0f} images/s "
-                         f"({fastest.mean('time_per_epoch_s'):.1f} s per epoch).")
-        result[dataset] = notes
-    return result
+TOP1_LEGEND = ("Top-1 is measured on the test set, once, at the last epoch. One seed: [95% Wilson interval for a test set "
+               "of this size]; several seeds: ± standard deviation over seeds (percentage points), [95% t-interval of "
+               "the mean over seeds] and (lowest to highest seed).")

@@ -1,0 +1,107 @@
+"""Statistics for honest comparisons: plain functions on plain arrays, no training and no files.
+
+Which difference between two models is real and which is noise (issue #13): a Wilson interval for one
+accuracy, McNemar's exact test and a paired bootstrap for two models on the same test images, and
+t-intervals over seeds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95  # confidence level of every interval cnnbench reports
+
+
+def wilson_interval(correct: int, total: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion (accuracy ``correct / total``); better than the normal
+    approximation near 0 and 1, where good classifiers live (Wilson, 1927)."""
+    if total <= 0:
+        raise ValueError("wilson_interval needs at least one observation")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    # exact bounds at the ends (rounding would leave 0.9999999999999999 for a perfect score)
+    return (0.0 if correct == 0 else centre - half), (1.0 if correct == total else centre + half)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    b: int  # examples model A gets right and model B wrong
+    c: int  # examples model B gets right and model A wrong
+    p: float  # two-sided exact p-value
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
+    """McNemar's exact test on paired per-example correctness: under "same accuracy" each discordant
+    example is a fair coin, so b ~ Binomial(b + c, 1/2). No discordant examples: p = 1."""
+    a, b_ = _paired_bools(correct_a, correct_b)
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
+    return McNemar(b, c, min(p, 1.0))
+
+
+def paired_bootstrap_diff(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10_000, seed: int = 0,
+                          level: float = LEVEL) -> tuple[float, float, float]:
+    """Accuracy of A minus accuracy of B with a percentile bootstrap interval, resampling test examples
+    (the same examples for both models, so the pairing is kept).
+
+    Each example contributes d = correct_a - correct_b in {-1, 0, +1}, and a bootstrap sample's mean of d
+    depends only on how many +1s and -1s it drew: drawing those counts from a multinomial is exactly
+    resampling the examples, in O(resamples) instead of O(resamples x examples)."""
+    a, b = _paired_bools(correct_a, correct_b)
+    n = len(a)
+    plus, minus = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    counts = np.random.default_rng(seed).multinomial(n, [plus / n, minus / n, (n - plus - minus) / n], size=resamples)
+    diffs = (counts[:, 0] - counts[:, 1]) / n
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return (plus - minus) / n, float(low), float(high)
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float] | None:
+    """Mean of ``values`` and the t-interval of the mean; None with fewer than two values."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return None
+    mean, sd = float(v.mean()), float(v.std(ddof=1))
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * sd / math.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
+def t_test_p(differences: Sequence[float]) -> float | None:
+    """Two-sided p-value of a one-sample t-test of mean zero (paired t-test on per-seed differences)."""
+    d = np.asarray(differences, dtype=float)
+    if len(d) < 2:
+        return None
+    sd = d.std(ddof=1)
+    if sd == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    t = d.mean() / (sd / math.sqrt(len(d)))
+    return float(2 * stats.t.sf(abs(t), len(d) - 1))
+
+
+def seeds_needed(mean_difference: float, sd_difference: float, level: float = LEVEL, most: int = 1000) -> int | None:
+    """Fewest seeds n whose t-interval of the mean difference, at the observed spread, excludes zero:
+    t(n-1) * sd / sqrt(n) < |mean|. None when the difference is zero or more than ``most`` seeds are needed."""
+    if mean_difference == 0:
+        return None
+    if sd_difference == 0:
+        return 2
+    for n in range(2, most + 1):
+        if stats.t.ppf(0.5 + level / 2, n - 1) * sd_difference / math.sqrt(n) < abs(mean_difference):
+            return n
+    return None
+
+
+def _paired_bools(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"paired correctness needs two 1-D arrays of the same non-zero length (got {a.shape} and {b.shape})")
+    return a, b

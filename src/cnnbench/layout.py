@@ -1,0 +1,37 @@
+"""Where a run or a study keeps what (paths only): every floor may use it, it imports nothing of cnnbench's."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# In a study folder
+STUDY_SPEC = "study.json"
+COMPARISON_CSV = "comparison.csv"
+COMPARISON_MD = "comparison.md"
+PAIRS_CSV = "pairs.csv"
+PAIRS_BY_SEED_CSV = "pairs_by_seed.csv"
+REPORT_HTML = "report.html"
+
+# In a run folder
+SUMMARY = "summary.json"
+PREDICTIONS = "predictions.npz"
+MISCLASSIFIED_CSV = "misclassified.csv"
+ROBUSTNESS_JSON = "robustness.json"
+ROBUSTNESS_CSV = "robustness.csv"
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "data"
+
+
+def run_dir_name(model: str, dataset: str, seed: int) -> str:
+    return f"{model}-{safe_name(dataset)}-seed{seed}"
+
+
+def run_dir_for(out: Path, cfg) -> Path:
+    """A study's folder for one run (``cfg``: a TrainConfig or anything with model, dataset and seed)."""
+    return Path(out) / "runs" / run_dir_name(cfg.model, cfg.dataset, cfg.seed)
+
+
+def dataset_dir_for(out: Path, dataset: str) -> Path:
+    return Path(out) / "datasets" / safe_name(dataset)

@@ -1,0 +1,202 @@
+"""Which differences between models are real: every pair of models on a data set, tested on the saved test
+predictions (McNemar, paired bootstrap) and over seeds paired by seed number (t-interval, wins)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis.statistics import LEVEL, mcnemar_exact, paired_bootstrap_diff, seeds_needed, t_interval, t_test_p
+from ..fileio import write_csv
+from ..layout import PAIRS_BY_SEED_CSV, PAIRS_CSV
+from .tables import Group
+
+PAIRS_COLUMNS = ["dataset", "model_a", "model_b", "seeds", "top1_a", "top1_b", "diff_top1", "diff_ci_low",
+                 "diff_ci_high", "ci_method", "mcnemar_b", "mcnemar_c", "mcnemar_p", "wins_a", "diff_std", "t_test_p",
+                 "significant", "seeds_needed"]
+PAIRS_BY_SEED_COLUMNS = ["dataset", "model_a", "model_b", "seed", "top1_a", "top1_b", "diff_top1", "diff_ci_low",
+                         "diff_ci_high", "mcnemar_b", "mcnemar_c", "mcnemar_p"]
+BOOTSTRAP_RESAMPLES = 10_000
+ALPHA = 1 - LEVEL
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    seed: int
+    top1_a: float
+    top1_b: float
+    diff: float  # top-1 of A minus top-1 of B, as a fraction
+    ci: tuple[float, float] | None  # paired bootstrap over test examples; None without per-example results
+    b: int | None  # McNemar's discordant counts: A right and B wrong, A wrong and B right
+    c: int | None
+    p: float | None
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Model A (the more accurate on average over the paired seeds) against model B on one data set."""
+
+    dataset: str
+    a: str
+    b: str
+    per_seed: list[SeedPair] = field(default_factory=list)
+    unpaired_seeds: tuple[list[int], list[int]] = ([], [])  # seeds only A ran, seeds only B ran
+
+    @property
+    def seeds(self) -> list[int]:
+        return [s.seed for s in self.per_seed]
+
+    @property
+    def diff(self) -> float:
+        return float(np.mean([s.diff for s in self.per_seed]))
+
+    @property
+    def diff_std(self) -> float | None:
+        return float(np.std([s.diff for s in self.per_seed], ddof=1)) if len(self.per_seed) > 1 else None
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """Over seeds (paired t) with several seeds; the paired bootstrap over test examples with one."""
+        if len(self.per_seed) > 1:
+            _, low, high = t_interval([s.diff for s in self.per_seed])
+            return low, high
+        return self.per_seed[0].ci
+
+    @property
+    def ci_method(self) -> str:
+        if len(self.per_seed) > 1:
+            return f"paired t over {len(self.per_seed)} seeds"
+        return "" if self.per_seed[0].ci is None else f"paired bootstrap over test images ({BOOTSTRAP_RESAMPLES} resamples)"
+
+    @property
+    def mcnemar(self) -> tuple[int, int, float] | None:
+        """b and c summed over seeds, and the largest per-seed p-value (so every seed's own test has p at most
+        that): pooling the 2x2 tables of several seeds into one test would treat seeds as test images."""
+        if any(s.p is None for s in self.per_seed):
+            return None
+        return sum(s.b for s in self.per_seed), sum(s.c for s in self.per_seed), max(s.p for s in self.per_seed)
+
+    @property
+    def wins_a(self) -> int:
+        return sum(s.diff > 0 for s in self.per_seed)
+
+    @property
+    def t_p(self) -> float | None:
+        return t_test_p([s.diff for s in self.per_seed])
+
+    @property
+    def significant(self) -> bool | None:
+        """With several seeds: the t-interval over seeds excludes zero; with one: McNemar's p < 0.05."""
+        if len(self.per_seed) > 1:
+            low, high = self.ci
+            return low > 0 or high < 0
+        m = self.mcnemar
+        return None if m is None else m[2] < ALPHA
+
+    @property
+    def seeds_needed(self) -> int | None:
+        return None if self.diff_std is None else seeds_needed(self.diff, self.diff_std)
+
+    def row(self) -> dict:
+        m, ci = self.mcnemar, self.ci
+        return {"dataset": self.dataset, "model_a": self.a, "model_b": self.b, "seeds": " ".join(map(str, self.seeds)),
+                "top1_a": float(np.mean([s.top1_a for s in self.per_seed])),
+                "top1_b": float(np.mean([s.top1_b for s in self.per_seed])),
+                "diff_top1": self.diff, "diff_ci_low": ci[0] if ci else None, "diff_ci_high": ci[1] if ci else None,
+                "ci_method": self.ci_method, "mcnemar_b": m[0] if m else None, "mcnemar_c": m[1] if m else None,
+                "mcnemar_p": m[2] if m else None, "wins_a": self.wins_a, "diff_std": self.diff_std, "t_test_p": self.t_p,
+                "significant": self.significant, "seeds_needed": self.seeds_needed}
+
+
+def _seed_pair(seed: int, run_a, run_b) -> SeedPair:
+    top1_a, top1_b = float(run_a.summary["test_top1"]), float(run_b.summary["test_top1"])
+    ca, cb = run_a.test_correct(), run_b.test_correct()
+    if ca is None or cb is None or ca.shape != cb.shape:
+        return SeedPair(seed, top1_a, top1_b, top1_a - top1_b, None, None, None, None)
+    m = mcnemar_exact(ca, cb)
+    diff, low, high = paired_bootstrap_diff(ca, cb, BOOTSTRAP_RESAMPLES, seed=0)
+    return SeedPair(seed, top1_a, top1_b, diff, (low, high), m.b, m.c, m.p)
+
+
+def _same_test_set(a: Group, b: Group) -> bool:
+    sa, sb = a.first, b.first
+    return (sa["test_images"] == sb["test_images"] and sa["data_source"] == sb["data_source"]
+            and sa["config"].get("limit_test") == sb["config"].get("limit_test"))
+
+
+def compare_pair(a: Group, b: Group) -> Pair | None:
+    """The pair tested on the seeds both ran (paired by seed number); None when they share no seed or no test set."""
+    runs_a, runs_b = a.by_seed(), b.by_seed()
+    common = sorted(set(runs_a) & set(runs_b))
+    if not common or not _same_test_set(a, b):
+        return None
+    per_seed = [_seed_pair(s, runs_a[s], runs_b[s]) for s in common]
+    if np.mean([p.diff for p in per_seed]) < 0:  # A is the more accurate, so differences read as positive
+        return compare_pair(b, a)
+    only = (sorted(set(runs_a) - set(common)), sorted(set(runs_b) - set(common)))
+    return Pair(a.dataset, a.label, b.label, per_seed, only)
+
+
+def all_pairs(groups: list[Group]) -> list[Pair]:
+    pairs = []
+    for dataset in sorted({g.dataset for g in groups}):
+        gs = [g for g in groups if g.dataset == dataset]
+        pairs += [p for a, b in combinations(gs, 2) if (p := compare_pair(a, b)) is not None]
+    return pairs
+
+
+def write_pairs(study_dir: Path, pairs: list[Pair]) -> None:
+    write_csv(study_dir / PAIRS_CSV, [p.row() for p in pairs], PAIRS_COLUMNS)
+    rows = [{"dataset": p.dataset, "model_a": p.a, "model_b": p.b, "seed": s.seed, "top1_a": s.top1_a,
+             "top1_b": s.top1_b, "diff_top1": s.diff, "diff_ci_low": s.ci[0] if s.ci else None,
+             "diff_ci_high": s.ci[1] if s.ci else None, "mcnemar_b": s.b, "mcnemar_c": s.c, "mcnemar_p": s.p}
+            for p in pairs for s in p.per_seed]
+    write_csv(study_dir / PAIRS_BY_SEED_CSV, rows, PAIRS_BY_SEED_COLUMNS)
+
+
+def points(fraction: float) -> str:
+    return f"{fraction * 100:.2f}"
+
+
+def p_value(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}"
+
+
+def pair_finding(pair: Pair) -> list[str]:
+    """The verdict on one pair in words: a difference with its interval and test, or that there is none to see."""
+    ci, m, n = pair.ci, pair.mcnemar, len(pair.per_seed)
+    interval = f"95% CI {points(ci[0])} to {points(ci[1])}" if ci else "no per-example results to test it on"
+    notes = []
+    if n == 1:
+        test = f"McNemar p {p_value(m[2])}, b = {m[0]}, c = {m[1]}" if m else "no McNemar test"
+        if pair.significant:
+            notes.append(f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points ({interval}; {test}; "
+                         f"seed {pair.seeds[0]}).")
+        else:
+            notes.append(f"{pair.a} and {pair.b}: no significant difference at this test-set size ({test}; {pair.a} "
+                         f"{points(pair.diff)} points ahead, {interval}; seed {pair.seeds[0]}).")
+        notes.append("One seed each compares two trained networks, not two architectures: the spread over seeds is "
+                     "unknown until more seeds run (--seeds 0,1,2).")
+    else:
+        every_seed = "" if not m else ("; McNemar p < 0.001 in every seed" if m[2] < 0.001
+                                       else f"; McNemar p <= {m[2]:.3f} in every seed")
+        wins = f"{pair.a} wins {pair.wins_a} of {n} seeds"
+        if pair.significant:
+            notes.append(f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points on average over {n} "
+                         f"seeds ({interval} over seeds; {wins}{every_seed}).")
+        else:
+            notes.append(f"{pair.a} and {pair.b}: no significant difference over {n} seeds ({pair.a} "
+                         f"{points(pair.diff)} points ahead on average, {interval} over seeds, paired t p "
+                         f"{p_value(pair.t_p)}; {wins}).")
+        if pair.diff_std is not None and pair.diff_std > abs(pair.diff) / 2:
+            need = pair.seeds_needed
+            notes.append(f"The difference varies from seed to seed by {points(pair.diff_std)} points (standard "
+                         f"deviation), more than half the difference itself: more seeds are needed; "
+                         + (f"about {need} seeds in all would resolve a difference of this size at this spread."
+                            if need else "a difference this small would need more than 1,000 seeds at this spread."))
+    if pair.unpaired_seeds[0] or pair.unpaired_seeds[1]:
+        notes.append(f"Seeds run by only one of the two are left out of this comparison "
+                     f"({pair.a}: {pair.unpaired_seeds[0] or 'none'}; {pair.b}: {pair.unpaired_seeds[1] or 'none'}).")
+    return notes
