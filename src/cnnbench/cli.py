@@ -94,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir", help="a run folder written by `cnnbench train`")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
+    rob = sub.add_parser("robustness", help="accuracy under common corruptions and adversarial attacks (a run or a study)")
+    rob.add_argument("target", metavar="RUN_DIR|STUDY_DIR", help="a run folder, or a study folder (every run in it)")
+    rob.add_argument("--corruptions", default="all", help="all (default), none, or comma-separated names "
+                     "(CIFAR-10-C's 15 for colour images, an MNIST-C-style set for grey ones)")
+    rob.add_argument("--severities", default="1-5", help="severities 1-5: a range 1-5 or a list 1,3,5 (default 1-5)")
+    rob.add_argument("--attacks", default="fgsm,pgd", help="fgsm,pgd (default), one of them, or none")
+    rob.add_argument("--eps", default=None, help="L-inf radii in pixels of [0, 1], e.g. 1/255,2/255 or 0.1,0.2 "
+                     "(default 1,2,4,8/255 for natural images, 0.1,0.2,0.3 for digits)")
+    rob.add_argument("--limit-test", type=int, default=None, help="class-balanced test images per cell "
+                     "(default 1000 on CPU, all on a GPU)")
+    rob.add_argument("--seed", type=int, default=0, help="seeds the corruptions and PGD's random start (default 0)")
+    rob.add_argument("--baseline", default=None, help="study only: the model the corruption errors are relative to "
+                     "(default the study's first model)")
+    rob.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
     models = sub.add_parser("models", help="list the model zoo")
     models.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'vgg*'")
     models.add_argument("--params", action="store_true", help="also count parameters (10 classes, 3x32x32, both variants)")
@@ -257,6 +272,61 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    from .errors import ConfigError
+
+    try:
+        num, _, den = text.partition("/")
+        return float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"--eps takes numbers or fractions such as 0.1 or 2/255 (got {text!r}).") from None
+
+
+def _severities(text: str) -> tuple[int, ...]:
+    from .errors import ConfigError
+
+    low, dash, high = text.partition("-")
+    try:
+        values = tuple(range(int(low), int(high) + 1)) if dash else tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v not in range(1, 6) for v in values):
+        raise ConfigError(f"--severities must be severities from 1 to 5, as a range 1-5 or a list 1,3,5 (got {text!r}).")
+    return values
+
+
+def robustness_config_from_args(args):
+    from .analysis.robustness.evaluate import RobustnessConfig
+
+    corruptions = None if args.corruptions == "all" else () if args.corruptions == "none" else _csv_list(args.corruptions, "corruptions")
+    attacks = () if args.attacks == "none" else _csv_list(args.attacks, "attacks")
+    eps = None if args.eps is None else tuple(_fraction(t.strip()) for t in args.eps.split(",") if t.strip())
+    return RobustnessConfig(corruptions, _severities(args.severities), attacks, eps, args.limit_test, args.seed, args.device)
+
+
+def cmd_robustness(args) -> int:
+    from .analysis.robustness.evaluate import check_config, run_robustness
+    from .errors import ConfigError
+
+    cfg = check_config(robustness_config_from_args(args))
+    target = Path(args.target)
+    if (target / "runs").is_dir():
+        from .report.html import build_report
+
+        run_dirs = sorted(d for d in (target / "runs").iterdir() if (d / "config.json").exists())
+        if not run_dirs:
+            raise ConfigError(f"{target} holds no run folders: run `cnnbench compare --out {target}` first.")
+        for run_dir in run_dirs:
+            run_robustness(run_dir, cfg)
+        print(f"report: {build_report(target, baseline=args.baseline)}")
+        return 0
+    if not target.is_dir():
+        raise ConfigError(f"{target} is not a folder: give a run folder (of `cnnbench train`) or a study folder.")
+    r = run_robustness(target, cfg)
+    print(f"wrote {target / 'robustness.json'} and robustness.csv ({r['images']} images per cell, corruptions: {r['source']})")
+    return 0
+
+
 def cmd_models(args) -> int:
     import torch
 
@@ -290,7 +360,8 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile, "evaluate": cmd_evaluate, "models": cmd_models, "datasets": cmd_datasets}
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile, "evaluate": cmd_evaluate,
+            "robustness": cmd_robustness, "models": cmd_models, "datasets": cmd_datasets}
 
 
 def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> int:

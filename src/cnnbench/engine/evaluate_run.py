@@ -1,6 +1,7 @@
 """``cnnbench evaluate RUN_DIR``: a finished (or interrupted) run's checkpoint, re-evaluated in full detail."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +18,17 @@ from .runtime import resolve_device
 from .train import data_options
 
 
-def load_run_model(run_dir: Path, device: torch.device):
-    """The run's config, data and model with its latest checkpoint's weights."""
+def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = False):
+    """The run's config, data and model with its latest checkpoint's weights (``full_test_set``: ignore the
+    run's --limit-test)."""
     if not (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} is not a cnnbench run folder (it has no config.json). Give the --out folder of `cnnbench train`.")
     cfg = config_from_dict(read_json(run_dir / "config.json"), where=f"{run_dir / 'config.json'}")
     state, _ = load_latest(run_dir / "checkpoints")
     if state is None:
         raise ConfigError(f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out {run_dir} --resume`).")
-    data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))
+    options = data_options(cfg)
+    data = load_dataset(cfg.dataset, cfg.data_dir, dataclasses.replace(options, limit_test=None) if full_test_set else options)
     model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=cfg.variant)
     model.load_state_dict(state["model"])
     model = model.to(device, memory_format=torch.channels_last)

@@ -1,0 +1,1 @@
+"""Robustness: common corruptions and adversarial attacks, measured on a trained run (issue #12)."""

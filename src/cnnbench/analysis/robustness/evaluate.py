@@ -1,0 +1,210 @@
+"""``cnnbench robustness RUN_DIR``: a trained run under common corruptions and adversarial attacks, written to
+robustness.json and robustness.csv in the run folder (atomically, once every number is in)."""
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ...data.loader import balanced_indices
+from ...data.sources import resolve_data_root
+from ...engine.evaluate_run import load_run_model
+from ...engine.runtime import autocast, resolve_device, resolve_precision, synchronize
+from ...errors import ConfigError
+from ...fileio import write_csv, write_json
+from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON
+from .attacks import PixelModel, fgsm, pgd
+from .corruptions import SUBSTITUTES, check_corruption_names, corrupt, corruption_set, set_name
+
+ATTACKS = ("fgsm", "pgd")
+CPU_DEFAULT_IMAGES = 1000  # per cell on CPU: the full grid is 750,000 images, hours on 2 cores (issue #12)
+OFFICIAL = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    eps: tuple[float, ...]  # L-inf radii in pixel units ([0, 1] scale)
+    step: float | None  # PGD step; None: eps / 4
+    steps: int  # PGD iterations
+
+
+# Natural images: eps 1, 2, 4, 8 / 255, step eps / 4, 10 steps; digits: 0.1-0.3, step 0.01, 40 steps (Madry et al.).
+NATURAL_ATTACK = AttackSettings((1 / 255, 2 / 255, 4 / 255, 8 / 255), None, 10)
+DIGIT_ATTACK = AttackSettings((0.1, 0.2, 0.3), 0.01, 40)
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    corruptions: tuple[str, ...] | None = None  # None: every corruption of the image kind's set; () none
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    attacks: tuple[str, ...] = ATTACKS
+    eps: tuple[float, ...] | None = None  # None: the image kind's defaults (above)
+    limit_test: int | None = None  # images per cell; None: CPU_DEFAULT_IMAGES on CPU, the whole test set on a GPU
+    seed: int = 0  # seeds the corruptions and PGD's random start
+    device: str = "auto"
+    batch_size: int = 250
+
+
+def check_config(cfg: RobustnessConfig) -> RobustnessConfig:
+    bad = [s for s in cfg.severities if s not in range(1, 6)]
+    if bad or not cfg.severities and cfg.corruptions != ():
+        raise ConfigError(f"Severities must be whole numbers from 1 to 5, e.g. 1-5 or 1,3,5 (got {list(cfg.severities)}).")
+    for a in cfg.attacks:
+        if a not in ATTACKS:
+            near = difflib.get_close_matches(a, ATTACKS, 1)
+            raise ConfigError(f"Unknown attack {a!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                              + f": choose from {', '.join(ATTACKS)}, or 'none'.")
+    if cfg.eps is not None and any(not e >= 0 or e > 1 for e in cfg.eps):
+        raise ConfigError(f"eps must be between 0 and 1 in pixel units, e.g. 0.0039 or 1/255 (got {list(cfg.eps)}).")
+    if cfg.limit_test is not None and cfg.limit_test < 1:
+        raise ConfigError(f"--limit-test must be a positive number of images (got {cfg.limit_test}).")
+    return cfg
+
+
+def official_files(dataset: str, data_dir) -> Path | None:
+    """The folder of the published .npy corruption files for this data set in the data root, if present."""
+    name = OFFICIAL.get(dataset)
+    if name is None:
+        return None
+    folder = resolve_data_root(data_dir) / name
+    return folder if (folder / "labels.npy").exists() else None
+
+
+class CellSource:
+    """Corrupted images of one (corruption, severity) for the chosen test images: generated, or read from the
+    official .npy files (5 severities x the test set, in the test set's order)."""
+
+    def __init__(self, official: Path | None, images: torch.Tensor, labels: np.ndarray, index: np.ndarray, seed: int):
+        self.official, self.images, self.index, self.seed = official, images, index, seed
+        if official is not None:
+            published = np.load(official / "labels.npy", mmap_mode="r")
+            n = len(published) // 5
+            if n != len(labels) or not np.array_equal(np.asarray(published[:n])[index], labels[index]):
+                raise ConfigError(
+                    f"The labels in {official / 'labels.npy'} do not match this test set's order (the official files "
+                    "follow torchvision's CIFAR test split). Use torchvision's copy of the data set, or move the "
+                    f"{official.name} folder away to evaluate on generated corruptions.")
+            self.test_size = n
+
+    def names(self, wanted: list[str]) -> list[str]:
+        if self.official is None:
+            return wanted
+        missing = [n for n in wanted if not (self.official / f"{n}.npy").exists()]
+        if missing:
+            raise ConfigError(f"{self.official} lacks {', '.join(m + '.npy' for m in missing)}: add them, or name the "
+                              "corruptions that are there with --corruptions.")
+        return wanted
+
+    def cell(self, name: str, severity: int, start: int, stop: int) -> torch.Tensor:
+        if self.official is None:
+            # one seed per (corruption, severity, batch): any cell can be regenerated on its own
+            seed = _stable_hash(self.seed, name, severity, start)
+            return corrupt(name, self.images[self.index[start:stop]], severity, seed)
+        block = np.load(self.official / f"{name}.npy", mmap_mode="r")
+        rows = (severity - 1) * self.test_size + self.index[start:stop]
+        return torch.from_numpy(np.ascontiguousarray(block[rows])).permute(0, 3, 1, 2).contiguous()
+
+
+def _stable_hash(*parts) -> int:
+    import zlib
+
+    return zlib.crc32(repr(parts).encode())
+
+
+def run_robustness(run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig(),
+                   log: Callable[[str], None] = print) -> dict:
+    """Evaluate the run's last checkpoint under corruptions and attacks; write robustness.json/.csv; return it."""
+    cfg = check_config(cfg)
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    train_cfg, data, model, epoch = load_run_model(run_dir, device, full_test_set=True)
+    precision = resolve_precision(train_cfg.precision if device.type == train_cfg.device else "auto", device)
+    model.eval()
+    channels = data.test_x.shape[1]
+    natural = channels == 3
+    limit = cfg.limit_test or (CPU_DEFAULT_IMAGES if device.type == "cpu" else None)
+    labels = data.test_y.numpy()
+    index = balanced_indices(labels, limit) if limit and limit < len(labels) else np.arange(len(labels))
+    names = check_corruption_names(list(corruption_set(channels)) if cfg.corruptions is None else cfg.corruptions, channels)
+    official = official_files(train_cfg.dataset, train_cfg.data_dir) if names else None
+    source = CellSource(official, data.test_x, labels, index, cfg.seed)
+    names = source.names(names)
+    pixel_model = PixelModel(model, data.mean, data.std, train_cfg.channels_last).to(device)
+    y_all = torch.from_numpy(labels[index]).long()
+    timings = {"corrupt_s": 0.0, "evaluate_s": 0.0, "attack_s": 0.0}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return pixel_model(x)
+
+    def accuracy(batches) -> float:
+        right = 0
+        for x_uint8, y in batches:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                right += int((forward(x_uint8.to(device).float() / 255).argmax(1).cpu() == y).sum())
+            synchronize(device)
+            timings["evaluate_s"] += time.perf_counter() - start
+        return right / len(index)
+
+    def spans():
+        return [(s, min(s + cfg.batch_size, len(index))) for s in range(0, len(index), cfg.batch_size)]
+
+    clean = accuracy((data.test_x[index[a:b]], y_all[a:b]) for a, b in spans())
+    log(f"{run_dir.name}: clean top-1 {clean:.2%} on {len(index)} test images ({precision}, {device.type})")
+    corruptions: dict[str, dict[int, float]] = {}
+    for name in names:
+        def cells(severity):
+            for a, b in spans():
+                start = time.perf_counter()
+                x = source.cell(name, severity, a, b)
+                timings["corrupt_s"] += time.perf_counter() - start
+                yield x, y_all[a:b]
+        corruptions[name] = {s: accuracy(cells(s)) for s in cfg.severities}
+        log(f"  {name:<18} " + " ".join(f"s{s} {v:.1%}" for s, v in corruptions[name].items()))
+    settings = NATURAL_ATTACK if natural else DIGIT_ATTACK
+    eps_list = cfg.eps if cfg.eps is not None else settings.eps
+    adversarial: dict[str, dict[float, float]] = {}
+    generator = torch.Generator().manual_seed(cfg.seed)
+    for attack in cfg.attacks:
+        adversarial[attack] = {}
+        for eps in eps_list:
+            right = 0
+            start = time.perf_counter()
+            for a, b in spans():
+                x = (data.test_x[index[a:b]].float() / 255).to(device)
+                y = y_all[a:b].to(device)
+                adv = (fgsm(forward, x, y, eps) if attack == "fgsm" else
+                       pgd(forward, x, y, eps, settings.step or eps / 4, settings.steps, generator))
+                with torch.inference_mode():
+                    right += int((forward(adv).argmax(1) == y).sum())
+            synchronize(device)
+            timings["attack_s"] += time.perf_counter() - start
+            adversarial[attack][eps] = right / len(index)
+        log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
+    result = {
+        "model": train_cfg.model, "dataset": train_cfg.dataset, "seed": train_cfg.seed, "epoch": epoch,
+        "clean_top1": clean,
+        "corruptions": {n: {str(s): v for s, v in sev.items()} for n, sev in corruptions.items()},
+        "mean_corruption_top1": float(np.mean([v for sev in corruptions.values() for v in sev.values()])) if corruptions else None,
+        "adversarial": {a: {repr(float(e)): v for e, v in by_eps.items()} for a, by_eps in adversarial.items()},
+        "images": int(len(index)), "test_images": int(len(labels)),
+        "source": str(official) if official else "generated",
+        "corruption_set": set_name(channels) + ("" if official else ", generated by cnnbench (not the published benchmark files)"),
+        "substitutes": {} if official else {n: SUBSTITUTES[n] for n in names if n in SUBSTITUTES},
+        "attack_settings": {"eps": [float(e) for e in eps_list], "pgd_step": settings.step or "eps/4",
+                            "pgd_steps": settings.steps, "pgd_random_start": True, "norm": "Linf, pixel space [0, 1]"},
+        "config": {**asdict(cfg), "limit_test": limit}, "device": device.type, "precision": precision,
+        "timings": timings,
+    }
+    rows = [{"kind": "clean", "name": "clean", "level": "", "top1": clean}]
+    rows += [{"kind": "corruption", "name": n, "level": s, "top1": v} for n, sev in corruptions.items() for s, v in sev.items()]
+    rows += [{"kind": "adversarial", "name": a, "level": e, "top1": v} for a, by_eps in adversarial.items() for e, v in by_eps.items()]
+    write_csv(run_dir / ROBUSTNESS_CSV, rows, ["kind", "name", "level", "top1"])
+    write_json(run_dir / ROBUSTNESS_JSON, result)  # last: a complete robustness.json means complete results
+    return result
