@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--datasets", default=None, help="comma-separated data sets, e.g. mnist,cifar10")
     compare.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     compare.add_argument("--out", default=None, help="study folder (default studies/<preset>)")
+    compare.add_argument("--robustness", action="store_true", help="after training, measure every run under "
+                         "corruptions and attacks (`cnnbench robustness` defaults)")
     add_train_options(compare)
 
     prof = sub.add_parser("profile", help="parameters, MACs/FLOPs, memory and measured throughput of models")
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild a study's report from its run folders")
     report.add_argument("study_dir")
+    report.add_argument("--baseline", default=None, help="the model corruption errors (mCE) are relative to "
+                        "(default the study's first model)")
 
     ev = sub.add_parser("evaluate", help="confusion matrix, per-class metrics and misclassified images of a run")
     ev.add_argument("run_dir", help="a run folder written by `cnnbench train`")
@@ -209,7 +213,10 @@ def cmd_compare(args) -> int:
     print(f"study {out}: models {', '.join(spec.models)} x data sets {', '.join(spec.datasets)} x seeds "
           f"{', '.join(map(str, spec.seeds))}" + (f" (preset {spec.preset})" if spec.preset else ""))
     try:
-        report = run_study(spec, out, callbacks=lambda: [ConsoleProgress()])
+        from .analysis.robustness.evaluate import RobustnessConfig
+
+        report = run_study(spec, out, callbacks=lambda: [ConsoleProgress()],
+                           robustness=RobustnessConfig() if args.robustness else None)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs and epochs are saved; run the same command again to continue {out}.",
               file=sys.stderr)
@@ -254,7 +261,7 @@ def cmd_profile(args) -> int:
 def cmd_report(args) -> int:
     from .report.html import build_report
 
-    print(f"report: {build_report(args.study_dir)}")
+    print(f"report: {build_report(args.study_dir, baseline=args.baseline)}")
     return 0
 
 

@@ -15,7 +15,7 @@ from .engine.evaluate_run import write_evaluation_files
 from .engine.train import config_differences, data_options, fit
 from .errors import ConfigError
 from .fileio import read_json, write_json
-from .layout import dataset_dir_for, run_dir_for
+from .layout import ROBUSTNESS_JSON, dataset_dir_for, run_dir_for
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,12 @@ def _check_finished_runs_match(out: Path, configs: Sequence[TrainConfig]) -> Non
 
 
 def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence[Callback]] = lambda: (),
-              log: Callable[[str], None] = print) -> Path:
+              log: Callable[[str], None] = print, robustness=None) -> Path:
     """Run every (data set, model, seed) of ``spec`` under ``out`` (finished runs are skipped, interrupted ones
-    resumed), then write the report. Returns the report's path."""
+    resumed), then write the report. Returns the report's path.
+
+    ``robustness``: a RobustnessConfig to measure every run under corruptions and attacks once it has trained
+    (runs that already hold robustness.json keep it)."""
     from .report.html import build_report
 
     out = Path(out)
@@ -144,4 +147,10 @@ def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence
             log(f"[{i}/{len(todo)}] {run_dir.name}" + (" (resuming)" if run_dir.exists() else ""))
             fit(cfg, run_dir, resume=run_dir.exists(), callbacks=callbacks(), data=data)
             _write_run_evaluation(run_dir, cfg.model, data)
+    if robustness is not None:
+        from .analysis.robustness.evaluate import run_robustness
+
+        for cfg in configs:
+            if not (run_dir_for(out, cfg) / ROBUSTNESS_JSON).exists():
+                run_robustness(run_dir_for(out, cfg), robustness, log=log)
     return build_report(out)

@@ -14,6 +14,7 @@ from ..layout import dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
+from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, run_heatmap
 from .significance import all_pairs
 from .tables import (TOP1_LEGEND, group_runs, load_runs, megabytes, millions, minutes, pct, rate, study_reference,
                      top1_cell)
@@ -39,8 +40,23 @@ def _run_figures(run) -> dict:
     return figures
 
 
-def build_report(study_dir: str | Path) -> Path:
-    """Write comparison.csv, comparison.md, figures and report.html into ``study_dir``; return the report's path."""
+def _robustness_rows(gs) -> list[dict]:
+    rows = []
+    for g in gs:
+        rob = g.robustness()
+        if rob is None:
+            continue
+        ce = g.corruption_errors or {}
+        adversarial = {a: sorted((float(e), v) for e, v in by_eps.items()) for a, by_eps in rob["adversarial"].items()}
+        rows.append({"label": g.label, "seeds": len([r for r in g.runs if r.robustness]), "images": rob["images"],
+                     "clean": rob["clean_top1"], "mean_corruption": rob["mean_corruption_top1"], "mce": ce.get("mce"),
+                     "relative_mce": ce.get("relative_mce"), "adversarial": adversarial})
+    return rows
+
+
+def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
+    """Write comparison.csv, comparison.md, figures and report.html into ``study_dir``; return the report's path.
+    ``baseline``: the model corruption errors (mCE) are relative to; default the study's first model."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     study_dir = Path(study_dir)
@@ -50,6 +66,9 @@ def build_report(study_dir: str | Path) -> Path:
 
         raise ConfigError(f"{study_dir} holds no finished runs (no runs/*/summary.json): run `cnnbench compare --out {study_dir}` first.")
     groups = group_runs(records)
+    study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
+    baseline = choose_baseline(groups, baseline, study.get("models", []))
+    attach_corruption_errors(groups, baseline)
     pairs = all_pairs(groups)
     write_comparison(study_dir, groups, pairs)
     notes = findings(groups, pairs)
@@ -64,7 +83,11 @@ def build_report(study_dir: str | Path) -> Path:
         runs = []
         for g in gs:
             for r in g.runs:
-                runs.append({"summary": r.summary, "per_class": r.per_class, "figures": _run_figures(r),
+                figures = _run_figures(r)
+                heatmap = run_heatmap(r, r.path / "robustness.png")
+                if heatmap:
+                    figures["robustness"] = _data_uri(heatmap)
+                runs.append({"summary": r.summary, "per_class": r.per_class, "figures": figures, "robustness": r.robustness,
                              "config": json.dumps(r.summary["config"], indent=2),
                              "environment": json.dumps(r.summary["environment"], indent=2), "name": r.path.name})
         sections.append({
@@ -73,13 +96,14 @@ def build_report(study_dir: str | Path) -> Path:
             "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],
             "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
             "has_val": any(g.row()["val_top1"] is not None for g in gs),
-            "reference": study_reference(dataset), "runs": runs,
+            "reference": study_reference(dataset), "runs": runs, "robustness": _robustness_rows(gs),
+            "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
+            "robustness_source": next((g.robustness() for g in gs if g.robustness()), None), "baseline": baseline,
         })
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
     env.globals.update(variant_description=variant_description)
     env.globals.update(pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND)
-    study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
     page = env.get_template("report.html").render(
         title=f"cnnbench study: {html.escape(study_dir.name)}", study=study, sections=sections,
         generated=datetime.now().strftime("%Y-%m-%d %H:%M"), run_count=len(records))

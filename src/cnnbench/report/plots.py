@@ -147,3 +147,49 @@ def accuracy_overlays(series: list[dict], path: str | Path, title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
+
+
+def robustness_heatmap(grid: np.ndarray, names: list[str], severities: list[int], clean: float, path: str | Path,
+                       title: str = "") -> Path:
+    """Top-1 per corruption (rows) and severity (columns), annotated, beside the clean accuracy."""
+    plt = _figure_module()
+    fig, ax = plt.subplots(figsize=(1.1 * len(severities) + 3, 0.32 * len(names) + 1.4))
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(severities)), [str(s) for s in severities])
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel(f"severity (clean top-1 {clean:.1%})")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                        color="white" if grid[i, j] < 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def curves_by_panel(panels: dict[str, dict[str, tuple[list, list]]], clean: dict[str, float] | None, xlabel: str,
+                    path: str | Path, title: str = "") -> Path:
+    """One panel per key of ``panels``, one line per model: {panel: {label: (x, top1)}}; clean accuracy dashed."""
+    plt = _figure_module()
+    n = len(panels)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    labels = sorted({label for per in panels.values() for label in per})
+    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (panel, per) in zip(axes.flat, panels.items()):
+        for label, (x, y) in per.items():
+            ax.plot(x, y, "o-", color=colors[label], label=label)
+            if clean and label in clean:
+                ax.axhline(clean[label], color=colors[label], ls="--", lw=0.8)
+        ax.set_title(panel, fontsize=9), ax.set_xlabel(xlabel, fontsize=8), ax.set_ylabel("top-1", fontsize=8)
+        ax.set_ylim(0, 1), ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.02)
+    return save_figure(fig, path)

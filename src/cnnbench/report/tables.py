@@ -7,18 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.robustness.metrics import mean_results
 from ..analysis.statistics import t_interval, wilson_interval
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..fileio import read_csv, read_json
-from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, SUMMARY
+from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY
 
 COMPARISON_COLUMNS = [
     "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "evaluated_on", "test_images",
     "test_loss", "test_top1", "test_top5", "test_top1_std", "test_top5_std", "test_top1_ci_low", "test_top1_ci_high",
     "test_top1_min", "test_top1_max", "test_top1_mean_ci_low", "test_top1_mean_ci_high", "val_images", "val_top1",
     "val_top1_std", "train_time_s", "time_per_epoch_s", "images_per_s", "infer_images_per_s", "peak_memory_mb", "device",
-    "precision",
+    "precision", "robust_images", "corruption_source", "robust_clean_top1", "mean_corruption_top1", "mce", "relative_mce",
+    "mce_baseline", "adv_eps", "fgsm_top1", "pgd_top1",
 ]
 
 # Settings that do not change what a run learns: runs that differ only in these still share a row.
@@ -42,6 +44,7 @@ class RunRecord:
     summary: dict
     rows: list[dict]
     per_class: list[dict]
+    robustness: dict | None = None  # robustness.json, once `cnnbench robustness` has run
 
     @property
     def seed(self) -> int:
@@ -69,6 +72,8 @@ class Group:
     dataset: str
     runs: list[RunRecord]
     label: str = ""  # how findings and pairs name it: the model, plus the variant where a data set has both
+    corruption_errors: dict | None = None  # mCE against the study's baseline model (report.robustness sets it)
+    mce_baseline: str | None = None
 
     def values(self, key: str) -> list[float]:
         return [float(r.summary[key]) for r in self.runs]
@@ -96,6 +101,25 @@ class Group:
     def by_seed(self) -> dict[int, RunRecord]:
         return {r.seed: r for r in self.runs}
 
+    def robustness(self) -> dict | None:
+        """Mean over the seeds that have robustness results (cell by cell); None when none has."""
+        found = [r.robustness for r in self.runs if r.robustness]
+        return mean_results(found) if found else None
+
+    def robustness_row(self) -> dict:
+        rob = self.robustness()
+        if rob is None:
+            return {}
+        ce = self.corruption_errors or {}
+        row = {"robust_images": rob["images"], "corruption_source": rob["source"], "robust_clean_top1": rob["clean_top1"],
+               "mean_corruption_top1": rob["mean_corruption_top1"], "mce": ce.get("mce"),
+               "relative_mce": ce.get("relative_mce"), "mce_baseline": self.mce_baseline if ce else None}
+        for attack, by_eps in rob["adversarial"].items():
+            nonzero = sorted((float(e), v) for e, v in by_eps.items() if float(e) > 0)
+            if nonzero:  # the smallest eps: the one that separates standard models (issue #12)
+                row.update({"adv_eps": nonzero[0][0], f"{attack}_top1": nonzero[0][1]})
+        return row
+
     def row(self) -> dict:
         s = self.first
         n = int(s["test_images"])
@@ -118,6 +142,7 @@ class Group:
             "train_time_s": self.mean("train_time_s"), "time_per_epoch_s": self.mean("time_per_epoch_s"),
             "images_per_s": self.mean("images_per_s"), "infer_images_per_s": self.mean_if_known("infer_images_per_s"),
             "peak_memory_mb": self.mean_if_known("peak_memory_mb"), "device": s["environment"]["device_name"], "precision": s["precision"],
+            **self.robustness_row(),
         }
 
 
@@ -126,7 +151,8 @@ def load_runs(study_dir: Path) -> list[RunRecord]:
     for summary_path in sorted((study_dir / "runs").glob(f"*/{SUMMARY}")):
         run = summary_path.parent
         per_class = read_csv(run / "per_class.csv") if (run / "per_class.csv").exists() else []
-        records.append(RunRecord(run, read_json(summary_path), read_csv(run / "metrics.csv"), per_class))
+        robustness = read_json(run / ROBUSTNESS_JSON) if (run / ROBUSTNESS_JSON).exists() else None
+        records.append(RunRecord(run, read_json(summary_path), read_csv(run / "metrics.csv"), per_class, robustness))
     return records
 
 

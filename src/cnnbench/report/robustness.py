@@ -1,0 +1,90 @@
+"""Robustness in the report: corruption errors against a baseline model, and the figures, from robustness.json."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis.robustness.corruptions import CIFAR, DIGITS
+from ..analysis.robustness.metrics import corruption_errors
+from ..errors import ConfigError
+from . import plots
+from .tables import Group
+
+FAMILIES = {name: c.family for name, c in {**CIFAR, **DIGITS}.items()}
+
+
+def choose_baseline(groups: list[Group], baseline: str | None, study_models: list[str]) -> str | None:
+    """The model corruption errors are relative to: ``baseline``, else the study's first model that has results."""
+    with_results = [g for g in groups if g.robustness()]
+    if not with_results:
+        return None
+    names = {g.model for g in with_results} | {g.label for g in with_results}
+    if baseline is not None:
+        if baseline not in names:
+            near = difflib.get_close_matches(baseline, names, 1)
+            raise ConfigError(f"--baseline {baseline!r} has no robustness results in this study"
+                              + (f" (did you mean {near[0]!r}?)" if near else "")
+                              + f". Models with results: {', '.join(sorted(names))}.")
+        return baseline
+    ordered = [m for m in study_models if m in names] or [with_results[0].model]
+    return ordered[0]
+
+
+def attach_corruption_errors(groups: list[Group], baseline: str | None) -> None:
+    """Set each group's mCE against the baseline of its own data set (same variant-free model name or label)."""
+    if baseline is None:
+        return
+    for dataset in {g.dataset for g in groups}:
+        gs = [g for g in groups if g.dataset == dataset and g.robustness()]
+        base = next((g for g in gs if baseline in (g.label, g.model)), None)
+        if base is None:
+            continue
+        for g in gs:
+            g.corruption_errors = corruption_errors(g.robustness(), base.robustness())
+            g.mce_baseline = base.label
+
+
+def run_heatmap(run, path: Path) -> Path | None:
+    rob = run.robustness
+    if not rob or not rob["corruptions"]:
+        return None
+    names = list(rob["corruptions"])
+    severities = sorted({int(s) for sev in rob["corruptions"].values() for s in sev})
+    grid = np.array([[rob["corruptions"][n].get(str(s), np.nan) for s in severities] for n in names])
+    s = run.summary
+    return plots.robustness_heatmap(grid, names, severities, rob["clean_top1"], path,
+                                    title=f"{s['model']} ({s['variant']}) on {s['dataset']}, seed {s['seed']}: "
+                                          f"top-1 under corruptions ({rob['images']} images per cell)")
+
+
+def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
+    """Accuracy against severity per corruption family and against eps per attack, models side by side."""
+    series = [(g.label, g.robustness()) for g in groups if g.robustness()]
+    if not series:
+        return {}
+    figures = {}
+    by_family = {}
+    for label, rob in series:
+        for name, sev in rob["corruptions"].items():
+            fam = FAMILIES.get(name, "other")
+            for s, v in sev.items():
+                by_family.setdefault(fam, {}).setdefault(label, {}).setdefault(int(s), []).append(v)
+    if by_family:
+        curves = {fam: {label: (sorted(d), [float(np.mean(d[s])) for s in sorted(d)]) for label, d in per.items()}
+                  for fam, per in by_family.items()}
+        clean = {label: rob["clean_top1"] for label, rob in series}
+        figures["severity"] = plots.curves_by_panel(curves, clean, "severity", folder / "robustness_severity.png",
+                                                    title=f"{dataset}: top-1 against corruption severity (mean over each family)")
+    attacks = {}
+    for label, rob in series:
+        for attack, by_eps in rob["adversarial"].items():
+            points = sorted((float(e), v) for e, v in by_eps.items())
+            if not points or points[0][0] > 0:
+                points = [(0.0, rob["clean_top1"])] + points
+            attacks.setdefault(attack, {})[label] = ([p[0] for p in points], [p[1] for p in points])
+    if attacks:
+        figures["eps"] = plots.curves_by_panel(attacks, None, "eps (L-inf, pixels in [0, 1])", folder / "robustness_eps.png",
+                                               title=f"{dataset}: top-1 against adversarial eps")
+    return figures
