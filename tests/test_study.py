@@ -189,3 +189,27 @@ def test_compare_rejects_unknown_names_before_training(tmp_path, capsys):
     assert main(["compare", "--datasets", "mnsit", "--out", str(tmp_path / "s")]) == 2
     assert "Did you mean 'mnist'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tmp_path):
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert main(["robustness", str(copy), "--limit-test", "20", "--corruptions", "shot_noise,rotate",
+                 "--severities", "1,5", "--eps", "0.1", "--baseline", "vgg13_bn"]) == 0
+
+    def rows():
+        with open(copy / "comparison.csv") as f:
+            return {r["model"]: r for r in csv.DictReader(f)}
+
+    for rebuild in (False, True):
+        if rebuild:  # `cnnbench report` picks the results up from the run folders (its own --baseline)
+            assert main(["report", str(copy), "--baseline", "vgg13_bn"]) == 0
+        r = rows()
+        assert r["vgg13_bn"]["mce"] == "1.0" and r["vgg13_bn"]["mce_baseline"] == "vgg13_bn"
+        assert float(r["vgg11_bn"]["mce"]) > 0 and r["vgg11_bn"]["robust_images"] == "20"
+        assert 0 <= float(r["vgg11_bn"]["mean_corruption_top1"]) <= 1 and r["vgg11_bn"]["adv_eps"] == "0.1"
+        html = (copy / "report.html").read_text()
+        assert "Robustness" in html and "MNIST-C-style" in html and "relative to <b>vgg13_bn</b>" in html
+    assert (copy / "datasets" / "mnist_demo" / "robustness_eps.png").exists()
+    assert main(["report", str(copy), "--baseline", "resnet18"]) == 2

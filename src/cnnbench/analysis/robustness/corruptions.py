@@ -213,10 +213,18 @@ def pixelate(x, c, g):
 
 @register(CIFAR, "digital", (80, 65, 58, 50, 40))
 def jpeg_compression(x, c, g):
-    from torchvision.io import decode_jpeg, encode_jpeg
+    """Pillow's JPEG encoder at quality c, as the generator (torchvision's encoder is deprecated from 0.29)."""
+    import io
 
-    images = list(torch.round(x * 255).to(torch.uint8))
-    return torch.stack(decode_jpeg(encode_jpeg(images, quality=int(c)))).float() / 255
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for img in torch.round(x * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy():
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, "JPEG", quality=int(c))
+        out.append(np.asarray(Image.open(buf)).reshape(img.shape))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
 
 
 # ---- MNIST-C-style set for grey digits --------------------------------------------------------------------------
