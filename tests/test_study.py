@@ -213,3 +213,16 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
         assert "Robustness" in html and "MNIST-C-style" in html and "relative to <b>vgg13_bn</b>" in html
     assert (copy / "datasets" / "mnist_demo" / "robustness_eps.png").exists()
     assert main(["report", str(copy), "--baseline", "resnet18"]) == 2
+
+
+def test_compare_robustness_measures_every_run_after_training(study, tmp_path):
+    from cnnbench.analysis.robustness.evaluate import RobustnessConfig
+
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0, 1), STUDY_BASE)
+    cfg = RobustnessConfig(corruptions=("rotate",), severities=(2,), attacks=(), limit_test=10)
+    run_study(spec, copy, log=lambda _: None, robustness=cfg)  # every run is finished: robustness only
+    results = [json.loads(p.read_text()) for p in sorted((copy / "runs").glob("*/robustness.json"))]
+    assert len(results) == 4 and all(r["images"] == 10 and list(r["corruptions"]) == ["rotate"] for r in results)

@@ -134,7 +134,7 @@ def run_robustness(run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig
     official = official_files(train_cfg.dataset, train_cfg.data_dir) if names else None
     source = CellSource(official, data.test_x, labels, index, cfg.seed)
     names = source.names(names)
-    pixel_model = PixelModel(model, data.mean, data.std, train_cfg.channels_last).to(device)
+    pixel_model = PixelModel(model, data.mean, data.std, train_cfg.channels_last).to(device).eval()
     y_all = torch.from_numpy(labels[index]).long()
     timings = {"corrupt_s": 0.0, "evaluate_s": 0.0, "attack_s": 0.0}
 
