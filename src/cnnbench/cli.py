@@ -330,7 +330,9 @@ def cmd_robustness(args) -> int:
     if not target.is_dir():
         raise ConfigError(f"{target} is not a folder: give a run folder (of `cnnbench train`) or a study folder.")
     r = run_robustness(target, cfg)
-    print(f"wrote {target / 'robustness.json'} and robustness.csv ({r['images']} images per cell, corruptions: {r['source']})")
+    print(f"wrote {target / 'robustness.json'} and robustness.csv ({r['images']} images per cell; {r['corruption_set']})")
+    for name, why in r["substitutes"].items():
+        print(f"  substitute in {name}: {why}")
     return 0
 
 
