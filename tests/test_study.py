@@ -116,7 +116,7 @@ def test_published_modern_study_is_what_the_preset_trains():
     # studies/modern holds every run of the preset; the second seed and the two-seed report are quoted beside it.
     assert {run_dir_for(studies, c).name for c in spec_from_preset("modern").runs()} <= {
         d.name for d in (studies / "modern" / "runs").iterdir()}
-    for study in ("modern", "modern-seed1", "modern-cifar10-2seeds"):
+    for study in ("modern", "modern-seed1", "modern-cifar10-2seeds", "modern-mnist"):
         run_dirs = sorted((studies / study / "runs").iterdir())
         assert run_dirs, study
         for run_dir in run_dirs:
@@ -211,6 +211,8 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
         assert 0 <= float(r["vgg11_bn"]["mean_corruption_top1"]) <= 1 and r["vgg11_bn"]["adv_eps"] == "0.1"
         html = (copy / "report.html").read_text()
         assert "Robustness" in html and "MNIST-C-style" in html and "relative to <b>vgg13_bn</b>" in html
+        md = (copy / "comparison.md").read_text()
+        assert "Robustness (MNIST-C-style" in md and "| vgg13_bn | 2 |" in md and "fgsm eps 0.1" in md
     assert (copy / "datasets" / "mnist_demo" / "robustness_eps.png").exists()
     assert main(["report", str(copy), "--baseline", "resnet18"]) == 2
 
@@ -226,3 +228,16 @@ def test_compare_robustness_measures_every_run_after_training(study, tmp_path):
     run_study(spec, copy, log=lambda _: None, robustness=cfg)  # every run is finished: robustness only
     results = [json.loads(p.read_text()) for p in sorted((copy / "runs").glob("*/robustness.json"))]
     assert len(results) == 4 and all(r["images"] == 10 and list(r["corruptions"]) == ["rotate"] for r in results)
+
+
+def test_published_robustness_is_the_default_run():
+    """RESULTS.md quotes studies/modern-mnist's robustness as `cnnbench robustness`'s defaults on a CPU."""
+    from cnnbench.analysis.robustness.corruptions import DIGITS
+    from cnnbench.analysis.robustness.evaluate import CPU_DEFAULT_IMAGES, DIGIT_ATTACK
+
+    runs = Path(__file__).resolve().parents[1] / "studies" / "modern-mnist" / "runs"
+    for model in ("vgg16_bn", "resnet18"):
+        r = json.loads((runs / f"{model}-mnist-seed0" / "robustness.json").read_text())
+        assert r["images"] == CPU_DEFAULT_IMAGES and r["source"] == "generated" and list(r["corruptions"]) == list(DIGITS)
+        assert all(list(sev) == ["1", "2", "3", "4", "5"] for sev in r["corruptions"].values())
+        assert r["attack_settings"]["eps"] == list(DIGIT_ATTACK.eps) and r["attack_settings"]["pgd_steps"] == DIGIT_ATTACK.steps

@@ -6,6 +6,7 @@ from pathlib import Path
 from ..fileio import write_csv, write_text
 from ..layout import COMPARISON_CSV, COMPARISON_MD
 from ..models.registry import variant_description
+from .robustness import robustness_markdown
 from .significance import Pair, pair_finding, points, write_pairs
 from .tables import (COMPARISON_COLUMNS, TOP1_LEGEND, Group, megabytes, millions, minutes, pct, rate, study_reference,
                      top1_cell)
@@ -70,6 +71,7 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
             out += ["| {a} | {b} | {seeds} | {diff} | {ci} | {method} | {mcnemar} | {wins} | {verdict} |".format(**pair_cells(p))
                     for p in ds_pairs]
             out += ["", PAIRS_LEGEND]
+        out += robustness_markdown(gs)
         if study_reference(dataset):
             table, ref = study_reference(dataset)
             out += ["", f"The study's {table} for comparison (its own setup and hardware; training time as printed):", "",

@@ -14,7 +14,7 @@ from ..layout import dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
-from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, run_heatmap
+from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, robustness_rows, run_heatmap
 from .significance import all_pairs
 from .tables import (TOP1_LEGEND, group_runs, load_runs, megabytes, millions, minutes, pct, rate, study_reference,
                      top1_cell)
@@ -38,20 +38,6 @@ def _run_figures(run) -> dict:
     if (run.path / "misclassified.png").exists():
         figures["misclassified"] = _data_uri(run.path / "misclassified.png")
     return figures
-
-
-def _robustness_rows(gs) -> list[dict]:
-    rows = []
-    for g in gs:
-        rob = g.robustness()
-        if rob is None:
-            continue
-        ce = g.corruption_errors or {}
-        adversarial = {a: sorted((float(e), v) for e, v in by_eps.items()) for a, by_eps in rob["adversarial"].items()}
-        rows.append({"label": g.label, "seeds": len([r for r in g.runs if r.robustness]), "images": rob["images"],
-                     "clean": rob["clean_top1"], "mean_corruption": rob["mean_corruption_top1"], "mce": ce.get("mce"),
-                     "relative_mce": ce.get("relative_mce"), "adversarial": adversarial})
-    return rows
 
 
 def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
@@ -96,7 +82,7 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
             "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],
             "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
             "has_val": any(g.row()["val_top1"] is not None for g in gs),
-            "reference": study_reference(dataset), "runs": runs, "robustness": _robustness_rows(gs),
+            "reference": study_reference(dataset), "runs": runs, "robustness": robustness_rows(gs),
             "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
             "robustness_source": next((g.robustness() for g in gs if g.robustness()), None), "baseline": baseline,
         })

@@ -46,6 +46,41 @@ def attach_corruption_errors(groups: list[Group], baseline: str | None) -> None:
             g.mce_baseline = base.label
 
 
+def robustness_rows(groups: list[Group]) -> list[dict]:
+    """One row per model with robustness results: what the report's and comparison.md's tables show."""
+    rows = []
+    for g in groups:
+        rob = g.robustness()
+        if rob is None:
+            continue
+        ce = g.corruption_errors or {}
+        adversarial = {a: sorted((float(e), v) for e, v in by_eps.items()) for a, by_eps in rob["adversarial"].items()}
+        rows.append({"label": g.label, "seeds": len([r for r in g.runs if r.robustness]), "images": rob["images"],
+                     "clean": rob["clean_top1"], "mean_corruption": rob["mean_corruption_top1"], "mce": ce.get("mce"),
+                     "relative_mce": ce.get("relative_mce"), "adversarial": adversarial, "set": rob["corruption_set"],
+                     "substitutes": rob["substitutes"], "baseline": g.mce_baseline})
+    return rows
+
+
+def robustness_markdown(groups: list[Group]) -> list[str]:
+    rows = robustness_rows(groups)
+    if not rows:
+        return []
+    fmt = lambda v: "-" if v is None else f"{v:.2%}"  # noqa: E731
+    attacks = [(a, e) for a, pts in rows[0]["adversarial"].items() for e, _ in pts]
+    out = ["", f"Robustness ({rows[0]['set']}; {rows[0]['images']} test images per cell, the same for every model"
+           + (f"; substitutes: {'; '.join(f'{k}: {v}' for k, v in rows[0]['substitutes'].items())}" if rows[0]["substitutes"] else "")
+           + f"; mCE relative to {rows[0]['baseline'] or '-'}):", "",
+           "| model | seeds | clean top-1 (these images) | mean corruption top-1 | mCE | relative mCE | "
+           + " | ".join(f"{a} eps {e:.4g}" for a, e in attacks) + " |",
+           "|---" * (6 + len(attacks)) + "|"]
+    for r in rows:
+        adv = {(a, e): v for a, pts in r["adversarial"].items() for e, v in pts}
+        out.append(f"| {r['label']} | {r['seeds']} | {fmt(r['clean'])} | {fmt(r['mean_corruption'])} | {fmt(r['mce'])} | "
+                   f"{fmt(r['relative_mce'])} | " + " | ".join(fmt(adv.get(k)) for k in attacks) + " |")
+    return out
+
+
 def run_heatmap(run, path: Path) -> Path | None:
     rob = run.robustness
     if not rob or not rob["corruptions"]:
