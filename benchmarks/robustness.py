@@ -1,7 +1,7 @@
 """What a default robustness run costs on this machine: corruption generation against evaluation, and wall time.
 
-    CNNBENCH_DATA=../shared/datasets python benchmarks/robustness.py studies/modern-seed2/runs/vgg16_bn-cifar10-seed2 \
-        studies/modern-seed2/runs/resnet18-cifar10-seed2
+    CNNBENCH_DATA=../shared/datasets python benchmarks/robustness.py studies/modern-mnist/runs/vgg16_bn-mnist-seed0 \
+        studies/modern-mnist/runs/resnet18-mnist-seed0
 
 Runs `cnnbench robustness` with its defaults on each run folder (that writes the folder's robustness.json) and
 prints one markdown row per run: images/s generating corruptions and evaluating them (ratio in the same run,

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
@@ -135,10 +134,7 @@ def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None, wher
         raise ConfigError(f"{where} must hold a mapping of option names to values (got {type(data).__name__}).")
     unknown = [k for k in data if k not in FIELD_NAMES]
     if unknown:
-        hints = []
-        for k in unknown:
-            near = difflib.get_close_matches(str(k), FIELD_NAMES, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        hints = [f"{k!r}{did_you_mean(k, FIELD_NAMES)}" for k in unknown]
         raise ConfigError(f"{where} has unknown keys: {', '.join(hints)}. Valid keys: {', '.join(FIELD_NAMES)}.")
     values = {k: _coerce(k, v) for k, v in data.items()}
     return validate(dataclasses.replace(base or TrainConfig(), **values))

@@ -1,4 +1,12 @@
 """User-facing errors: the CLI prints their message as one paragraph and exits with code 2."""
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest of ``choices``, or '' when none is close."""
+    near = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 class CnnbenchError(Exception):

@@ -8,8 +8,8 @@ from ..layout import COMPARISON_CSV, COMPARISON_MD
 from ..models.registry import variant_description
 from .robustness import robustness_markdown
 from .significance import Pair, pair_finding, points, write_pairs
-from .tables import (COMPARISON_COLUMNS, TOP1_LEGEND, Group, megabytes, millions, minutes, pct, rate, study_reference,
-                     top1_cell)
+from .tables import (COMPARISON_COLUMNS, TOP1_LEGEND, Group, has_validation, megabytes, millions, minutes, pct,
+                     rate, study_reference, top1_cell)
 
 
 def write_comparison(study_dir: Path, groups: list[Group], pairs: list[Pair]) -> list[dict]:
@@ -45,7 +45,7 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
     out = ["# Comparison", ""]
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
-        has_val = any(g.row()["val_top1"] is not None for g in gs)
+        has_val = has_validation(gs)
         out += [f"## {dataset}", "", f"Data: {gs[0].first['data_source']}. Metrics at the last epoch. {TOP1_LEGEND} "
                 "Inference images/s: test-set evaluation speed (median over epochs); peak memory: process resident "
                 "peak on CPU (data set included), allocator peak on CUDA." + (

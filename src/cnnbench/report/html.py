@@ -16,8 +16,8 @@ from . import plots
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
 from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, robustness_rows, run_heatmap
 from .significance import all_pairs
-from .tables import (TOP1_LEGEND, group_runs, load_runs, megabytes, millions, minutes, pct, rate, study_reference,
-                     top1_cell)
+from .tables import (TOP1_LEGEND, group_runs, has_validation, load_runs, megabytes, millions, minutes, pct, rate,
+                     study_reference, top1_cell)
 
 
 def _data_uri(path: Path) -> str:
@@ -81,10 +81,10 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
             "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
             "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],
             "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
-            "has_val": any(g.row()["val_top1"] is not None for g in gs),
+            "has_val": has_validation(gs),
             "reference": study_reference(dataset), "runs": runs, "robustness": robustness_rows(gs),
             "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
-            "robustness_source": next((g.robustness() for g in gs if g.robustness()), None), "baseline": baseline,
+            "robustness_source": next((g.robustness for g in gs if g.robustness), None), "baseline": baseline,
         })
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)

@@ -1,14 +1,13 @@
 """Robustness in the report: corruption errors against a baseline model, and the figures, from robustness.json."""
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import numpy as np
 
 from ..analysis.robustness.corruptions import CIFAR, DIGITS
 from ..analysis.robustness.metrics import corruption_errors
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from . import plots
 from .tables import Group
 
@@ -17,16 +16,14 @@ FAMILIES = {name: c.family for name, c in {**CIFAR, **DIGITS}.items()}
 
 def choose_baseline(groups: list[Group], baseline: str | None, study_models: list[str]) -> str | None:
     """The model corruption errors are relative to: ``baseline``, else the study's first model that has results."""
-    with_results = [g for g in groups if g.robustness()]
+    with_results = [g for g in groups if g.robustness]
     if not with_results:
         return None
     names = {g.model for g in with_results} | {g.label for g in with_results}
     if baseline is not None:
         if baseline not in names:
-            near = difflib.get_close_matches(baseline, names, 1)
             raise ConfigError(f"--baseline {baseline!r} has no robustness results in this study"
-                              + (f" (did you mean {near[0]!r}?)" if near else "")
-                              + f". Models with results: {', '.join(sorted(names))}.")
+                              f"{did_you_mean(baseline, names)}. Models with results: {', '.join(sorted(names))}.")
         return baseline
     ordered = [m for m in study_models if m in names] or [with_results[0].model]
     return ordered[0]
@@ -37,12 +34,12 @@ def attach_corruption_errors(groups: list[Group], baseline: str | None) -> None:
     if baseline is None:
         return
     for dataset in {g.dataset for g in groups}:
-        gs = [g for g in groups if g.dataset == dataset and g.robustness()]
+        gs = [g for g in groups if g.dataset == dataset and g.robustness]
         base = next((g for g in gs if baseline in (g.label, g.model)), None)
         if base is None:
             continue
         for g in gs:
-            g.corruption_errors = corruption_errors(g.robustness(), base.robustness())
+            g.corruption_errors = corruption_errors(g.robustness, base.robustness)
             g.mce_baseline = base.label
 
 
@@ -50,7 +47,7 @@ def robustness_rows(groups: list[Group]) -> list[dict]:
     """One row per model with robustness results: what the report's and comparison.md's tables show."""
     rows = []
     for g in groups:
-        rob = g.robustness()
+        rob = g.robustness
         if rob is None:
             continue
         ce = g.corruption_errors or {}
@@ -96,7 +93,7 @@ def run_heatmap(run, path: Path) -> Path | None:
 
 def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
     """Accuracy against severity per corruption family and against eps per attack, models side by side."""
-    series = [(g.label, g.robustness()) for g in groups if g.robustness()]
+    series = [(g.label, g.robustness) for g in groups if g.robustness]
     if not series:
         return {}
     figures = {}

@@ -112,7 +112,7 @@ class Pair:
 
 def _seed_pair(seed: int, run_a, run_b) -> SeedPair:
     top1_a, top1_b = float(run_a.summary["test_top1"]), float(run_b.summary["test_top1"])
-    ca, cb = run_a.test_correct(), run_b.test_correct()
+    ca, cb = run_a.test_correct, run_b.test_correct
     if ca is None or cb is None or ca.shape != cb.shape:
         return SeedPair(seed, top1_a, top1_b, top1_a - top1_b, None, None, None, None)
     m = mcnemar_exact(ca, cb)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ class RunRecord:
     def seed(self) -> int:
         return int(self.summary["seed"])
 
+    @cached_property  # read once, however many pairs the run is in
     def test_correct(self) -> np.ndarray | None:
         """Which test examples the run got right (top-1), from predictions.npz or, where the raw logits are not
         kept (published studies), from misclassified.csv, which lists every wrong example. None without either."""
@@ -101,13 +103,14 @@ class Group:
     def by_seed(self) -> dict[int, RunRecord]:
         return {r.seed: r for r in self.runs}
 
+    @cached_property  # the report asks for it per table, figure and column
     def robustness(self) -> dict | None:
         """Mean over the seeds that have robustness results (cell by cell); None when none has."""
         found = [r.robustness for r in self.runs if r.robustness]
         return mean_results(found) if found else None
 
     def robustness_row(self) -> dict:
-        rob = self.robustness()
+        rob = self.robustness
         if rob is None:
             return {}
         ce = self.corruption_errors or {}
@@ -144,6 +147,11 @@ class Group:
             "peak_memory_mb": self.mean_if_known("peak_memory_mb"), "device": s["environment"]["device_name"], "precision": s["precision"],
             **self.robustness_row(),
         }
+
+
+def has_validation(groups: list[Group]) -> bool:
+    """Whether any of these groups held out a validation split (--val-split): tables then show its column."""
+    return any(r.summary.get("val_top1") is not None for g in groups for r in g.runs)
 
 
 def load_runs(study_dir: Path) -> list[RunRecord]:

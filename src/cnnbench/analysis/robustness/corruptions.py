@@ -15,7 +15,6 @@ MNIST-C's single setting.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -23,7 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ...errors import ConfigError
+from ...errors import ConfigError, did_you_mean
 from .filters import (box_resize, center_zoom, disk_kernel, filter_per_image, gaussian_blur, grayscale, motion_kernels,
                       plasma_fractal)
 
@@ -339,8 +338,7 @@ def check_corruption_names(names, channels: int) -> list[str]:
     table = corruption_set(channels)
     bad = [n for n in names if n not in table]
     if bad:
-        hints = [f"{n!r}" + (f" (did you mean {near[0]!r}?)" if (near := difflib.get_close_matches(n, table, 1)) else "")
-                 for n in bad]
+        hints = [f"{n!r}{did_you_mean(n, table)}" for n in bad]
         raise ConfigError(f"Unknown corruption {', '.join(hints)} for {set_name(channels)} images. Choose from: "
                           f"{', '.join(table)}, or 'all'.")
     return list(names)

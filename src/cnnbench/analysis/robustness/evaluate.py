@@ -2,8 +2,8 @@
 robustness.json and robustness.csv in the run folder (atomically, once every number is in)."""
 from __future__ import annotations
 
-import difflib
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,7 +15,7 @@ from ...data.loader import balanced_indices
 from ...data.sources import resolve_data_root
 from ...engine.evaluate_run import load_run_model
 from ...engine.runtime import autocast, resolve_device, resolve_precision, synchronize
-from ...errors import ConfigError
+from ...errors import ConfigError, did_you_mean
 from ...fileio import write_csv, write_json
 from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON
 from .attacks import PixelModel, fgsm, pgd
@@ -56,9 +56,7 @@ def check_config(cfg: RobustnessConfig) -> RobustnessConfig:
         raise ConfigError(f"Severities must be whole numbers from 1 to 5, e.g. 1-5 or 1,3,5 (got {list(cfg.severities)}).")
     for a in cfg.attacks:
         if a not in ATTACKS:
-            near = difflib.get_close_matches(a, ATTACKS, 1)
-            raise ConfigError(f"Unknown attack {a!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
-                              + f": choose from {', '.join(ATTACKS)}, or 'none'.")
+            raise ConfigError(f"Unknown attack {a!r}{did_you_mean(a, ATTACKS)}: choose from {', '.join(ATTACKS)}, or 'none'.")
     if cfg.eps is not None and any(not e >= 0 or e > 1 for e in cfg.eps):
         raise ConfigError(f"eps must be between 0 and 1 in pixel units, e.g. 0.0039 or 1/255 (got {list(cfg.eps)}).")
     if cfg.limit_test is not None and cfg.limit_test < 1:
@@ -111,8 +109,6 @@ class CellSource:
 
 
 def _stable_hash(*parts) -> int:
-    import zlib
-
     return zlib.crc32(repr(parts).encode())
 
 
