@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default=argparse.SUPPRESS, help="a name from `cnnbench datasets` or imagefolder:PATH (default mnist)")
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    _bool_flag(train, "dynamics", "record per-layer weight, gradient and update norms, dead ReLU channels and "
+               "first-layer filters while training (dynamics.csv; default off for train)")
+    train.set_defaults(dynamics=False)
     add_train_options(train)
 
     compare = sub.add_parser("compare", help="run a study (models x data sets x seeds) and write its report")
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default=None, help="study folder (default studies/<preset>)")
     compare.add_argument("--robustness", action="store_true", help="after training, measure every run under "
                          "corruptions and attacks (`cnnbench robustness` defaults)")
+    compare.add_argument("--insight", action="store_true", help="after training, write every run's filters, feature "
+                         "maps, Grad-CAM, CKA and loss landscape (`cnnbench insight` defaults)")
+    _bool_flag(compare, "dynamics", "record per-layer weight dynamics while training (default on for studies)")
+    compare.set_defaults(dynamics=True)
     add_train_options(compare)
 
     prof = sub.add_parser("profile", help="parameters, MACs/FLOPs, memory and measured throughput of models")
@@ -93,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir")
     report.add_argument("--baseline", default=None, help="the model corruption errors (mCE) are relative to "
                         "(default the study's first model)")
+
+    ins = sub.add_parser("insight", help="what a trained run learned: filters, feature maps, Grad-CAM, CKA, loss "
+                         "landscape (a run or a study)")
+    ins.add_argument("target", metavar="RUN_DIR|STUDY_DIR", help="a run folder, or a study folder (every run in it, "
+                     "plus CKA between the models)")
+    ins.add_argument("--layer", default=None, help="Grad-CAM layer, a module name such as layer4 or features.42 "
+                     "(default: the last layer whose output is larger than 1x1)")
+    ins.add_argument("--landscape", default="1d", choices=("none", "1d", "2d"), help="loss-landscape slices: 1d "
+                     "(default: a random direction and the init -> trained line), 2d (adds a grid: hundreds of passes), none")
+    ins.add_argument("--images", type=int, default=8, help="test images per Grad-CAM panel (default 8)")
+    ins.add_argument("--cka-images", type=int, default=500, help="class-balanced test images for CKA (default 500)")
+    ins.add_argument("--landscape-images", type=int, default=1000, help="training images the landscape's loss is "
+                     "computed on (default 1000)")
+    ins.add_argument("--seed", type=int, default=0, help="seeds the random directions (default 0)")
+    ins.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
     ev = sub.add_parser("evaluate", help="confusion matrix, per-class metrics and misclassified images of a run")
     ev.add_argument("run_dir", help="a run folder written by `cnnbench train`")
@@ -136,12 +158,22 @@ def train_config_from_args(args: argparse.Namespace):
     return config_from_dict(overrides, base, where="The command line")
 
 
+def training_callbacks(dynamics: bool) -> list:
+    from .engine import ConsoleProgress
+
+    if not dynamics:
+        return [ConsoleProgress()]
+    from .analysis.insight.dynamics import WeightDynamics
+
+    return [ConsoleProgress(), WeightDynamics()]
+
+
 def cmd_train(args) -> int:
-    from .engine import ConsoleProgress, fit
+    from .engine import fit
 
     cfg = train_config_from_args(args)
     try:
-        fit(cfg, args.out, resume=args.resume, callbacks=[ConsoleProgress()])
+        fit(cfg, args.out, resume=args.resume, callbacks=training_callbacks(args.dynamics))
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished epochs are saved in {args.out}; continue with "
               f"`cnnbench train --out {args.out} --resume`.", file=sys.stderr)
@@ -204,7 +236,6 @@ def study_spec_from_args(args: argparse.Namespace):
 
 
 def cmd_compare(args) -> int:
-    from .engine import ConsoleProgress
     from .study import run_study
 
     spec = study_spec_from_args(args)
@@ -213,10 +244,12 @@ def cmd_compare(args) -> int:
     print(f"study {out}: models {', '.join(spec.models)} x data sets {', '.join(spec.datasets)} x seeds "
           f"{', '.join(map(str, spec.seeds))}" + (f" (preset {spec.preset})" if spec.preset else ""))
     try:
+        from .analysis.insight.evaluate import InsightConfig
         from .analysis.robustness.evaluate import RobustnessConfig
 
-        report = run_study(spec, out, callbacks=lambda: [ConsoleProgress()],
-                           robustness=RobustnessConfig() if args.robustness else None)
+        report = run_study(spec, out, callbacks=lambda: training_callbacks(args.dynamics),
+                           robustness=RobustnessConfig() if args.robustness else None,
+                           insight=InsightConfig() if args.insight else None)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs and epochs are saved; run the same command again to continue {out}.",
               file=sys.stderr)
@@ -336,6 +369,29 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def cmd_insight(args) -> int:
+    from .analysis.insight.evaluate import InsightConfig, check_insight_config, run_insight, study_insight
+    from .errors import ConfigError
+
+    cfg = check_insight_config(InsightConfig(layer=args.layer, images=args.images, cka_images=args.cka_images,
+                                             landscape=args.landscape, landscape_images=args.landscape_images,
+                                             seed=args.seed, device=args.device))
+    target = Path(args.target)
+    if (target / "runs").is_dir():
+        from .report.html import build_report
+
+        study_insight(target, cfg)
+        print(f"report: {build_report(target)}")
+        return 0
+    if not target.is_dir():
+        raise ConfigError(f"{target} is not a folder: give a run folder (of `cnnbench train`) or a study folder.")
+    result = run_insight(target, cfg)
+    print(f"wrote {target / 'insight'} (Grad-CAM at {result['gradcam_layer']}); `cnnbench report` on a study draws them")
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    return 0
+
+
 def cmd_models(args) -> int:
     import torch
 
@@ -370,7 +426,7 @@ def cmd_datasets(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "profile": cmd_profile, "evaluate": cmd_evaluate,
-            "robustness": cmd_robustness, "models": cmd_models, "datasets": cmd_datasets}
+            "robustness": cmd_robustness, "insight": cmd_insight, "models": cmd_models, "datasets": cmd_datasets}
 
 
 def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> int:

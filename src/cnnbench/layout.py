@@ -18,6 +18,12 @@ PREDICTIONS = "predictions.npz"
 MISCLASSIFIED_CSV = "misclassified.csv"
 ROBUSTNESS_JSON = "robustness.json"
 ROBUSTNESS_CSV = "robustness.csv"
+DYNAMICS_CSV = "dynamics.csv"  # per-layer weight/gradient/update norms while training
+DEAD_UNITS_CSV = "dead_units.csv"  # per-stage share of ReLU channels silent on a fixed probe batch, per epoch
+FILTERS_NPZ = "filters.npz"  # the first convolution's weights at epoch 0, 1, ...
+INIT_WEIGHTS = "checkpoints/init.pt"  # the weights before the first step (distance from init, landscape line)
+INSIGHT_DIR = "insight"  # `cnnbench insight` figures and tables
+INSIGHT_JSON = "insight/insight.json"
 
 
 def safe_name(text: str) -> str:

@@ -117,12 +117,13 @@ def _check_finished_runs_match(out: Path, configs: Sequence[TrainConfig]) -> Non
 
 
 def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence[Callback]] = lambda: (),
-              log: Callable[[str], None] = print, robustness=None) -> Path:
+              log: Callable[[str], None] = print, robustness=None, insight=None) -> Path:
     """Run every (data set, model, seed) of ``spec`` under ``out`` (finished runs are skipped, interrupted ones
     resumed), then write the report. Returns the report's path.
 
     ``robustness``: a RobustnessConfig to measure every run under corruptions and attacks once it has trained
-    (runs that already hold robustness.json keep it)."""
+    (runs that already hold robustness.json keep it). ``insight``: an InsightConfig to write every run's insight/
+    and the CKA between models (rewritten each time: the CKA between models needs every run's features)."""
     from .report.html import build_report
 
     out = Path(out)
@@ -153,4 +154,8 @@ def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence
         for cfg in configs:
             if not (run_dir_for(out, cfg) / ROBUSTNESS_JSON).exists():
                 run_robustness(run_dir_for(out, cfg), robustness, log=log)
+    if insight is not None:
+        from .analysis.insight.evaluate import study_insight
+
+        study_insight(out, insight, log=log)
     return build_report(out)

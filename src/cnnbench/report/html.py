@@ -13,6 +13,7 @@ from ..fileio import read_csv, read_json, write_text
 from ..layout import dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
+from .insight import landscape_overlay, run_insight_figures, study_cka_figures
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
 from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, robustness_rows, run_heatmap
 from .significance import all_pairs
@@ -38,6 +39,24 @@ def _run_figures(run) -> dict:
     if (run.path / "misclassified.png").exists():
         figures["misclassified"] = _data_uri(run.path / "misclassified.png")
     return figures
+
+
+def _insight_section(study_dir: Path, groups, ds_dir: Path, dataset: str) -> dict:
+    """Per run: dynamics, filters, feature maps, Grad-CAM, CKA and landscape; per data set: cross-model CKA and
+    the landscapes side by side."""
+    from ..layout import safe_name
+
+    runs = []
+    for g in groups:
+        for r in g.runs:
+            label = f"{g.model} s{r.summary['seed']}"
+            found = run_insight_figures(r.path, label)
+            runs.append({**found, "label": label, "figures": {k: _data_uri(v) for k, v in found["figures"].items()}})
+    overlay = landscape_overlay([r for g in groups for r in g.runs], ds_dir / "landscape.png", f"{dataset}: loss landscape")
+    return {"runs": runs, "cross_cka": [_data_uri(p) for p in study_cka_figures(study_dir, safe_name(dataset))],
+            "landscape": _data_uri(overlay) if overlay else None,
+            "has_dynamics": any("dynamics" in r["figures"] for r in runs),
+            "has_learned": any("cka" in r["figures"] for r in runs)}
 
 
 def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
@@ -76,7 +95,9 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
                 runs.append({"summary": r.summary, "per_class": r.per_class, "figures": figures, "robustness": r.robustness,
                              "config": json.dumps(r.summary["config"], indent=2),
                              "environment": json.dumps(r.summary["environment"], indent=2), "name": r.path.name})
+        insight = _insight_section(study_dir, gs, ds_dir, dataset)
         sections.append({
+            "insight": insight,
             "name": dataset, "info": info, "source": gs[0].first["data_source"],
             "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
             "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],

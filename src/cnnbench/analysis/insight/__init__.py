@@ -1,0 +1,1 @@
+"""Insight into training and into trained models: weight dynamics, filters, feature maps, Grad-CAM, CKA, loss landscape."""

@@ -1,0 +1,204 @@
+"""``cnnbench insight RUN_DIR|STUDY_DIR``: what a trained network learned, written into the run folder's insight/.
+
+Per run: the first layer's filters over the epochs, each stage's feature maps for fixed test images, Grad-CAM over
+correctly and wrongly classified test images, linear CKA between the model's stages, and loss-landscape slices.
+Per study: CKA between the stages of every two models trained on the same data set with the same seed, on the same
+test images. Figures are drawn by the report from the tables written here (the report never loads a model).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ...data.loader import balanced_indices, normalize
+from ...engine.checkpoint import load_file
+from ...engine.evaluate_run import load_run_model
+from ...engine.runtime import resolve_device
+from ...errors import ConfigError
+from ...fileio import read_json, write_bytes, write_csv, write_json
+from ...layout import DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS, INSIGHT_DIR, INSIGHT_JSON, safe_name
+from .cka import cka_matrix, stage_grams
+from .gradcam import grad_cam
+from .landscape import filter_normalized_direction, loss_along, trained_params
+from .stages import check_layer, default_cam_layer, first_conv, model_stages
+
+LANDSCAPES = ("none", "1d", "2d")
+STUDY_INSIGHT_DIR = "insight"
+
+
+@dataclass(frozen=True)
+class InsightConfig:
+    layer: str | None = None  # Grad-CAM layer; None: the last one with a spatial map larger than 1x1
+    images: int = 8  # test images per Grad-CAM panel (correct and wrong) and 2 of them for feature maps
+    cka_images: int = 500  # class-balanced test images for CKA (the same for every model)
+    landscape: str = "1d"  # none | 1d (a random direction and the init -> final line) | 2d (adds a grid)
+    landscape_images: int = 1000  # class-balanced training images the landscape's loss is computed on
+    landscape_points: int = 21  # points per 1-D slice (the 2-D grid uses points // 2 + 1 per side)
+    seed: int = 0  # seeds the random directions
+    device: str = "auto"
+
+
+def check_insight_config(cfg: InsightConfig) -> InsightConfig:
+    if cfg.landscape not in LANDSCAPES:
+        raise ConfigError(f"--landscape must be one of {', '.join(LANDSCAPES)} (got {cfg.landscape!r}).")
+    for name in ("images", "cka_images", "landscape_images", "landscape_points"):
+        if getattr(cfg, name) < 2:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 2 (got {getattr(cfg, name)}).")
+    return cfg
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def cka_test_images(data, n: int) -> torch.Tensor:
+    """The same class-balanced test images for every model trained on this data set."""
+    return data.test_x[torch.from_numpy(balanced_indices(data.test_y.cpu().numpy(), min(n, len(data.test_y))))]
+
+
+def _feature_maps(model, stages, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each stage's output for the images ``x``: the 8 channels with the largest mean activation per image."""
+    modules = dict(model.named_modules())
+    maps: dict[str, torch.Tensor] = {}
+    handles = [modules[s.output].register_forward_hook(lambda _m, _i, out, n=s.name: maps.__setitem__(n, out.float()))
+               for s in stages]
+    try:
+        with torch.inference_mode():
+            model.eval()
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for name, fm in maps.items():
+        top = fm.mean((2, 3)).argsort(1, descending=True)[:, :8]
+        out[name] = torch.stack([fm[i, top[i]] for i in range(len(fm))]).cpu().numpy()
+    return out
+
+
+def _gradcam_examples(model, layer: str, data, n: int, device) -> dict[str, np.ndarray]:
+    """Grad-CAM of the predicted class over the first ``n`` correctly and ``n`` wrongly classified test images."""
+    x_all, y_all = data.test_x, data.test_y
+    picked, preds = {"correct": [], "wrong": []}, {}
+    with torch.inference_mode():
+        model.eval()
+        for start in range(0, len(y_all), 500):
+            xb = normalize(x_all[start:start + 500].to(device), data.mean.to(device), data.std.to(device), False)
+            p = model(xb).argmax(1).cpu()
+            for i, ok in enumerate((p == y_all[start:start + 500]).tolist()):
+                key = "correct" if ok else "wrong"
+                if len(picked[key]) < n:
+                    picked[key].append(start + i)
+                    preds[start + i] = int(p[i])
+            if all(len(v) >= n for v in picked.values()):
+                break
+    result = {}
+    for key, index in picked.items():
+        if not index:
+            continue
+        idx = torch.tensor(index)
+        x = normalize(x_all[idx].to(device), data.mean.to(device), data.std.to(device), False)
+        result[f"{key}_images"] = x_all[idx].numpy()
+        result[f"{key}_cams"] = grad_cam(model, layer, x).numpy()
+        result[f"{key}_true"] = y_all[idx].numpy()
+        result[f"{key}_pred"] = np.array([preds[i] for i in index])
+    return result
+
+
+def _landscape(model, run_dir: Path, data, cfg: InsightConfig, log) -> list[dict]:
+    idx = torch.from_numpy(balanced_indices(data.train_y.cpu().numpy(), min(cfg.landscape_images, len(data.train_y))))
+    images, labels = data.train_x[idx], data.train_y[idx]
+    generator = torch.Generator().manual_seed(cfg.seed)
+    final = trained_params(model)
+    alphas = np.linspace(-1.0, 1.0, cfg.landscape_points)
+    d1 = filter_normalized_direction(model, generator)
+    rows = [{"slice": "direction", "x": float(a), "y": 0.0, "loss": loss}
+            for a, loss in zip(alphas, loss_along(model, final, [d1], [(float(a),) for a in alphas], images, labels, data))]
+    init_path = run_dir / INIT_WEIGHTS
+    if init_path.exists():
+        init = load_file(init_path)
+        device = next(model.parameters()).device
+        start = {n: init[n].to(device, p.dtype) for n, p in final.items()}
+        line = {n: final[n] - start[n] for n in final}
+        ts = np.linspace(-0.25, 1.25, cfg.landscape_points)
+        losses = loss_along(model, start, [line], [(float(t),) for t in ts], images, labels, data, batch_statistics=True)
+        rows += [{"slice": "init_to_final", "x": float(t), "y": 0.0, "loss": loss} for t, loss in zip(ts, losses)]
+    else:
+        log(f"  {run_dir.name}: no {INIT_WEIGHTS} (trained without --dynamics), so no init -> final line")
+    if cfg.landscape == "2d":
+        d2 = filter_normalized_direction(model, generator)
+        side = np.linspace(-1.0, 1.0, cfg.landscape_points // 2 + 1)
+        grid = [(float(a), float(b)) for b in side for a in side]
+        rows += [{"slice": "plane", "x": a, "y": b, "loss": loss}
+                 for (a, b), loss in zip(grid, loss_along(model, final, [d1, d2], grid, images, labels, data))]
+    return rows
+
+
+def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print,
+                keep_grams: bool = False) -> dict:
+    """Write insight/ into ``run_dir``; return insight.json's content (with the CKA Gram matrices under
+    ``"grams"`` when ``keep_grams``, for comparing models in a study)."""
+    run_dir = Path(run_dir)
+    cfg = check_insight_config(cfg)
+    device = resolve_device(cfg.device)
+    train_cfg, data, model, epoch = load_run_model(run_dir, device, full_test_set=True)
+    model = model.float().to(memory_format=torch.contiguous_format)
+    stages = model_stages(model)
+    layer = cfg.layer or default_cam_layer(model, normalize(data.test_x[:1].to(device), data.mean.to(device),
+                                                            data.std.to(device), False))
+    check_layer(model, layer)
+    out = run_dir / INSIGHT_DIR
+    notes = []
+    if not (run_dir / DYNAMICS_CSV).exists():
+        notes.append("No dynamics.csv: this run trained without --dynamics, so there are no per-layer update curves, "
+                     "no filter snapshots over the epochs and no init -> final line. Retrain with --dynamics to get them.")
+    if not (run_dir / FILTERS_NPZ).exists():
+        _save_npz(run_dir / FILTERS_NPZ, **{f"epoch_{epoch}": first_conv(model)[1].weight.detach().float().cpu().numpy()})
+    log(f"{run_dir.name}: feature maps, Grad-CAM at {layer}")
+    examples = data.test_x[:2]
+    maps = _feature_maps(model, stages, normalize(examples.to(device), data.mean.to(device), data.std.to(device), False))
+    _save_npz(out / "feature_maps.npz", images=examples.numpy(), **maps)
+    _save_npz(out / "gradcam.npz", classes=np.array(data.classes), **_gradcam_examples(model, layer, data, cfg.images, device))
+    log(f"{run_dir.name}: CKA between stages on {min(cfg.cka_images, len(data.test_y))} test images")
+    grams = stage_grams(model, [s.output for s in stages], cka_test_images(data, cfg.cka_images).to(device), data)
+    grams = {s.name: grams[s.output] for s in stages}
+    within = cka_matrix(grams, grams)
+    write_csv(out / "cka.csv", [{"stage": a, **{b: f"{within[i, j]:.6f}" for j, b in enumerate(grams)}}
+                                for i, a in enumerate(grams)], ["stage", *grams])
+    landscape = []
+    if cfg.landscape != "none":
+        log(f"{run_dir.name}: loss landscape ({cfg.landscape}) on {min(cfg.landscape_images, len(data.train_y))} training images")
+        landscape = _landscape(model, run_dir, data, cfg, log)
+        write_csv(out / "landscape.csv", landscape, ["slice", "x", "y", "loss"])
+    result = {"model": train_cfg.model, "dataset": data.name, "seed": train_cfg.seed, "epoch": epoch,
+              "gradcam_layer": layer, "stages": [s.name for s in stages], "cka_images": min(cfg.cka_images, len(data.test_y)),
+              "landscape_images": min(cfg.landscape_images, len(data.train_y)), "settings": asdict(cfg), "notes": notes}
+    write_json(run_dir / INSIGHT_JSON, result)
+    return {**result, "grams": grams} if keep_grams else result
+
+
+def study_insight(study_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print) -> list[Path]:
+    """Every run's insight, then CKA between the stages of each pair of models with the same data set and seed."""
+    study_dir = Path(study_dir)
+    run_dirs = sorted(d for d in (study_dir / "runs").iterdir() if (d / "config.json").exists())
+    if not run_dirs:
+        raise ConfigError(f"{study_dir} holds no run folders: run `cnnbench compare --out {study_dir}` first.")
+    results = [run_insight(d, cfg, log, keep_grams=True) for d in run_dirs]
+    written = []
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            if (a["dataset"], a["seed"]) != (b["dataset"], b["seed"]) or a["model"] == b["model"]:
+                continue
+            m = cka_matrix(a["grams"], b["grams"])
+            name = f"cka-{safe_name(a['dataset'])}-seed{a['seed']}-{a['model']}-vs-{b['model']}.csv"
+            written.append(write_csv(study_dir / STUDY_INSIGHT_DIR / name,
+                                     [{"stage": sa, **{sb: f"{m[r, c]:.6f}" for c, sb in enumerate(b["grams"])}}
+                                      for r, sa in enumerate(a["grams"])], ["stage", *b["grams"]]))
+    return written
