@@ -103,3 +103,37 @@ def test_benchmark_scripts_explain_mistakes_without_traceback(tmp_path, script, 
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--weight-decay", "--lr", "--momentum", "--label-smoothing", "--warmup-fraction"])
+def test_non_finite_numbers_are_refused(flag, tmp_path, capsys):
+    for value in ("nan", "inf"):
+        assert main(["train", "--out", str(tmp_path / "r"), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert "finite number" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_version(capsys):
+    import cnnbench
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"cnnbench {cnnbench.__version__}"
+
+
+def test_settings_that_train_nothing_are_refused(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), "--batch-size", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size must be at least 2" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", [["train"], ["compare", "--models", "vgg11_bn", "--datasets", "mnist"]])
+def test_out_naming_a_file_is_refused(command, tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    assert main([*command, "--out", str(target), "--limit-train", "64", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is an existing file" in err and "Traceback" not in err
+    assert target.read_text() == "keep me"

@@ -32,7 +32,11 @@ def test_invalid_yaml(tmp_path):
     "changes,message",
     [
         ({"lr": -0.1}, "learning rate must be a positive"),
-        ({"lr": float("nan")}, "learning rate must be a positive"),
+        ({"lr": float("nan")}, "lr must be a finite number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
+        ({"momentum": float("-inf")}, "momentum must be a finite number"),
+        ({"label_smoothing": float("nan")}, "label_smoothing must be a finite number"),
+        ({"warmup_fraction": float("inf")}, "warmup_fraction must be a finite number"),
         ({"epochs": 0}, "epochs must be a positive"),
         ({"batch_size": 0}, "batch_size must be a positive"),
         ({"optimizer": "lbfgs"}, "Invalid optimizer 'lbfgs'"),

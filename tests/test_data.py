@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,36 @@ def test_train_batches_cover_the_epoch(mnist):
 def test_missing_dataset_offline_says_where_it_looked(tmp_path):
     with pytest.raises(DataError, match=rf"looked in {tmp_path}.*--data-dir"):
         load_raw("mnist", data_dir=tmp_path, download=False)
+
+
+def test_data_source_is_recorded_relative_to_the_data_root(data_root):
+    from_env = load_raw("mnist")
+    assert from_env.source == "MNIST (idx files in $CNNBENCH_DATA/MNIST/raw)"
+    given = load_raw("mnist", data_dir=data_root)
+    assert given.source == "MNIST (idx files in <--data-dir>/MNIST/raw)" and str(data_root) not in given.source
+
+
+def test_published_studies_carry_no_machine_paths():
+    studies = Path(__file__).resolve().parents[1] / "studies"
+    for path in studies.rglob("*"):
+        if path.suffix in (".json", ".csv", ".md", ".html") and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert "/work/" not in text and "shared/datasets" not in text, path
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_a_failed_download_says_why(name, tmp_path, monkeypatch):
+    """Whatever stops torchvision's download is named in the error, not swallowed."""
+    import torchvision.datasets as tvd
+
+    def refuse(*args, download=False, **kwargs):
+        if download:
+            raise OSError("No space left on device")
+        raise RuntimeError("Dataset not found")  # what torchvision says when its files are absent
+
+    monkeypatch.setattr(tvd, "MNIST" if name == "mnist" else "CIFAR10", refuse)
+    with pytest.raises(DataError, match=r"failed \(OSError: No space left on device\)"):
+        load_raw(name, data_dir=tmp_path, download=True)
 
 
 def test_unknown_dataset_suggests_nearest():

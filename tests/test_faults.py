@@ -88,6 +88,18 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
     assert any("corrupt" in w for w in resumed["warnings"])
 
 
+def test_evaluate_says_when_it_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
+    from cnnbench.cli import main
+    from tests.test_train import TINY
+
+    fit(TrainConfig(**TINY), tmp_path / "run")  # 2 epochs: last.pt and prev.pt
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "Falling back to the previous checkpoint" in err
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("echo pwned > /tmp/cnnbench-pwned",))

@@ -49,7 +49,7 @@ def fake_run(model, cfg, tmp_path):
     data = SimpleNamespace(train_x=torch.randint(0, 256, (4, 1, 5, 5), dtype=torch.uint8), mean=torch.tensor([0.5]),
                            std=torch.tensor([0.25]))
     return SimpleNamespace(model=model, optimizer=optimizer, scheduler=scheduler, data=data, config=cfg, out=tmp_path,
-                           epoch=0, partial=None, device=torch.device("cpu"))
+                           epoch=0, partial=None, device=torch.device("cpu"), precision="fp32")
 
 
 def test_update_ratio_equals_a_hand_computed_sgd_step(tmp_path):
@@ -264,3 +264,18 @@ def test_insight_refuses_an_unknown_layer(dynamic_run, capsys):
     assert main(["insight", str(dynamic_run), "--layer", "layer9"]) == 2
     err = capsys.readouterr().err
     assert "layer9" in err and "layer4" in err and "Traceback" not in err
+
+
+def test_tensorboard_logs_metrics_dynamics_and_histograms(tmp_path):
+    pytest.importorskip("tensorboard")  # in the dev extra; users without it get a clear error instead
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "vgg11_bn", "--dataset", "mnist", "--limit-train", "64", "--limit-test", "32",
+                 "--batch-size", "32", "--epochs", "1", "--threads", "1", "--dynamics", "--tensorboard",
+                 str(tmp_path / "tb"), "--out", str(run)]) == 0
+    events = EventAccumulator(str(tmp_path / "tb" / "run"), size_guidance={"histograms": 0}).Reload()
+    scalars = events.Tags()["scalars"]
+    assert "epoch/test_top1" in scalars and "update_ratio/features.0" in scalars and "grad_norm/classifier" in scalars
+    assert "weights/features.0" in events.Tags()["histograms"]
+    assert len(events.Scalars("update_ratio/features.0")) == 2  # 2 steps, both recorded

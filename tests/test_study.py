@@ -126,11 +126,12 @@ def test_published_modern_study_is_what_the_preset_trains():
 
 def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     out, _ = study
-    copy = tmp_path / "copy"
+    copy = tmp_path / "R&D <copy>"  # a name that needs escaping, once
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("*.pt", "predictions.npz"))
     (copy / "report.html").unlink()
     assert main(["report", str(copy)]) == 0
     text = (copy / "report.html").read_text()
+    assert "<title>cnnbench study: R&amp;D &lt;copy&gt;</title>" in text
     assert "Findings" in text and "vgg13_bn" in text and "data:image/png;base64," in text
     assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
 

@@ -1,5 +1,6 @@
 import csv
 import json
+import math
 import re
 
 import numpy as np
@@ -120,6 +121,36 @@ def test_resume_refuses_changed_settings(tmp_path):
         fit(cfg.replace(epochs=2, lr=0.5), tmp_path / "run", resume=True)
 
 
+def test_resume_of_a_finished_run_checks_settings_too(learned_run):
+    out, summary = learned_run
+    cfg = TrainConfig(model="vgg11_bn", dataset="mnist", epochs=1, limit_train=2000, limit_test=1000, batch_size=16, lr=0.01)
+    assert fit(cfg, out, resume=True) == summary  # same settings: the finished run's summary
+    with pytest.raises(ConfigError, match=r"different settings \(epochs: 1 -> 3\)"):
+        fit(cfg.replace(epochs=3), out, resume=True)
+
+
+class StepLosses(Callback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, run, epoch, step, loss):
+        self.steps.append((epoch, step, float(loss)))
+
+
+@pytest.mark.parametrize("check_every", [1, 3])
+def test_divergence_is_checked_every_check_every_steps_and_callbacks_see_every_step(tmp_path, check_every):
+    cfg = TrainConfig(**{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "label_smoothing": 0.0,
+                         "check_every": check_every, "epochs": 1})
+    seen = StepLosses()
+    with pytest.raises(TrainingError, match=r"epoch 1, step (\d+)") as e:
+        fit(cfg, tmp_path / "nan", callbacks=[seen])
+    stopped = int(e.value.args[0].split("step ")[1].split(":")[0])
+    first_bad = next(step for _, step, loss in seen.steps if not math.isfinite(loss))
+    # stopped at the first check at or after the first non-finite loss; every step reached the callback
+    assert stopped == min(s for s in range(first_bad, 5) if s % check_every == 0 or s == 4)
+    assert [step for _, step, _ in seen.steps] == list(range(1, stopped + 1))
+
+
 def test_diverging_loss_stops_with_advice(tmp_path):
     # Without batch norm a learning rate of 10 blows up within a few steps.
     cfg = TrainConfig(**{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "label_smoothing": 0.0})
@@ -146,3 +177,40 @@ def test_resize_makes_small_images_usable(tmp_path):
         fit(cfg, tmp_path / "small")
     summary = fit(cfg.replace(resize=40), tmp_path / "resized")
     assert summary["input_shape"] == [3, 40, 40] and summary["classes"] == ["a", "b"]
+
+
+def test_training_goes_on_when_memory_cannot_be_read(tmp_path, monkeypatch):
+    """Where the platform does not tell the resident memory, the run still trains and records no peak."""
+    import cnnbench.engine.memory as memory
+
+    monkeypatch.setattr(memory, "resident_bytes", lambda: None)
+    with pytest.warns(UserWarning, match="resident memory"):
+        summary = fit(TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "r")
+    assert summary["peak_memory_mb"] is None and summary["test_top1"] >= 0
+
+
+def test_resident_memory_is_read_portably():
+    """psutil's reading, on any OS; on Linux it agrees with /proc/self/statm at the real page size."""
+    import os
+    import sys
+
+    from cnnbench.engine.memory import resident_bytes
+
+    rss = resident_bytes()
+    assert rss is not None and rss > 10 * 2**20  # torch alone holds more than 10 MB
+    if sys.platform.startswith("linux"):
+        with open("/proc/self/statm") as f:
+            statm = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        assert abs(statm - rss) < 0.05 * rss
+
+
+def test_global_torch_settings_are_restored_after_a_run(tmp_path):
+    import torch
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    fit(TrainConfig(**{**TINY, "epochs": 1, "threads": 1, "deterministic": True}), tmp_path / "a")
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+    with pytest.raises(TrainingError):  # also when the run fails
+        fit(TrainConfig(**{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "threads": 1,
+                           "deterministic": True}), tmp_path / "b")
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from . import __version__
 from .errors import CnnbenchError
 
 EXIT_USAGE = 2
@@ -15,6 +16,11 @@ EXIT_USAGE = 2
 def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
     parser.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction,
                         default=argparse.SUPPRESS, help=help)
+
+
+def _tensorboard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", metavar="DIR", default=None, help="also log metrics, per-layer dynamics and "
+                        "weight/gradient histograms for TensorBoard into DIR/<run> (needs the tensorboard package)")
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -52,10 +58,13 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pad-to", type=int, default=S, help="zero-pad smaller images to this size (default 32)")
     p.add_argument("--resize", type=int, default=S, help="resize images (bilinear) to this square size first")
     p.add_argument("--eval-batch-size", type=int, default=S, help="default 512")
+    p.add_argument("--check-every", type=int, default=S, help="steps between checks that the loss is finite (each "
+                   "waits for a GPU); default 1 on CPU, 25 on GPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnbench", description="Train, evaluate and compare CNNs on image classification data.")
+    parser.add_argument("--version", action="version", version=f"cnnbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train one model on one data set into a run folder")
@@ -66,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(train, "dynamics", "record per-layer weight, gradient and update norms, dead ReLU channels and "
                "first-layer filters while training (dynamics.csv; default off for train)")
     train.set_defaults(dynamics=False)
+    _tensorboard_option(train)
     add_train_options(train)
 
     compare = sub.add_parser("compare", help="run a study (models x data sets x seeds) and write its report")
@@ -82,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "maps, Grad-CAM, CKA and loss landscape (`cnnbench insight` defaults)")
     _bool_flag(compare, "dynamics", "record per-layer weight dynamics while training (default on for studies)")
     compare.set_defaults(dynamics=True)
+    _tensorboard_option(compare)
     add_train_options(compare)
 
     prof = sub.add_parser("profile", help="parameters, MACs/FLOPs, memory and measured throughput of models")
@@ -158,14 +169,21 @@ def train_config_from_args(args: argparse.Namespace):
     return config_from_dict(overrides, base, where="The command line")
 
 
-def training_callbacks(dynamics: bool) -> list:
+def training_callbacks(dynamics: bool, tensorboard: str | None = None) -> list:
     from .engine import ConsoleProgress
 
-    if not dynamics:
-        return [ConsoleProgress()]
-    from .analysis.insight.dynamics import WeightDynamics
+    callbacks = [ConsoleProgress()]
+    recorder = None
+    if dynamics:
+        from .analysis.insight.dynamics import WeightDynamics
 
-    return [ConsoleProgress(), WeightDynamics()]
+        recorder = WeightDynamics()
+        callbacks.append(recorder)
+    if tensorboard:
+        from .analysis.insight.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(tensorboard, recorder))
+    return callbacks
 
 
 def cmd_train(args) -> int:
@@ -173,7 +191,7 @@ def cmd_train(args) -> int:
 
     cfg = train_config_from_args(args)
     try:
-        fit(cfg, args.out, resume=args.resume, callbacks=training_callbacks(args.dynamics))
+        fit(cfg, args.out, resume=args.resume, callbacks=training_callbacks(args.dynamics, args.tensorboard))
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished epochs are saved in {args.out}; continue with "
               f"`cnnbench train --out {args.out} --resume`.", file=sys.stderr)
@@ -247,7 +265,7 @@ def cmd_compare(args) -> int:
         from .analysis.insight.evaluate import InsightConfig
         from .analysis.robustness.evaluate import RobustnessConfig
 
-        report = run_study(spec, out, callbacks=lambda: training_callbacks(args.dynamics),
+        report = run_study(spec, out, callbacks=lambda: training_callbacks(args.dynamics, args.tensorboard),
                            robustness=RobustnessConfig() if args.robustness else None,
                            insight=InsightConfig() if args.insight else None)
     except KeyboardInterrupt:

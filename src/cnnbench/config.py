@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class TrainConfig:
     pad_to: int | None = 32  # zero-pad smaller images (MNIST's 28 px) to this size
     resize: int | None = None  # resize images (bilinear) to this square size first; None keeps their size
     eval_batch_size: int = 512  # images per evaluation batch
+    check_every: int | None = None  # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
 
     def replace(self, **changes) -> "TrainConfig":
         return validate(dataclasses.replace(self, **changes))
@@ -67,6 +69,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     from .models import VARIANTS, registry
 
     registry.check_model_name(cfg.model)
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.type.startswith("float") and isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number (got {value!r}); give a plain number such as "
+                              f"{getattr(TrainConfig(), f.name)!r}, its default.")
     _choice("variant", cfg.variant, VARIANTS)
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("schedule", cfg.schedule, SCHEDULES)
@@ -76,7 +83,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name, value in positive_ints.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be a positive whole number (got {value!r}).")
-    if not cfg.lr > 0 or cfg.lr != cfg.lr or cfg.lr == float("inf"):
+    if cfg.batch_size < 2:
+        raise ConfigError(f"batch_size must be at least 2 (got {cfg.batch_size}): batch norm cannot train on one image, "
+                          "so every batch would be skipped and nothing would train. Use --batch-size 2 or more.")
+    if not cfg.lr > 0:
         raise ConfigError(f"The learning rate must be a positive number (got {cfg.lr!r}); try 0.05 for SGD or 1e-3 for Adam.")
     if cfg.weight_decay < 0:
         raise ConfigError(f"weight_decay must be zero or positive (got {cfg.weight_decay!r}).")
@@ -98,6 +108,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be a positive number of pixels (got {value!r}).")
+    if cfg.check_every is not None and (not isinstance(cfg.check_every, int) or cfg.check_every < 1):
+        raise ConfigError(f"check_every must be a positive number of steps (got {cfg.check_every!r}).")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads must be at least 1 (got {cfg.threads!r}).")
     return cfg

@@ -12,7 +12,7 @@ from .config import TrainConfig, validate
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
 from .engine.evaluate_run import write_evaluation_files
-from .engine.train import config_differences, data_options, fit
+from .engine.train import check_output_folder, config_differences, data_options, fit
 from .errors import ConfigError
 from .fileio import read_json, write_json
 from .layout import ROBUSTNESS_JSON, dataset_dir_for, run_dir_for
@@ -127,6 +127,7 @@ def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence
     from .report.html import build_report
 
     out = Path(out)
+    check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     configs = spec.runs()
     _check_finished_runs_match(out, configs)

@@ -99,8 +99,9 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
         train_step()  # optimizer state exists before memory is measured
         with PeakMemory(device, interval=0.002) as mem:
             train_step()
-        record["peak_memory_mb"] = mem.peak_mb()
-        record["peak_memory_note"] = f"{mem.kind} during one step ({mem.peak_mb() - mem.base_mb:.0f} MB above before it)"
+        peak = record["peak_memory_mb"] = mem.peak_mb()
+        record["peak_memory_note"] = (f"{mem.kind} during one step ({peak - mem.base_mb:.0f} MB above before it)"
+                                      if peak is not None and mem.base_mb is not None else "not measurable on this platform")
         record["train_images_per_s"] = _median_rate(train_step, cfg.batch_size, cfg, device)
     return record
 

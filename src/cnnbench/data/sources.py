@@ -5,6 +5,7 @@ read ("CIFAR-10 (JPEG copy)"), so that runs record their data's provenance.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass
@@ -66,12 +67,13 @@ def _mnist_like(tv_name: str, pretty: str, classes: list[str]):
     def load(root: Path, download: bool) -> RawDataset:
         raw = root / tv_name / "raw"
         paths = [_find_idx(raw, s) for s in stems]
+        failure = None
         if any(p is None for p in paths) and download:
-            _torchvision_download(tv_name, root)
+            failure = _torchvision_download(tv_name, root)
             paths = [_find_idx(raw, s) for s in stems]
         if any(p is None for p in paths):
             missing = [s for s, p in zip(stems, paths) if p is None]
-            raise _not_found(pretty, [raw], f"the idx files {', '.join(missing)} (optionally .gz) in {raw}", download)
+            raise _not_found(pretty, [raw], f"the idx files {', '.join(missing)} (optionally .gz) in {raw}", download, failure)
         tx, ty, vx, vy = (read_idx(p) for p in paths)
         _check_pair(tx, ty, paths[0], paths[1])
         _check_pair(vx, vy, paths[2], paths[3])
@@ -86,15 +88,18 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, ipath, lpath) -> None:
         raise DataError(f"{ipath} ({images.shape}) and {lpath} ({labels.shape}) do not match: expected N images of HxW and N labels.")
 
 
-def _torchvision_download(tv_name: str, root: Path) -> None:
+def _torchvision_download(tv_name: str, root: Path) -> str | None:
+    """Let torchvision download ``tv_name`` into ``root``; the reason it failed (offline, unreachable mirror, disk
+    full, a bad checksum), or None. The caller reports it with where to put the files by hand."""
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, tv_name)
     for kwargs in ({"train": True}, {"train": False}) if tv_name != "SVHN" else ({"split": "train"}, {"split": "test"}):
         try:
             cls(str(root), download=True, **kwargs)
-        except Exception:  # offline, unreachable mirror, disk full: the caller explains where to put the files
-            return
+        except Exception as e:  # any failure: reported, not raised, so the message can say what to do instead
+            return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no details'}"
+    return None
 
 
 def _torchvision_arrays(tv_name: str, root: Path):
@@ -126,21 +131,22 @@ def _torchvision_natural(tv_name: str, name: str, pretty: str, folder: str, fall
                     tr, te = splits["train"], splits["test"]
                     return RawDataset(name, f"{pretty} (JPEG copy: {path})", tr.classes, _nchw(tr.images), tr.labels,
                                       _nchw(te.images), te.labels, natural=True)
+        failure = None
         if arrays is None and download:
-            _torchvision_download(tv_name, root)
+            failure = _torchvision_download(tv_name, root)
             arrays = _torchvision_arrays(tv_name, root)
             source = f"{pretty} (downloaded by torchvision into {root / folder})"
         if arrays is None:
             alt = f", or an ImageFolder copy {' or '.join(fallbacks)} in {root}" if fallbacks else ""
-            raise _not_found(pretty, where, f"torchvision's files in {root / folder}{alt}", download)
+            raise _not_found(pretty, where, f"torchvision's files in {root / folder}{alt}", download, failure)
         tx, ty, vx, vy, classes = arrays
         return RawDataset(name, source, classes, tx, ty.astype(np.int64), vx, vy.astype(np.int64), natural=True)
 
     return load
 
 
-def _not_found(pretty: str, where: list[Path], expected: str, download: bool) -> DataError:
-    tried = "tried to download it, which failed (offline?), and " if download else ""
+def _not_found(pretty: str, where: list[Path], expected: str, download: bool, failure: str | None = None) -> DataError:
+    tried = f"tried to download it, which failed ({failure or 'the files were still missing afterwards'}), and " if download else ""
     return DataError(
         f"{pretty} was not found: cnnbench {tried}looked in {', '.join(str(w) for w in where)}. It expects {expected}. "
         "Point --data-dir (or the CNNBENCH_DATA environment variable) at a folder laid out like torchvision's "
@@ -198,10 +204,20 @@ def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: boo
     check_dataset_name(name)
     if name.startswith("imagefolder:"):
         return _imagefolder(name.split(":", 1)[1])
-    raw = SOURCES[name][1](resolve_data_root(data_dir), download)
+    root = resolve_data_root(data_dir)
+    raw = SOURCES[name][1](root, download)
+    # Provenance relative to the data root, so published results do not carry one machine's absolute paths.
+    raw = dataclasses.replace(raw, source=raw.source.replace(str(root), data_root_label(data_dir)))
     if name == "svhn":  # SVHN labels the digit 0 as 10 in the original files; torchvision maps it to 0
-        raw = RawDataset(raw.name, raw.source, raw.classes, raw.train_x, raw.train_y, raw.test_x, raw.test_y, natural=False)
+        raw = dataclasses.replace(raw, natural=False)
     return raw
+
+
+def data_root_label(data_dir: str | os.PathLike | None = None) -> str:
+    """How the data root is named in a run's data source: the option or variable that chose it."""
+    if data_dir:
+        return "<--data-dir>"
+    return "$CNNBENCH_DATA" if os.environ.get("CNNBENCH_DATA") else "<default data root>"
 
 
 def locate(name: str, data_dir=None) -> str | None:

@@ -13,7 +13,9 @@ class Callback:
 
     def on_epoch_start(self, run, epoch: int, steps: int) -> None: ...
 
-    def on_step_end(self, run, epoch: int, step: int, loss: float) -> None: ...
+    def on_step_end(self, run, epoch: int, step: int, loss) -> None:
+        """After every optimizer step; ``loss`` is the step's loss as a 0-d tensor on the training device (reading
+        it, e.g. ``float(loss)``, waits for the GPU: do it rarely)."""
 
     def on_epoch_end(self, run, row: dict) -> None: ...
 
@@ -43,16 +45,16 @@ class ConsoleProgress(Callback):
     def on_epoch_start(self, run, epoch: int, steps: int) -> None:
         self.steps, self.epoch, self.t0 = steps, epoch, time.perf_counter()
 
-    def on_step_end(self, run, epoch: int, step: int, loss: float) -> None:
+    def on_step_end(self, run, epoch: int, step: int, loss) -> None:
         now = time.perf_counter()
         if not self.tty or (now - self._last_draw < 0.2 and step < self.steps):
-            return
+            return  # the loss is read (a GPU sync) only when the bar is redrawn, at most 5 times a second
         self._last_draw = now
         done = int(self.width * step / max(self.steps, 1))
         rate = step / max(now - self.t0, 1e-9)
         eta = (self.steps - step) / max(rate, 1e-9)
         bar = "#" * done + "." * (self.width - done)
-        self._write(f"\repoch {epoch}/{run.config.epochs} [{bar}] {step}/{self.steps} loss {loss:.4f} {eta:4.0f}s left ")
+        self._write(f"\repoch {epoch}/{run.config.epochs} [{bar}] {step}/{self.steps} loss {float(loss):.4f} {eta:4.0f}s left ")
 
     def on_epoch_end(self, run, row: dict) -> None:
         prefix = "\r" if self.tty else ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,16 @@ from .runtime import resolve_device
 from .train import data_options
 
 
-def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = False):
+def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = False, warn=None):
     """The run's config, data and model with its latest checkpoint's weights (``full_test_set``: ignore the
-    run's --limit-test)."""
+    run's --limit-test). ``warn`` receives what went wrong on the way (a corrupt last.pt, so prev.pt was used);
+    by default it is printed to stderr."""
     if not (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} is not a cnnbench run folder (it has no config.json). Give the --out folder of `cnnbench train`.")
     cfg = config_from_dict(read_json(run_dir / "config.json"), where=f"{run_dir / 'config.json'}")
-    state, _ = load_latest(run_dir / "checkpoints")
+    state, problems = load_latest(run_dir / "checkpoints")
+    for problem in problems:
+        (warn or _print_warning)(problem)
     if state is None:
         raise ConfigError(f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out {run_dir} --resume`).")
     options = data_options(cfg)
@@ -33,6 +37,10 @@ def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = Fa
     model.load_state_dict(state["model"])
     model = model.to(device, memory_format=torch.channels_last)
     return cfg, data, model, state["epoch"]
+
+
+def _print_warning(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
 
 
 def evaluate_run(run_dir: str | Path, device: str = "auto", max_misclassified: int = 64) -> dict:

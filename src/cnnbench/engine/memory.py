@@ -3,23 +3,43 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import torch
 
 
+def resident_bytes() -> int | None:
+    """This process's resident memory in bytes (psutil: Linux, macOS, Windows), None where it cannot be read."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # a failed measurement must never stop training
+        return None
+
+
 class PeakRSS:
-    """Peak resident memory of this process, sampled every ``interval`` seconds (CPU has no allocator counter)."""
+    """Peak resident memory of this process, sampled every ``interval`` seconds (CPU has no allocator counter).
+    ``peak`` stays None where the platform does not tell."""
 
     def __init__(self, interval: float = 0.002):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.interval, self.peak, self._stop = interval, None, threading.Event()
 
     @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
+    def rss() -> int | None:
+        return resident_bytes()
+
+    def _update(self) -> None:
+        now = self.rss()
+        if now is not None:
+            self.peak = now if self.peak is None else max(self.peak, now)
 
     def __enter__(self):
         self.base = self.peak = self.rss()
+        self._thread = None
+        if self.base is None:
+            warnings.warn("cannot read this process's resident memory here: peak memory is not recorded", stacklevel=2)
+            return self
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -27,13 +47,14 @@ class PeakRSS:
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
+            self._update()
             time.sleep(self.interval)
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._update()
 
 
 class PeakMemory:
@@ -58,7 +79,7 @@ class PeakMemory:
             self.base_mb = torch.cuda.memory_allocated(self.device) / 2**20
         else:
             self._rss.__enter__()
-            self.base_mb = self._rss.base / 2**20
+            self.base_mb = self._rss.base / 2**20 if self._rss.base is not None else None
         return self
 
     def __exit__(self, *exc):
@@ -68,7 +89,8 @@ class PeakMemory:
         else:
             self._rss.__exit__(*exc)
 
-    def peak_mb(self) -> float:
+    def peak_mb(self) -> float | None:
         if self._rss is None:
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return max(self._rss.peak, PeakRSS.rss()) / 2**20
+        self._rss._update()
+        return self._rss.peak / 2**20 if self._rss.peak is not None else None

@@ -95,3 +95,20 @@ def environment(device: torch.device, precision: str) -> dict:
         "threads": torch.get_num_threads(),
         "cuda": torch.version.cuda if device.type == "cuda" else None,
     }
+
+
+@contextlib.contextmanager
+def restored_torch_state():
+    """Put back the process-wide settings a run changes (threads, deterministic algorithms, cudnn.benchmark, matmul
+    precision) when it ends, so a second ``fit`` in the same process, or the caller's code, gets its own."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
+             torch.get_float32_matmul_precision())
+    try:
+        yield
+    finally:
+        threads, deterministic, warn_only, benchmark, matmul = saved
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        torch.set_float32_matmul_precision(matmul)

@@ -24,14 +24,16 @@ from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .memory import PeakMemory
 from .evaluate import evaluate
-from .runtime import autocast, device_name, environment, resolve_device, resolve_precision, synchronize
+from .runtime import (autocast, device_name, environment, resolve_device, resolve_precision, restored_torch_state,
+                      synchronize)
 from .schedules import lr_multiplier
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s",
                   "images_per_s", "infer_images_per_s", "peak_memory_mb"]
 VAL_COLUMNS = ["val_loss", "val_top1", "val_top5"]
 # Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
-RESUMABLE_CHANGES = ("device", "threads", "data_dir", "compile", "download")
+RESUMABLE_CHANGES = ("device", "threads", "data_dir", "compile", "download", "check_every")
+CHECK_EVERY_GPU = 25  # default steps between loss checks on a GPU: .item() waits for the queued kernels
 
 
 @dataclass
@@ -177,7 +179,7 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
     for cb in callbacks:
         cb.on_epoch_start(run, run.epoch + 1, steps)
     run.model.train()
-    sync_every = 1 if device.type == "cpu" else 25  # .item() forces a GPU sync: do it rarely there
+    check_every = cfg.check_every or (1 if device.type == "cpu" else CHECK_EVERY_GPU)
     loss_sum = torch.full((), partial["loss_sum"] if partial else 0.0, device=device, dtype=torch.float64)
     correct = torch.full((), partial["correct"] if partial else 0, device=device, dtype=torch.int64)
     seen = partial["seen"] if partial else 0
@@ -198,7 +200,10 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
         loss_sum += loss.detach().double() * len(y)
         correct += (out.detach().argmax(1) == y).sum()
         seen += len(y)
-        if step % sync_every == 0 or step == steps:
+        step_loss = loss.detach()
+        for cb in callbacks:  # a tensor: a callback that needs the number pays the host sync itself, when it needs it
+            cb.on_step_end(run, run.epoch + 1, step, step_loss)
+        if step % check_every == 0 or step == steps:
             # Under DDP the mean over processes: a NaN on one rank then stops every rank at the same step
             # (a lone rank stopping would leave the others waiting in the next all-reduce).
             value = all_reduce_sum([loss.item()], ctx)[0] / ctx.world_size
@@ -209,8 +214,6 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
                     f"The training loss became {value} at epoch {run.epoch + 1}, step {step}: training diverged. {kept}"
                     f"Try a lower learning rate (for example --lr {cfg.lr / 10:g})."
                 )
-            for cb in callbacks:
-                cb.on_step_end(run, run.epoch + 1, step, value)
         if run.stop.requested and step < steps and not ctx.enabled:
             run.partial = {"step": step, "generator": epoch_start_generator, "loss_sum": loss_sum.item(),
                            "correct": int(correct.item()), "seen": seen, "time_s": previous_time + time.perf_counter() - t0}
@@ -277,12 +280,20 @@ def fit(
 ) -> dict:
     """Train ``config.model`` on ``config.dataset`` into the run folder ``out`` and return its summary.
 
-    With ``resume``, continue from ``out/checkpoints`` (a finished run returns its summary unchanged).
+    With ``resume``, continue from ``out/checkpoints`` (a finished run returns its summary unchanged). Global
+    torch settings the run changes (threads, deterministic algorithms, cudnn.benchmark) are restored afterwards.
     """
-    out = Path(out)
+    with restored_torch_state():
+        return _fit(config, Path(out), resume, callbacks, data)
+
+
+def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callback], data: Dataset | None) -> dict:
+    check_output_folder(out)
     if not resume and ((out / "checkpoints").exists() or (out / "summary.json").exists()):
         raise ConfigError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out folder.")
     if resume and (out / "summary.json").exists():
+        if (out / "config.json").exists():  # a finished run answers only for the settings it was trained with
+            _check_resume_config(read_json(out / "config.json"), validate(config), out)
         return read_json(out / "summary.json")
     run = setup(config, out, resume, data)
     if resume:
@@ -326,6 +337,12 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(run, summary)
     return summary
+
+
+def check_output_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file, not a folder; nothing was written. Give a folder path "
+                          "(new or holding a run), or move the file away.")
 
 
 def _save_state(run: Run) -> None:

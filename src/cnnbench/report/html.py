@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import json
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +111,6 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
     env.globals.update(variant_description=variant_description)
     env.globals.update(pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND)
     page = env.get_template("report.html").render(
-        title=f"cnnbench study: {html.escape(study_dir.name)}", study=study, sections=sections,
+        title=f"cnnbench study: {study_dir.name}", study=study, sections=sections,  # the template escapes the title
         generated=datetime.now().strftime("%Y-%m-%d %H:%M"), run_count=len(records))
     return write_text(study_dir / "report.html", page)

@@ -25,7 +25,7 @@ COMPARISON_COLUMNS = [
 ]
 
 # Settings that do not change what a run learns: runs that differ only in these still share a row.
-NOT_RECIPE = ("seed", "data_dir", "download", "threads", "eval_batch_size")
+NOT_RECIPE = ("seed", "data_dir", "download", "threads", "eval_batch_size", "check_every")
 
 # The study's Tables 3 and 4 (loss, top-1, top-5, training time as printed), for side-by-side display.
 STUDY_TABLES = {

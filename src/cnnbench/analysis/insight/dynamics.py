@@ -20,6 +20,7 @@ import torch.nn as nn
 from ...data.loader import normalize
 from ...engine.callbacks import Callback
 from ...engine.checkpoint import load_file
+from ...engine.runtime import autocast
 from ...fileio import read_csv, write_bytes, write_csv
 from ...layout import DEAD_UNITS_CSV, DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS
 from .stages import first_conv, model_stages, stage_of, weight_layers
@@ -161,7 +162,9 @@ class WeightDynamics(Callback):
                                       "update_ratio": f"{u:.6g}", "dist_from_init": "" if math.isnan(d) else f"{d:.6g}"})
             self.pending = []
         probe = normalize(self.probe, run.data.mean, run.data.std, run.config.channels_last)
-        for stage, (fraction, channels) in dead_channel_fractions(run.model, probe).items():
+        with autocast(run.device, run.precision):  # the training precision: half the probe's cost on this CPU
+            fractions = dead_channel_fractions(run.model, probe)
+        for stage, (fraction, channels) in fractions.items():
             self.dead_rows.append({"epoch": epoch, "stage": stage, "dead_fraction": f"{fraction:.6g}", "channels": channels})
         self.filters[f"epoch_{epoch}"] = first_conv(run.model)[1].weight.detach().float().cpu().numpy().copy()
         write_csv(run.out / DYNAMICS_CSV, self.rows, DYNAMICS_COLUMNS)
