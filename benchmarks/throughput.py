@@ -27,7 +27,7 @@ import torch.nn as nn
 from PIL import Image
 
 from cnnbench import TrainConfig, fit
-from cnnbench.analysis.complexity import count_flops
+from cnnbench.models.complexity import count_flops
 from cnnbench.cli import exit_code_of
 from cnnbench.data import DataOptions, load_dataset
 from cnnbench.engine.runtime import device_name, resolve_device, synchronize

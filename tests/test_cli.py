@@ -137,3 +137,16 @@ def test_out_naming_a_file_is_refused(command, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is an existing file" in err and "Traceback" not in err
     assert target.read_text() == "keep me"
+
+
+def test_readme_lists_every_training_option_with_its_real_default():
+    from cnnbench.cli import training_options_markdown
+    from cnnbench.config import FIELD_NAMES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = training_options_markdown()
+    assert table in readme, "README's training options are stale: run python scripts/readme_options.py"
+    for field in FIELD_NAMES:
+        if field not in ("model", "dataset"):
+            assert f"`--{field.replace('_', '-')}`" in table, field
+    assert "| `--lr` | peak learning rate; default 0.1 |" in table

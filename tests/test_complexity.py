@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from cnnbench.analysis.complexity import count_flops, count_macs, count_params
+from cnnbench.models.complexity import count_flops, count_macs, count_params
 from cnnbench.analysis.profile import ProfileConfig, profile_model
 from cnnbench.cli import main
 from cnnbench.engine.memory import PeakMemory

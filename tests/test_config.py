@@ -67,3 +67,15 @@ def test_config_loader_accepts_or_explains(data):
     assert validate(cfg) == cfg
     for k, v in data.items():
         assert getattr(cfg, k) == v or (isinstance(v, int) and getattr(cfg, k) == float(v))
+
+
+def test_data_options_follow_the_run_config():
+    from dataclasses import fields
+
+    from cnnbench.data.loader import DataOptions
+    from cnnbench.engine.train import data_options
+
+    cfg = TrainConfig(limit_train=100, limit_test=50, val_split=10, pad_to=40, resize=36, download=False)
+    options = data_options(cfg)
+    assert {f.name for f in fields(DataOptions)} <= set(FIELD_NAMES)
+    assert options == DataOptions(limit_train=100, limit_test=50, val_split=10, pad_to=40, resize=36, download=False)

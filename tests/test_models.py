@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from cnnbench.analysis.complexity import count_params
+from cnnbench.models.complexity import count_params
 from cnnbench.errors import ConfigError
 from cnnbench.models import create_model, list_models, register_model, resolve_variant
 

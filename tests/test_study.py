@@ -8,7 +8,7 @@ import pytest
 from cnnbench.cli import main
 from cnnbench.config import TrainConfig
 from cnnbench.errors import ConfigError
-from cnnbench.study import PRESETS, StudySpec, run_study, spec_from_preset
+from cnnbench.study import PRESETS, StudySpec, resolve_study, run_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY = TrainConfig(epochs=2, limit_train=160, limit_test=80, batch_size=32, lr=0.01)
@@ -34,6 +34,26 @@ def test_study_writes_every_run_and_artifact(study):
     assert (out / "datasets" / "mnist_demo" / "samples.png").exists()
     assert (out / "datasets" / "mnist_demo" / "accuracy.png").exists()
     assert report == out / "report.html"
+
+
+def test_report_shows_the_numbers_of_comparison_csv(study):
+    """Each model's top-1 (mean ± std, t-interval, range), top-5 and loss in report.html equal comparison.csv's."""
+    out, report = study
+    page = report.read_text()
+    with open(out / "comparison.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for r in rows:
+        v = {k: float(r[k]) for k in ("test_top1", "test_top1_std", "test_top1_mean_ci_low", "test_top1_mean_ci_high",
+                                       "test_top1_min", "test_top1_max", "test_top5", "test_top5_std", "test_loss")}
+        spread = f" ± {v['test_top1_std'] * 100:.2f}" if v["test_top1_std"] else ""
+        top1 = (f"{v['test_top1']:.2%}{spread} [{v['test_top1_mean_ci_low']:.2%}, "
+                f"{v['test_top1_mean_ci_high']:.2%}] ({v['test_top1_min']:.2%} to {v['test_top1_max']:.2%})")
+        top5 = f"{v['test_top5']:.2%}" + (f" ± {v['test_top5_std'] * 100:.2f}" if v["test_top5_std"] else "")
+        row_html = f"<tr><td>{r['model']}</td>"
+        cells = page.split(row_html, 1)[1].split("</tr>", 1)[0]
+        assert f"<td>{top1}</td>" in cells.replace("&#177;", "±"), r["model"]
+        assert f"<td>{top5}</td>" in cells.replace("&#177;", "±") and f"<td>{v['test_loss']:.4f}</td>" in cells
 
 
 def test_comparison_table_aggregates_seeds(study):
@@ -112,9 +132,9 @@ def test_published_modern_study_is_what_the_preset_trains():
     from cnnbench.layout import run_dir_for
 
     studies = Path(__file__).resolve().parents[1] / "studies"
-    preset_runs = {run_dir_for(studies, c).name: c for c in spec_from_preset("modern", seeds=(0, 1)).runs()}
+    preset_runs = {run_dir_for(studies, c).name: c for c in resolve_study("modern", seeds=(0, 1)).runs()}
     # studies/modern holds every run of the preset; the second seed and the two-seed report are quoted beside it.
-    assert {run_dir_for(studies, c).name for c in spec_from_preset("modern").runs()} <= {
+    assert {run_dir_for(studies, c).name for c in resolve_study("modern").runs()} <= {
         d.name for d in (studies / "modern" / "runs").iterdir()}
     for study in ("modern", "modern-seed1", "modern-cifar10-2seeds", "modern-mnist"):
         run_dirs = sorted((studies / study / "runs").iterdir())
@@ -158,13 +178,13 @@ def test_report_renders_in_headless_chromium(study):
 
 def test_presets_are_complete():
     assert set(PRESETS) == {"demo", "paper", "modern"}
-    paper = spec_from_preset("paper")
+    paper = resolve_study("paper")
     assert paper.models == ("vgg16", "resnet18") and paper.base.variant == "paper"
     assert {(c.dataset, c.epochs) for c in paper.runs()} == {("mnist", 5), ("cifar10", 25)}
-    modern = {(c.model, c.dataset): c for c in spec_from_preset("modern").runs()}
+    modern = {(c.model, c.dataset): c for c in resolve_study("modern").runs()}
     assert (modern["vgg16_bn", "mnist"].epochs, modern["vgg16_bn", "mnist"].batch_size) == (2, 128)
     assert (modern["resnet18", "cifar10"].epochs, modern["resnet18", "cifar10"].batch_size) == (8, 64)
-    assert spec_from_preset("demo").datasets == ("mnist_demo",)
+    assert resolve_study("demo").datasets == ("mnist_demo",)
 
 
 def test_command_line_options_win_over_a_presets_per_dataset_settings(tmp_path):

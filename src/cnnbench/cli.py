@@ -24,42 +24,78 @@ def _tensorboard_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """Options that map one-to-one onto TrainConfig fields; unset ones keep the config file's or default value."""
-    from .config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES
+    """Options that map one-to-one onto TrainConfig fields; unset ones keep the config file's or default value.
+    Each help text ends with the field's default, read from TrainConfig so that it cannot drift."""
+    from .config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
     from .models import VARIANTS
 
-    S = argparse.SUPPRESS
+    defaults = TrainConfig()
+
+    def option(flag: str, help: str, **kwargs) -> None:
+        field = flag.lstrip("-").replace("-", "_")
+        shown = _shown_default(field, getattr(defaults, field))
+        if kwargs.pop("boolean", False):
+            _bool_flag(p, flag.lstrip("-"), f"{help}; default {shown}")
+        else:
+            p.add_argument(flag, default=argparse.SUPPRESS, help=f"{help}; default {shown}", **kwargs)
+
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of training options (flags override it)")
-    p.add_argument("--variant", choices=VARIANTS, default=S, help="paper: as in the original tables; small: CIFAR-style "
-                   "stem/head; auto (default): small for inputs <= 64 px")
-    p.add_argument("--epochs", type=int, default=S, help="passes over the training data (default 2)")
-    p.add_argument("--batch-size", type=int, default=S, help="images per step (default 128)")
-    p.add_argument("--lr", type=float, default=S, help="peak learning rate (default 0.1)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="default sgd (Nesterov momentum 0.9)")
-    p.add_argument("--momentum", type=float, default=S, help="SGD momentum (default 0.9)")
-    p.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule (default onecycle)")
-    p.add_argument("--warmup-fraction", type=float, default=S, help="share of steps warming up (default 0.25)")
-    p.add_argument("--weight-decay", type=float, default=S, help="on conv/linear weights only (default 5e-4)")
-    p.add_argument("--label-smoothing", type=float, default=S, help="default 0.1")
-    _bool_flag(p, "augment", "random crop, plus flips for natural images (default on)")
-    p.add_argument("--crop-padding", type=int, default=S, help="pixels the random crop may shift by (default 4)")
-    p.add_argument("--seed", type=int, default=S, help="default 0")
-    _bool_flag(p, "deterministic", "deterministic kernels: bit-identical reruns on CPU")
-    p.add_argument("--precision", choices=PRECISIONS, default=S, help="auto: bf16 where the hardware runs it fast")
-    p.add_argument("--device", choices=DEVICES, default=S, help="auto: cuda if present")
-    _bool_flag(p, "channels-last", "NHWC memory format (default on)")
-    _bool_flag(p, "compile", "torch.compile the model")
-    p.add_argument("--threads", type=int, default=S, help="CPU threads (default: all cores)")
-    p.add_argument("--data-dir", default=S, help="data root (default $CNNBENCH_DATA, else ~/.cache/cnnbench/data)")
-    _bool_flag(p, "download", "let torchvision download missing data sets (default on)")
-    p.add_argument("--limit-train", type=int, default=S, help="class-balanced slice of the training split")
-    p.add_argument("--limit-test", type=int, default=S, help="class-balanced slice of the test split")
-    p.add_argument("--val-split", type=int, default=S, help="training images held out for validation")
-    p.add_argument("--pad-to", type=int, default=S, help="zero-pad smaller images to this size (default 32)")
-    p.add_argument("--resize", type=int, default=S, help="resize images (bilinear) to this square size first")
-    p.add_argument("--eval-batch-size", type=int, default=S, help="default 512")
-    p.add_argument("--check-every", type=int, default=S, help="steps between checks that the loss is finite (each "
-                   "waits for a GPU); default 1 on CPU, 25 on GPU")
+    option("--variant", "paper: as in the original tables; small: CIFAR-style stem/head; auto: small for inputs "
+           "<= 64 px", choices=VARIANTS)
+    option("--epochs", "passes over the training data", type=int)
+    option("--batch-size", "images per step (per process under torchrun)", type=int)
+    option("--lr", "peak learning rate", type=float)
+    option("--optimizer", "sgd (Nesterov momentum), adam or adamw", choices=OPTIMIZERS)
+    option("--momentum", "SGD momentum", type=float)
+    option("--schedule", "learning-rate schedule", choices=SCHEDULES)
+    option("--warmup-fraction", "share of steps warming up (onecycle, cosine)", type=float)
+    option("--weight-decay", "L2 on conv/linear weights only (not biases or norm parameters)", type=float)
+    option("--label-smoothing", "cross-entropy label smoothing", type=float)
+    option("--augment", "random crop, plus flips for natural images", boolean=True)
+    option("--crop-padding", "pixels the random crop may shift by", type=int)
+    option("--seed", "seeds weights, shuffling and augmentation", type=int)
+    option("--deterministic", "deterministic kernels: bit-identical reruns on CPU", boolean=True)
+    option("--precision", "auto: bf16 where the hardware runs it fast", choices=PRECISIONS)
+    option("--device", "auto: cuda if present", choices=DEVICES)
+    option("--channels-last", "NHWC memory format for convolutions", boolean=True)
+    option("--compile", "torch.compile the model", boolean=True)
+    option("--threads", "CPU threads for PyTorch", type=int)
+    option("--data-dir", "data root")
+    option("--download", "let torchvision download missing data sets", boolean=True)
+    option("--limit-train", "class-balanced slice of the training split (images)", type=int)
+    option("--limit-test", "class-balanced slice of the test split (images)", type=int)
+    option("--val-split", "training images held out for validation (class-balanced)", type=int)
+    option("--pad-to", "zero-pad smaller images to this size", type=int)
+    option("--resize", "resize images (bilinear) to this square size first", type=int)
+    option("--eval-batch-size", "images per evaluation batch", type=int)
+    option("--check-every", "steps between checks that the loss is finite (each waits for a GPU)", type=int)
+
+
+# What a None default means, per field, for people reading --help or the README.
+NONE_MEANS = {"threads": "all cores", "data_dir": "$CNNBENCH_DATA, else ~/.cache/cnnbench/data", "limit_train": "all",
+              "limit_test": "all", "resize": "keep the size", "check_every": "1 on CPU, 25 on GPU"}
+
+
+def _shown_default(field: str, value) -> str:
+    if value is None:
+        return NONE_MEANS.get(field, "none")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def training_options_markdown() -> str:
+    """The README's table of training options, generated from the parser (a test keeps the README equal to it)."""
+    parser = argparse.ArgumentParser()
+    add_train_options(parser)
+    lines = ["| option | meaning (default) |", "|---|---|"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        flags = " / ".join(f"`{o}`" for o in action.option_strings)
+        choices = f" {{{', '.join(action.choices)}}}" if action.choices else ""
+        lines.append(f"| {flags}{choices} | {action.help} |")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,30 +263,16 @@ def _csv_list(text: str | None, what: str) -> tuple[str, ...] | None:
 
 
 def study_spec_from_args(args: argparse.Namespace):
-    from .config import FIELD_NAMES, TrainConfig, config_from_dict, read_config_mapping
+    from .config import FIELD_NAMES, read_config_mapping
     from .errors import ConfigError
-    from .study import PRESETS, StudySpec
+    from .study import resolve_study
 
     seeds = _whole_numbers(args.seeds)
     if not seeds:
         raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got {args.seeds!r}).")
-    models, datasets = _csv_list(args.models, "models"), _csv_list(args.datasets, "datasets")
-    preset_name = args.preset or ("demo" if models is None and datasets is None else None)
-    preset = PRESETS[preset_name or "demo"]
-    base = TrainConfig(**preset.train) if preset_name else TrainConfig()
-    from_file = read_config_mapping(args.config) if args.config else {}
-    base = config_from_dict(from_file, base, where=f"Config file {args.config}")
-    overrides = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
-    base = config_from_dict(overrides, base, where="The command line")
-    from .data.sources import check_dataset_name
-
-    for d in datasets or ():  # fail on unknown names before any training
-        check_dataset_name(d)
-    # What the user set (file or flags) wins over the preset's per-data-set settings.
-    chosen = set(from_file) | set(overrides)
-    per_dataset = {d: {k: v for k, v in o.items() if k not in chosen}
-                   for d, o in (preset.per_dataset.items() if preset_name else ())}
-    return StudySpec(models or preset.models, datasets or preset.datasets, seeds, base, per_dataset, preset_name)
+    return resolve_study(args.preset, _csv_list(args.models, "models"), _csv_list(args.datasets, "datasets"), seeds,
+                         read_config_mapping(args.config) if args.config else {},
+                         {k: v for k, v in vars(args).items() if k in FIELD_NAMES}, where_file=f"Config file {args.config}")
 
 
 def cmd_compare(args) -> int:
@@ -318,8 +340,9 @@ def cmd_report(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .engine.evaluate_run import evaluate_run
+    from .report.plots import misclassified_figure
 
-    r = evaluate_run(args.run_dir, args.device)
+    r = evaluate_run(args.run_dir, args.device, draw=misclassified_figure)
     print(f"{args.run_dir} (epoch {r['epoch']}): test loss {r['loss']:.4f}, top-1 {r['top1']:.2%}, top-5 {r['top5']:.2%}, "
           f"macro F1 {r['macro_f1']:.4f}, {r['misclassified']} of {r['test_images']} misclassified")
     width = max(len(c["class"]) for c in r["per_class"])

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .config import TrainConfig, validate
+from .config import TrainConfig, config_from_dict, validate
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
 from .engine.evaluate_run import write_evaluation_files
@@ -73,12 +73,30 @@ class StudySpec:
                 "per_dataset": self.per_dataset, "preset": self.preset, "base": self.base.to_dict()}
 
 
-def spec_from_preset(name: str, base: TrainConfig = TrainConfig(), seeds: Sequence[int] = (0,)) -> StudySpec:
-    if name not in PRESETS:
-        raise ConfigError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
-    p = PRESETS[name]
-    return StudySpec(p.models, p.datasets, tuple(seeds), base.replace(**p.train),
-                     {d: dict(o) for d, o in p.per_dataset.items()}, name)
+def resolve_study(preset: str | None = None, models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+                  seeds: Sequence[int] = (0,), file_options: dict | None = None, flag_options: dict | None = None,
+                  where_file: str = "The config file") -> StudySpec:
+    """The one path from a preset, a config file's options and command-line options to a study.
+
+    Without a preset, models or data sets: the demo preset. Options set in the file or by flags win over the
+    preset's per-data-set settings; flags win over the file."""
+    from .data.sources import check_dataset_name
+
+    file_options, flag_options = dict(file_options or {}), dict(flag_options or {})
+    if preset is None and not models and not datasets:
+        preset = "demo"
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
+    p = PRESETS[preset] if preset else None
+    base = config_from_dict(file_options, TrainConfig(**p.train) if p else TrainConfig(), where=where_file)
+    base = config_from_dict(flag_options, base, where="The command line")
+    for d in datasets or ():  # unknown names fail before any training
+        check_dataset_name(d)
+    chosen = set(file_options) | set(flag_options)
+    per_dataset = {d: {k: v for k, v in o.items() if k not in chosen} for d, o in (p.per_dataset.items() if p else ())}
+    fallback = p or PRESETS["demo"]  # --models alone runs on the demo's data, --datasets alone the demo's models
+    return StudySpec(tuple(models or fallback.models), tuple(datasets or fallback.datasets), tuple(seeds), base,
+                     per_dataset, preset)
 
 
 def _write_dataset_overview(out: Path, data) -> None:
@@ -96,7 +114,10 @@ def _write_dataset_overview(out: Path, data) -> None:
 def _write_run_evaluation(run_dir: Path, model: str, data) -> None:
     with np.load(run_dir / "predictions.npz") as z:
         logits = torch.from_numpy(z["logits"])
-    write_evaluation_files(run_dir, logits, data.test_y, data.test_x, data.classes, f"{model} on {data.name}")
+    from .report.plots import misclassified_figure
+
+    write_evaluation_files(run_dir, logits, data.test_y, data.classes)
+    misclassified_figure(run_dir, data.test_x.cpu().numpy(), f"{model} on {data.name}")
 
 
 def _finished(run_dir: Path) -> bool:

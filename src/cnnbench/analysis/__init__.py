@@ -1,1 +1,1 @@
-"""Analyses of models and runs: complexity (params, MACs), and more to come."""
+"""Analyses of trained runs and of models: profiling, statistics, robustness, insight."""

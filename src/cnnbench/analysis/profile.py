@@ -16,7 +16,7 @@ from ..engine.memory import PeakMemory
 from ..engine.runtime import autocast, resolve_device, resolve_precision, synchronize
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
-from .complexity import count_flops, count_params
+from ..models.complexity import count_flops, count_params
 
 
 @dataclass(frozen=True)

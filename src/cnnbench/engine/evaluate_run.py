@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -43,27 +44,25 @@ def _print_warning(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr)
 
 
-def evaluate_run(run_dir: str | Path, device: str = "auto", max_misclassified: int = 64) -> dict:
-    """Write evaluation.json, confusion_matrix.csv, per_class.csv, misclassified.csv and misclassified.png."""
+def evaluate_run(run_dir: str | Path, device: str = "auto", draw: Callable | None = None) -> dict:
+    """Write evaluation.json, confusion_matrix.csv, per_class.csv and misclassified.csv; then, if given,
+    ``draw(run_dir, test_images, label)`` draws the figures (the report floor's job, handed in by the caller)."""
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     cfg, data, model, epoch = load_run_model(run_dir, dev)
     precision = cfg.precision if dev.type == cfg.device else "fp32"
     result = evaluate(model, data.test_x.to(dev), data.test_y.to(dev), data.to(dev), dev, precision, cfg.eval_batch_size)
     logits = result.pop("logits")
-    summary = {"epoch": epoch, **result, **write_evaluation_files(run_dir, logits, data.test_y, data.test_x, data.classes,
-                                                                  f"{cfg.model} on {data.name}", max_misclassified)}
+    summary = {"epoch": epoch, **result, **write_evaluation_files(run_dir, logits, data.test_y, data.classes)}
     write_json(run_dir / "evaluation.json", summary)
+    if draw is not None:
+        draw(run_dir, data.test_x.cpu().numpy(), f"{cfg.model} on {data.name}")
     return summary
 
 
-def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
-                           classes: list[str], label: str, max_misclassified: int = 64) -> dict:
-    """Confusion matrix, per-class metrics and misclassified images from a run's test logits.
-
-    ``label`` names the run in the figure's title, e.g. "vgg16_bn on mnist"."""
-    from ..report.plots import misclassified_grid
-
+def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict:
+    """Confusion matrix, per-class metrics and the misclassified test images (most confident mistakes first, the
+    most instructive ones to look at) from a run's test logits."""
     targets_np = targets.cpu().numpy()
     preds = logits.argmax(1).numpy()
     probs = torch.softmax(logits.float(), 1).numpy()
@@ -73,14 +72,10 @@ def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.T
               [{"true": c, **{p: int(v) for p, v in zip(classes, row)}} for c, row in zip(classes, cm)], ["true"] + classes)
     write_csv(run_dir / "per_class.csv", per_class, ["class", "precision", "recall", "f1", "support"])
     wrong = np.flatnonzero(preds != targets_np)
-    # Most confident mistakes first: the most instructive ones to look at.
     wrong = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")]
     rows = [{"index": int(i), "true": classes[targets_np[i]], "pred": classes[preds[i]],
              "confidence": float(probs[i, preds[i]])} for i in wrong]
     write_csv(run_dir / "misclassified.csv", rows, ["index", "true", "pred", "confidence"])
-    shown = wrong[:max_misclassified]
-    misclassified_grid(images[shown].cpu().numpy(), [f"{classes[preds[i]]} / {classes[targets_np[i]]}" for i in shown],
-                       run_dir / "misclassified.png", title=f"{label}: misclassified (pred / true)")
     return {
         "confusion_matrix": cm.tolist(),
         "classes": classes,

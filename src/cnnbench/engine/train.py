@@ -1,6 +1,7 @@
 """The training loop: ``fit(config, out)`` trains one model on one data set into a self-contained run folder."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..analysis.complexity import count_flops, count_params
+from ..models.complexity import count_flops, count_params
 from ..config import TrainConfig, validate
 from ..data.loader import Augment, DataOptions, Dataset, load_dataset, train_batches
 from ..errors import ConfigError, DataError, TrainingError
@@ -66,8 +67,8 @@ class Run:
 
 
 def data_options(cfg: TrainConfig) -> DataOptions:
-    return DataOptions(limit_train=cfg.limit_train, limit_test=cfg.limit_test, val_split=cfg.val_split,
-                       pad_to=cfg.pad_to, resize=cfg.resize, download=cfg.download)
+    """The data options of a run: TrainConfig's fields of the same names (a test checks every one exists)."""
+    return DataOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DataOptions)})
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

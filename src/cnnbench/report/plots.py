@@ -53,6 +53,16 @@ def misclassified_grid(images: np.ndarray, captions: list[str], path: str | Path
     return image_grid(images, captions, path, title)
 
 
+def misclassified_figure(run_dir: str | Path, test_images: np.ndarray, label: str, shown: int = 64) -> Path:
+    """misclassified.png from the run's misclassified.csv (most confident mistakes first) and its test images."""
+    from ..fileio import read_csv
+
+    rows = read_csv(Path(run_dir) / "misclassified.csv")[:shown]
+    index = np.array([int(r["index"]) for r in rows], dtype=np.int64)
+    return misclassified_grid(test_images[index], [f"{r['pred']} / {r['true']}" for r in rows],
+                              Path(run_dir) / "misclassified.png", title=f"{label}: misclassified (pred / true)")
+
+
 def class_samples_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path,
                        per_class: int = 8, title: str = "") -> Path:
     """The study's Figures 2 and 3: the first ``per_class`` images of every class, one row per class."""

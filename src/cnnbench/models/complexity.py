@@ -10,8 +10,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 @torch.no_grad()
