@@ -25,7 +25,7 @@ def learned_run(tmp_path_factory):
 def test_short_run_clearly_learns(learned_run):
     _, summary = learned_run
     assert summary["test_top1"] >= 0.90
-    assert summary["test_top5"] >= summary["test_top1"]
+    assert summary["test_loss"] < 0.5 and summary["train_loss"] < 1.0  # cross-entropy far below chance's 2.30
 
 
 def test_run_folder_contents(learned_run):
