@@ -1,7 +1,5 @@
 """Insight: weight dynamics while training, and filters, feature maps, Grad-CAM, CKA and landscapes afterwards."""
 import csv
-import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

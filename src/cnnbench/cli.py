@@ -387,49 +387,57 @@ def robustness_config_from_args(args):
 
 def cmd_robustness(args) -> int:
     from .analysis.robustness.evaluate import check_config, run_robustness
-    from .errors import ConfigError
 
     cfg = check_config(robustness_config_from_args(args))
-    target = Path(args.target)
-    if (target / "runs").is_dir():
-        from .report.html import build_report
+    return _run_or_study(Path(args.target), lambda run_dir: run_robustness(run_dir, cfg), _robustness_done,
+                         baseline=args.baseline)
 
-        run_dirs = sorted(d for d in (target / "runs").iterdir() if (d / "config.json").exists())
-        if not run_dirs:
-            raise ConfigError(f"{target} holds no run folders: run `cnnbench compare --out {target}` first.")
-        for run_dir in run_dirs:
-            run_robustness(run_dir, cfg)
-        print(f"report: {build_report(target, baseline=args.baseline)}")
-        return 0
-    if not target.is_dir():
-        raise ConfigError(f"{target} is not a folder: give a run folder (of `cnnbench train`) or a study folder.")
-    r = run_robustness(target, cfg)
-    print(f"wrote {target / 'robustness.json'} and robustness.csv ({r['images']} images per cell; {r['corruption_set']})")
+
+def _robustness_done(run_dir: Path, r: dict) -> None:
+    print(f"wrote {run_dir / 'robustness.json'} and robustness.csv ({r['images']} images per cell; {r['corruption_set']})")
     for name, why in r["substitutes"].items():
         print(f"  substitute in {name}: {why}")
-    return 0
 
 
 def cmd_insight(args) -> int:
     from .analysis.insight.evaluate import InsightConfig, check_insight_config, run_insight, study_insight
-    from .errors import ConfigError
 
     cfg = check_insight_config(InsightConfig(layer=args.layer, images=args.images, cka_images=args.cka_images,
                                              landscape=args.landscape, landscape_images=args.landscape_images,
                                              seed=args.seed, device=args.device))
-    target = Path(args.target)
+    return _run_or_study(Path(args.target), lambda run_dir: run_insight(run_dir, cfg), _insight_done,
+                         on_study=lambda study: study_insight(study, cfg))
+
+
+def _insight_done(run_dir: Path, result: dict) -> None:
+    print(f"wrote {run_dir / 'insight'} (Grad-CAM at {result['gradcam_layer']}); `cnnbench report` on a study draws them")
+    for note in result["notes"]:
+        print(f"  note: {note}")
+
+
+def _run_or_study(target: Path, on_run: Callable, done: Callable, on_study: Callable | None = None,
+                  baseline: str | None = None) -> int:
+    """Apply ``on_run`` to one run folder (then ``done(run_dir, result)``), or to every run of a study folder
+    (``on_study`` instead where given) and rebuild its report."""
+    from .errors import ConfigError
+    from .layout import run_dirs_of
+
     if (target / "runs").is_dir():
         from .report.html import build_report
 
-        study_insight(target, cfg)
-        print(f"report: {build_report(target)}")
+        run_dirs = run_dirs_of(target)
+        if not run_dirs:
+            raise ConfigError(f"{target} holds no run folders: run `cnnbench compare --out {target}` first.")
+        if on_study is not None:
+            on_study(target)
+        else:
+            for run_dir in run_dirs:
+                on_run(run_dir)
+        print(f"report: {build_report(target, baseline=baseline)}")
         return 0
     if not target.is_dir():
         raise ConfigError(f"{target} is not a folder: give a run folder (of `cnnbench train`) or a study folder.")
-    result = run_insight(target, cfg)
-    print(f"wrote {target / 'insight'} (Grad-CAM at {result['gradcam_layer']}); `cnnbench report` on a study draws them")
-    for note in result["notes"]:
-        print(f"  note: {note}")
+    done(target, on_run(target))
     return 0
 
 

@@ -11,6 +11,7 @@ COMPARISON_MD = "comparison.md"
 PAIRS_CSV = "pairs.csv"
 PAIRS_BY_SEED_CSV = "pairs_by_seed.csv"
 REPORT_HTML = "report.html"
+STUDY_INSIGHT_DIR = "insight"  # CKA between the models of a study: cka-<dataset>-seed<n>-<a>-vs-<b>.csv
 
 # In a run folder
 SUMMARY = "summary.json"
@@ -37,6 +38,16 @@ def run_dir_name(model: str, dataset: str, seed: int) -> str:
 def run_dir_for(out: Path, cfg) -> Path:
     """A study's folder for one run (``cfg``: a TrainConfig or anything with model, dataset and seed)."""
     return Path(out) / "runs" / run_dir_name(cfg.model, cfg.dataset, cfg.seed)
+
+
+def run_dirs_of(study_dir: Path) -> list[Path]:
+    """A study's run folders (those holding a config.json), sorted by name."""
+    runs = Path(study_dir) / "runs"
+    return sorted(d for d in runs.iterdir() if (d / "config.json").exists()) if runs.is_dir() else []
+
+
+def study_cka_csv(study_dir: Path, dataset: str, seed: int, model_a: str, model_b: str) -> Path:
+    return Path(study_dir) / STUDY_INSIGHT_DIR / f"cka-{safe_name(dataset)}-seed{seed}-{model_a}-vs-{model_b}.csv"
 
 
 def dataset_dir_for(out: Path, dataset: str) -> Path:

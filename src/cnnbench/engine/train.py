@@ -9,29 +9,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from ..models.complexity import count_flops, count_params
 from ..config import TrainConfig, validate
 from ..data.loader import Augment, DataOptions, Dataset, load_dataset, train_batches
 from ..errors import ConfigError, DataError, TrainingError
-from ..fileio import read_json, write_csv, write_json, write_text
+from ..fileio import read_json, write_json
 from ..models import create_model, min_input_size, resolve_variant
+from ..models.complexity import count_flops, count_params
 from .callbacks import Callback
-from .checkpoint import load_latest, save_checkpoint
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
+from .evaluate import evaluate
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .memory import PeakMemory
-from .evaluate import evaluate
-from .runtime import (autocast, device_name, environment, resolve_device, resolve_precision, restored_torch_state,
-                      synchronize)
+from .records import epoch_row, finish, save_predictions, write_epoch_files
+from .runtime import autocast, device_name, resolve_device, resolve_precision, restored_torch_state, synchronize
 from .schedules import lr_multiplier
+from .state import restore_state, save_state
 
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s",
-                  "images_per_s", "infer_images_per_s", "peak_memory_mb"]
-VAL_COLUMNS = ["val_loss", "val_top1", "val_top5"]
 # Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
 RESUMABLE_CHANGES = ("device", "threads", "data_dir", "compile", "download", "check_every")
 CHECK_EVERY_GPU = 25  # default steps between loss checks on a GPU: .item() waits for the queued kernels
@@ -135,32 +131,25 @@ def _check_resume_config(saved: dict, current: TrainConfig, out: Path) -> None:
         )
 
 
-def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
-    """The study's log format (its appendix), so logs can be compared line by line."""
-    lines = [f"start time: {start_time}"]
-    for r in rows:
-        lines += [
-            f"----- epoch {r['epoch']} -----",
-            f"Finish Training {r['epoch']} epoch, Loss: {r['train_loss']:.6f}, Acc.: {r['train_acc']:.6f}",
-            f"Test Loss: {r['test_loss']:.6f}, Top1_Acc: {r['test_top1']:.6f} , Top5_Acc: {r['test_top5']:.6f}",
-        ]
-    if end_time:
-        lines.append(f"End time: {end_time}")
-    return "\n".join(lines) + "\n"
+@dataclass
+class EpochTally:
+    """Running sums of one epoch's training (on the device: adding to them never waits for a GPU)."""
 
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    time_s: float = 0.0  # time spent in this epoch before a resume
 
-def _rng_state(run: Run) -> dict:
-    state = {"torch": torch.get_rng_state(), "data": run.generator.get_state()}
-    if run.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(run.device)
-    return state
+    @classmethod
+    def start(cls, device: torch.device, partial: dict | None) -> "EpochTally":
+        p = partial or {"loss_sum": 0.0, "correct": 0, "seen": 0, "time_s": 0.0}
+        return cls(torch.full((), p["loss_sum"], device=device, dtype=torch.float64),
+                   torch.full((), p["correct"], device=device, dtype=torch.int64), p["seen"], p["time_s"])
 
-
-def _set_rng_state(run: Run, state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    run.generator.set_state(state["data"])
-    if "cuda" in state and run.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], run.device)
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss_sum += loss.detach().double() * len(y)
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.seen += len(y)
 
 
 def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> dict:
@@ -181,47 +170,27 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
         cb.on_epoch_start(run, run.epoch + 1, steps)
     run.model.train()
     check_every = cfg.check_every or (1 if device.type == "cpu" else CHECK_EVERY_GPU)
-    loss_sum = torch.full((), partial["loss_sum"] if partial else 0.0, device=device, dtype=torch.float64)
-    correct = torch.full((), partial["correct"] if partial else 0, device=device, dtype=torch.int64)
-    seen = partial["seen"] if partial else 0
-    previous_time = partial["time_s"] if partial else 0.0
+    tally = EpochTally.start(device, partial)
     t0 = time.perf_counter()
     batches = train_batches(run.data, cfg.batch_size, run.generator, augment, cfg.channels_last, ctx.rank, ctx.world_size)
     for step, (x, y) in enumerate(batches, start=1):
         if step <= done:  # already trained before the interruption; drawing the batch keeps the RNG in step
             continue
-        with autocast(device, run.precision):
-            out = step_model(x)
-            loss = criterion(out, y)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        run.scheduler.step()
-        loss_sum += loss.detach().double() * len(y)
-        correct += (out.detach().argmax(1) == y).sum()
-        seen += len(y)
-        step_loss = loss.detach()
+        loss, logits = _train_step(run, step_model, criterion, x, y)
+        tally.add(loss, logits, y)
         for cb in callbacks:  # a tensor: a callback that needs the number pays the host sync itself, when it needs it
-            cb.on_step_end(run, run.epoch + 1, step, step_loss)
+            cb.on_step_end(run, run.epoch + 1, step, loss.detach())
         if step % check_every == 0 or step == steps:
-            # Under DDP the mean over processes: a NaN on one rank then stops every rank at the same step
-            # (a lone rank stopping would leave the others waiting in the next all-reduce).
-            value = all_reduce_sum([loss.item()], ctx)[0] / ctx.world_size
-            if not math.isfinite(value):
-                kept = (f"The last good checkpoint (epoch {run.epoch}) is kept in {run.out / 'checkpoints'}. "
-                        if run.epoch else "No epoch had finished, so there is no checkpoint to keep. ")
-                raise TrainingError(
-                    f"The training loss became {value} at epoch {run.epoch + 1}, step {step}: training diverged. {kept}"
-                    f"Try a lower learning rate (for example --lr {cfg.lr / 10:g})."
-                )
+            _check_finite(run, loss, step)
         if run.stop.requested and step < steps and not ctx.enabled:
-            run.partial = {"step": step, "generator": epoch_start_generator, "loss_sum": loss_sum.item(),
-                           "correct": int(correct.item()), "seen": seen, "time_s": previous_time + time.perf_counter() - t0}
+            run.partial = {"step": step, "generator": epoch_start_generator, "loss_sum": tally.loss_sum.item(),
+                           "correct": int(tally.correct.item()), "seen": tally.seen,
+                           "time_s": tally.time_s + time.perf_counter() - t0}
             raise TrainingInterrupted
     synchronize(device)
-    elapsed = previous_time + time.perf_counter() - t0
-    loss_total, correct_total, seen_total = all_reduce_sum([loss_sum.item(), float(correct.item()), float(seen)], ctx)
+    elapsed = tally.time_s + time.perf_counter() - t0
+    loss_total, correct_total, seen_total = all_reduce_sum([tally.loss_sum.item(), float(tally.correct.item()),
+                                                            float(tally.seen)], ctx)
     return {
         "train_loss": loss_total / max(seen_total, 1),
         "train_acc": correct_total / max(seen_total, 1),
@@ -229,6 +198,32 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
         "time_s": elapsed,
         "lr": run.optimizer.param_groups[0]["lr"],
     }
+
+
+def _train_step(run: Run, step_model: nn.Module, criterion: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Forward, backward, optimizer and schedule step; the loss and logits (not yet read from the device)."""
+    with autocast(run.device, run.precision):
+        logits = step_model(x)
+        loss = criterion(logits, y)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return loss, logits
+
+
+def _check_finite(run: Run, loss: torch.Tensor, step: int) -> None:
+    """Stop with advice when the loss is not finite. Under DDP the mean over processes: a NaN on one rank then
+    stops every rank at the same step (a lone rank stopping would leave the others waiting in an all-reduce)."""
+    value = all_reduce_sum([loss.item()], run.dist)[0] / run.dist.world_size
+    if not math.isfinite(value):
+        kept = (f"The last good checkpoint (epoch {run.epoch}) is kept in {run.out / 'checkpoints'}. "
+                if run.epoch else "No epoch had finished, so there is no checkpoint to keep. ")
+        raise TrainingError(
+            f"The training loss became {value} at epoch {run.epoch + 1}, step {step}: training diverged. {kept}"
+            f"Try a lower learning rate (for example --lr {run.config.lr / 10:g})."
+        )
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -298,22 +293,10 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
         return read_json(out / "summary.json")
     run = setup(config, out, resume, data)
     if resume:
-        state, run.warnings = load_latest(out / "checkpoints")
-        if state is not None:
-            run.model.load_state_dict(state["model"])
-            run.optimizer.load_state_dict(state["optimizer"])
-            run.scheduler.load_state_dict(state["scheduler"])
-            run.scaler.load_state_dict(state["scaler"])
-            _set_rng_state(run, state["rng"])
-            run.epoch, run.rows, run.start_time = state["epoch"], list(state["rows"]), state["start_time"]
-            run.partial = state.get("partial")
+        restore_state(run)
     if run.dist.is_main:
         write_json(out / "config.json", run.config.to_dict())
-    step_model = run.model
-    if run.dist.enabled:
-        step_model = nn.parallel.DistributedDataParallel(run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
-    if run.config.compile:
-        step_model = torch.compile(step_model)
+    step_model = _step_model(run)
     criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
     callbacks = callbacks if run.dist.is_main else ()
     for cb in callbacks:
@@ -324,7 +307,7 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
                 _train_and_record_epoch(run, step_model, criterion, callbacks)
     except TrainingInterrupted:
         if run.partial is not None:  # mid-epoch: keep the partial epoch, replayed exactly on resume
-            _save_state(run)
+            save_state(run)
         raise
     except RuntimeError as e:
         if _out_of_memory(e):
@@ -333,11 +316,20 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
                 f"(for example {max(1, run.config.batch_size // 2)}); finished epochs are kept in {out}."
             ) from None
         raise
-    summary = _finish(run) if run.dist.is_main else {}
+    summary = finish(run) if run.dist.is_main else {}
     barrier(run.dist)
     for cb in callbacks:
         cb.on_train_end(run, summary)
     return summary
+
+
+def _step_model(run: Run) -> nn.Module:
+    """The module the steps call: the model, wrapped for DDP and compiled where asked (its weights stay shared)."""
+    step_model = run.model
+    if run.dist.enabled:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        step_model = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
+    return torch.compile(step_model) if run.config.compile else step_model
 
 
 def check_output_folder(out: Path) -> None:
@@ -346,116 +338,26 @@ def check_output_folder(out: Path) -> None:
                           "(new or holding a run), or move the file away.")
 
 
-def _save_state(run: Run) -> None:
-    if not run.dist.is_main:
-        return
-    save_checkpoint(run.out / "checkpoints", {
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "epoch": run.epoch,
-        "rows": run.rows,
-        "start_time": run.start_time,
-        "rng": _rng_state(run),
-        "config": run.config.to_dict(),
-        "variant": run.variant,
-        "partial": run.partial,
-    })
-
-
 def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> None:
+    """Train one epoch, evaluate, record the row and checkpoint; stop here if Ctrl-C asked for it."""
     cfg = run.config
     stats = train_one_epoch(run, step_model, criterion, callbacks)
-    test = evaluate(run.model, run.data.test_x, run.data.test_y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
+    test = _evaluate_split(run, run.data.test_x, run.data.test_y)
+    val = _evaluate_split(run, run.data.val_x, run.data.val_y) if run.data.val_x is not None else None
     run.epoch += 1
-    row = {
-        "epoch": run.epoch,
-        "train_loss": stats["train_loss"],
-        "train_acc": stats["train_acc"],
-        "test_loss": test["loss"],
-        "test_top1": test["top1"],
-        "test_top5": test["top5"],
-        "lr": stats["lr"],
-        "epoch_time_s": stats["time_s"],
-        "images_per_s": stats["images"] / stats["time_s"],
-        # evaluation speed: inference mode, eval batch size, batch assembly and normalisation included
-        "infer_images_per_s": len(run.data.test_y) / max(test["time_s"], 1e-9),
-        "peak_memory_mb": run.memory.peak_mb(),
-    }
-    if run.data.val_x is not None:
-        val = evaluate(run.model, run.data.val_x, run.data.val_y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
-        row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+    row = epoch_row(run.epoch, stats, test, len(run.data.test_y), run.memory.peak_mb(), val)
     run.rows.append(row)
     if run.dist.is_main:
         if run.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
-            _save_predictions(run, test["logits"])
-        _save_state(run)
-        columns = METRIC_COLUMNS + (VAL_COLUMNS if run.data.val_x is not None else [])
-        write_csv(run.out / "metrics.csv", run.rows, columns)
-        write_text(run.out / "log.txt", log_text(run.rows, run.start_time, None))
+            save_predictions(run, test["logits"])
+        save_state(run)
+        write_epoch_files(run)
     for cb in callbacks:
         cb.on_epoch_end(run, row)
     if run.stop.requested and run.epoch < cfg.epochs:
         raise TrainingInterrupted
 
 
-def _save_predictions(run: Run, logits: torch.Tensor) -> None:
-    import io
-
-    from ..fileio import write_bytes
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, logits=logits.numpy().astype(np.float32), targets=run.data.test_y.cpu().numpy(),
-                        preds=logits.argmax(1).numpy(), classes=np.array(run.data.classes))
-    write_bytes(run.out / "predictions.npz", buf.getvalue())
-
-
-def _median(values: list) -> float | None:
-    present = [v for v in values if v is not None]
-    return float(np.median(present)) if present else None
-
-
-def _finish(run: Run) -> dict:
-    last = run.rows[-1]
-    end_time = str(datetime.now())
-    train_time = sum(r["epoch_time_s"] for r in run.rows)
-    images = sum(r["images_per_s"] * r["epoch_time_s"] for r in run.rows)
-    summary = {
-        "model": run.config.model,
-        "variant": run.variant,
-        "dataset": run.data.name,
-        "data_source": run.data.source,
-        "classes": run.data.classes,
-        "input_shape": list(run.data.train_x.shape[1:]),
-        "train_images": len(run.data.train_y),
-        "test_images": len(run.data.test_y),
-        "epochs": run.config.epochs,
-        "seed": run.config.seed,
-        "train_loss": last["train_loss"],
-        "train_acc": last["train_acc"],
-        "test_loss": last["test_loss"],
-        "test_top1": last["test_top1"],
-        "test_top5": last["test_top5"],
-        **({k: last[k] for k in VAL_COLUMNS} if "val_loss" in last else {}),
-        "train_time_s": train_time,
-        "time_per_epoch_s": train_time / len(run.rows),
-        "images_per_s": images / max(train_time, 1e-9),
-        # median over epochs; max over epochs (rows from before this change lack them: None)
-        "infer_images_per_s": _median([r.get("infer_images_per_s") for r in run.rows]),
-        "peak_memory_mb": max((r["peak_memory_mb"] for r in run.rows if r.get("peak_memory_mb") is not None), default=None),
-        "peak_memory_kind": run.memory.kind,
-        "params": run.params,
-        "macs": run.flops // 2,
-        "flops": run.flops,
-        "device": run.device.type,
-        "precision": run.precision,
-        "start_time": run.start_time,
-        "end_time": end_time,
-        "environment": {**environment(run.device, run.precision), "world_size": run.dist.world_size},
-        "warnings": run.warnings,
-        "config": run.config.to_dict(),
-    }
-    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, end_time))
-    write_json(run.out / "summary.json", summary)
-    return summary
+def _evaluate_split(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict:
+    cfg = run.config
+    return evaluate(run.model, x, y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)

@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_csv, read_json
-from ..layout import DEAD_UNITS_CSV, DYNAMICS_CSV, FILTERS_NPZ, INSIGHT_DIR, INSIGHT_JSON
+from ..layout import DEAD_UNITS_CSV, DYNAMICS_CSV, FILTERS_NPZ, INSIGHT_DIR, INSIGHT_JSON, STUDY_INSIGHT_DIR
 from . import insight_plots
 
 # CS231n's rule of thumb: an update about 1e-3 of the weight is healthy; far outside this band a layer learns too
 # slowly (frozen) or too fast (unstable).
 HEALTHY_UPDATE_RATIO = (1e-4, 1e-2)
-STUDY_INSIGHT_DIR = "insight"
 
 
 def layer_series(run_path: Path) -> dict[str, dict]:

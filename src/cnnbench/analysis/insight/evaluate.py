@@ -20,15 +20,14 @@ from ...engine.checkpoint import load_file
 from ...engine.evaluate_run import load_run_model
 from ...engine.runtime import resolve_device
 from ...errors import ConfigError
-from ...fileio import read_json, write_bytes, write_csv, write_json
-from ...layout import DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS, INSIGHT_DIR, INSIGHT_JSON, safe_name
+from ...fileio import write_bytes, write_csv, write_json
+from ...layout import DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS, INSIGHT_DIR, INSIGHT_JSON, run_dirs_of, study_cka_csv
 from .cka import cka_matrix, stage_grams
 from .gradcam import grad_cam
 from .landscape import filter_normalized_direction, loss_along, trained_params
 from .stages import check_layer, default_cam_layer, first_conv, model_stages
 
 LANDSCAPES = ("none", "1d", "2d")
-STUDY_INSIGHT_DIR = "insight"
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: 
 def study_insight(study_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print) -> list[Path]:
     """Every run's insight, then CKA between the stages of each pair of models with the same data set and seed."""
     study_dir = Path(study_dir)
-    run_dirs = sorted(d for d in (study_dir / "runs").iterdir() if (d / "config.json").exists())
+    run_dirs = run_dirs_of(study_dir)
     if not run_dirs:
         raise ConfigError(f"{study_dir} holds no run folders: run `cnnbench compare --out {study_dir}` first.")
     results = [run_insight(d, cfg, log, keep_grams=True) for d in run_dirs]
@@ -197,8 +196,7 @@ def study_insight(study_dir: str | Path, cfg: InsightConfig = InsightConfig(), l
             if (a["dataset"], a["seed"]) != (b["dataset"], b["seed"]) or a["model"] == b["model"]:
                 continue
             m = cka_matrix(a["grams"], b["grams"])
-            name = f"cka-{safe_name(a['dataset'])}-seed{a['seed']}-{a['model']}-vs-{b['model']}.csv"
-            written.append(write_csv(study_dir / STUDY_INSIGHT_DIR / name,
+            written.append(write_csv(study_cka_csv(study_dir, a["dataset"], a["seed"], a["model"], b["model"]),
                                      [{"stage": sa, **{sb: f"{m[r, c]:.6f}" for c, sb in enumerate(b["grams"])}}
                                       for r, sa in enumerate(a["grams"])], ["stage", *b["grams"]]))
     return written

@@ -1,0 +1,116 @@
+"""What a run folder records: per-epoch metric rows, the study-format log, test predictions and the summary."""
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import numpy as np
+import torch
+
+from ..fileio import write_bytes, write_csv, write_json, write_text
+from .runtime import environment
+
+METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s",
+                  "images_per_s", "infer_images_per_s", "peak_memory_mb"]
+VAL_COLUMNS = ["val_loss", "val_top1", "val_top5"]
+
+
+def epoch_row(epoch: int, stats: dict, test: dict, test_images: int, peak_memory_mb: float | None,
+              val: dict | None = None) -> dict:
+    """One metrics.csv row from the epoch's training tally and its evaluations."""
+    row = {
+        "epoch": epoch,
+        "train_loss": stats["train_loss"],
+        "train_acc": stats["train_acc"],
+        "test_loss": test["loss"],
+        "test_top1": test["top1"],
+        "test_top5": test["top5"],
+        "lr": stats["lr"],
+        "epoch_time_s": stats["time_s"],
+        "images_per_s": stats["images"] / stats["time_s"],
+        # evaluation speed: inference mode, eval batch size, batch assembly and normalisation included
+        "infer_images_per_s": test_images / max(test["time_s"], 1e-9),
+        "peak_memory_mb": peak_memory_mb,
+    }
+    if val is not None:
+        row.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+    return row
+
+
+def write_epoch_files(run) -> None:
+    """metrics.csv and log.txt as they stand after the run's latest epoch."""
+    columns = METRIC_COLUMNS + (VAL_COLUMNS if run.data.val_x is not None else [])
+    write_csv(run.out / "metrics.csv", run.rows, columns)
+    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, None))
+
+
+def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
+    """The study's log format (its appendix), so logs can be compared line by line."""
+    lines = [f"start time: {start_time}"]
+    for r in rows:
+        lines += [
+            f"----- epoch {r['epoch']} -----",
+            f"Finish Training {r['epoch']} epoch, Loss: {r['train_loss']:.6f}, Acc.: {r['train_acc']:.6f}",
+            f"Test Loss: {r['test_loss']:.6f}, Top1_Acc: {r['test_top1']:.6f} , Top5_Acc: {r['test_top5']:.6f}",
+        ]
+    if end_time:
+        lines.append(f"End time: {end_time}")
+    return "\n".join(lines) + "\n"
+
+
+def save_predictions(run, logits: torch.Tensor) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, logits=logits.numpy().astype(np.float32), targets=run.data.test_y.cpu().numpy(),
+                        preds=logits.argmax(1).numpy(), classes=np.array(run.data.classes))
+    write_bytes(run.out / "predictions.npz", buf.getvalue())
+
+
+def _median(values: list) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.median(present)) if present else None
+
+
+def finish(run) -> dict:
+    """Write summary.json and the log's end time; return the summary."""
+    last = run.rows[-1]
+    end_time = str(datetime.now())
+    train_time = sum(r["epoch_time_s"] for r in run.rows)
+    images = sum(r["images_per_s"] * r["epoch_time_s"] for r in run.rows)
+    summary = {
+        "model": run.config.model,
+        "variant": run.variant,
+        "dataset": run.data.name,
+        "data_source": run.data.source,
+        "classes": run.data.classes,
+        "input_shape": list(run.data.train_x.shape[1:]),
+        "train_images": len(run.data.train_y),
+        "test_images": len(run.data.test_y),
+        "epochs": run.config.epochs,
+        "seed": run.config.seed,
+        "train_loss": last["train_loss"],
+        "train_acc": last["train_acc"],
+        "test_loss": last["test_loss"],
+        "test_top1": last["test_top1"],
+        "test_top5": last["test_top5"],
+        **({k: last[k] for k in VAL_COLUMNS} if "val_loss" in last else {}),
+        "train_time_s": train_time,
+        "time_per_epoch_s": train_time / len(run.rows),
+        "images_per_s": images / max(train_time, 1e-9),
+        # median over epochs; max over epochs (rows from before this change lack them: None)
+        "infer_images_per_s": _median([r.get("infer_images_per_s") for r in run.rows]),
+        "peak_memory_mb": max((r["peak_memory_mb"] for r in run.rows if r.get("peak_memory_mb") is not None), default=None),
+        "peak_memory_kind": run.memory.kind,
+        "params": run.params,
+        "macs": run.flops // 2,
+        "flops": run.flops,
+        "device": run.device.type,
+        "precision": run.precision,
+        "start_time": run.start_time,
+        "end_time": end_time,
+        "environment": {**environment(run.device, run.precision), "world_size": run.dist.world_size},
+        "warnings": run.warnings,
+        "config": run.config.to_dict(),
+    }
+    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, end_time))
+    write_json(run.out / "summary.json", summary)
+    return summary
