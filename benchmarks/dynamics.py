@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from cnnbench import TrainConfig, fit
+from cnnbench.config import validate
 from cnnbench.analysis.insight.dynamics import WeightDynamics
 from cnnbench.cli import exit_code_of
 from cnnbench.data.loader import load_dataset
@@ -43,8 +44,8 @@ def main() -> None:
     print("| model | plain step | one recorded step costs | fixed cost per epoch | full CIFAR-10 epoch at the defaults "
           "| every step recorded |\n|---|---|---|---|---|---|")
     for model in args.models.split(","):
-        cfg = TrainConfig(model=model, dataset="cifar10", variant="small", epochs=1, batch_size=64, lr=0.05,
-                          limit_train=64 * args.steps, limit_test=64, crop_padding=2, label_smoothing=0.2)
+        cfg = validate(TrainConfig(model=model, dataset="cifar10", variant="small", epochs=1, batch_size=64, lr=0.05,
+                                   limit_train=64 * args.steps, limit_test=64, crop_padding=2, label_smoothing=0.2))
         data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))  # decoded once, outside the timings
         timed_epoch(cfg, data, [])  # warm-up: allocator, kernels
         plain, once, every = [], [], []

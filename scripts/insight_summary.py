@@ -3,6 +3,7 @@ early and late in training, flagged layers, dead channels, the loss landscape; C
 
     python scripts/insight_summary.py studies/modern-seed2
 """
+import statistics
 import sys
 from pathlib import Path
 
@@ -19,6 +20,14 @@ def main(study: Path) -> None:
             print("| stage | layers | median update ratio, first third | last third | median gradient norm |\n|---|---|---|---|---|")
             for r in layer_table(series):
                 print(f"| {r['stage']} | {r['layers']} | {r['early']:.2e} | {r['late']:.2e} | {r['grad_norm']:.3g} |")
+            print("\n| epoch | lr (median) | " + " | ".join(stages := list(dict.fromkeys(s["stage"] for s in series.values())))
+                  + " |\n|---|---|" + "---|" * len(stages))
+            rows = read_csv(run / DYNAMICS_CSV)
+            for epoch in sorted({int(r["epoch"]) for r in rows}):
+                here = [r for r in rows if int(r["epoch"]) == epoch]
+                per_stage = [statistics.median(float(r["update_ratio"]) for r in here if r["stage"] == st) for st in stages]
+                lr = statistics.median(float(r["lr"]) for r in here)
+                print(f"| {epoch} | {lr:.4f} | " + " | ".join(f"{v:.1e}" for v in per_stage) + " |")
             flagged = flagged_layers(series)
             print("\nflagged: " + ("; ".join(f"{f['layer']} ({f['stage']}) median {f['median']:.2e}, {f['verdict']}, "
                                              f"{f['outside']:.0%} of steps outside" for f in flagged) or "none"))

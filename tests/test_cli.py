@@ -92,6 +92,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     "script,args,message",
     [
         ("scaling.py", ["--models", "vgg99"], "scaling.py: error: Unknown model 'vgg99'"),
+        ("dynamics.py", ["--models", "resnet19"], "dynamics.py: error: Unknown model 'resnet19'"),
         ("scaling.py", ["--batch-sizes", "32,big"], "--batch-sizes: '32,big': write comma-separated whole numbers"),
         ("time_to_accuracy.py", ["--study", "nowhere"], "no finished run under nowhere"),
         ("time_to_accuracy.py", ["--study", "x", "--targets", "vgg16=high"], "write [dataset:]model=top1 pairs"),

@@ -277,3 +277,17 @@ def test_tensorboard_logs_metrics_dynamics_and_histograms(tmp_path):
     assert "epoch/test_top1" in scalars and "update_ratio/features.0" in scalars and "grad_norm/classifier" in scalars
     assert "weights/features.0" in events.Tags()["histograms"]
     assert len(events.Scalars("update_ratio/features.0")) == 2  # 2 steps, both recorded
+
+
+def test_weights_vs_init_measures_direction_and_scale():
+    from cnnbench.analysis.insight.evaluate import weights_vs_init
+
+    torch.manual_seed(0)
+    model = TwoLayers()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.conv.weight.mul_(0.5)  # same direction, half the size
+        model.fc.weight.copy_(torch.randn_like(model.fc.weight))  # a new direction
+    rows = {r["layer"]: r for r in weights_vs_init(model, init, model_stages(model))}
+    assert rows["conv"]["cosine"] == pytest.approx(1.0) and rows["conv"]["final_norm"] == pytest.approx(rows["conv"]["init_norm"] / 2)
+    assert abs(rows["fc"]["cosine"]) < 0.99

@@ -12,6 +12,7 @@ from cnnbench.study import PRESETS, StudySpec, resolve_study, run_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY = TrainConfig(epochs=2, limit_train=160, limit_test=80, batch_size=32, lr=0.01)
+MODERN_MODELS = ("vgg16_bn", "resnet18")
 STUDY_BASE = TINY.replace(val_split=40)  # the fixture's study holds out 40 training images for validation
 
 
@@ -132,11 +133,12 @@ def test_published_modern_study_is_what_the_preset_trains():
     from cnnbench.layout import run_dir_for
 
     studies = Path(__file__).resolve().parents[1] / "studies"
-    preset_runs = {run_dir_for(studies, c).name: c for c in resolve_study("modern", seeds=(0, 1)).runs()}
+    preset_runs = {run_dir_for(studies, c).name: c for c in resolve_study("modern", seeds=(0, 1, 2)).runs()}
     # studies/modern holds every run of the preset; the second seed and the two-seed report are quoted beside it.
     assert {run_dir_for(studies, c).name for c in resolve_study("modern").runs()} <= {
         d.name for d in (studies / "modern" / "runs").iterdir()}
-    for study in ("modern", "modern-seed1", "modern-cifar10-2seeds", "modern-mnist"):
+    for study in ("modern", "modern-seed1", "modern-seed2", "modern-cifar10-2seeds", "modern-cifar10-seeds1-2",
+                  "modern-mnist"):
         run_dirs = sorted((studies / study / "runs").iterdir())
         assert run_dirs, study
         for run_dir in run_dirs:
@@ -253,12 +255,29 @@ def test_compare_robustness_measures_every_run_after_training(study, tmp_path):
 
 def test_published_robustness_is_the_default_run():
     """RESULTS.md quotes studies/modern-mnist's robustness as `cnnbench robustness`'s defaults on a CPU."""
-    from cnnbench.analysis.robustness.corruptions import DIGITS
-    from cnnbench.analysis.robustness.evaluate import CPU_DEFAULT_IMAGES, DIGIT_ATTACK
+    from cnnbench.analysis.robustness.corruptions import CIFAR, DIGITS
+    from cnnbench.analysis.robustness.evaluate import CPU_DEFAULT_IMAGES, DIGIT_ATTACK, NATURAL_ATTACK
 
-    runs = Path(__file__).resolve().parents[1] / "studies" / "modern-mnist" / "runs"
-    for model in ("vgg16_bn", "resnet18"):
-        r = json.loads((runs / f"{model}-mnist-seed0" / "robustness.json").read_text())
-        assert r["images"] == CPU_DEFAULT_IMAGES and r["source"] == "generated" and list(r["corruptions"]) == list(DIGITS)
+    studies = Path(__file__).resolve().parents[1] / "studies"
+    for run, corruptions, attack in [(f"modern-mnist/runs/{m}-mnist-seed0", DIGITS, DIGIT_ATTACK) for m in MODERN_MODELS] + [
+            (f"modern-seed2/runs/{m}-cifar10-seed2", CIFAR, NATURAL_ATTACK) for m in MODERN_MODELS]:
+        r = json.loads((studies / run / "robustness.json").read_text())
+        assert r["images"] == CPU_DEFAULT_IMAGES and r["source"] == "generated" and list(r["corruptions"]) == list(corruptions)
         assert all(list(sev) == ["1", "2", "3", "4", "5"] for sev in r["corruptions"].values())
-        assert r["attack_settings"]["eps"] == list(DIGIT_ATTACK.eps) and r["attack_settings"]["pgd_steps"] == DIGIT_ATTACK.steps
+        assert r["attack_settings"]["eps"] == pytest.approx(list(attack.eps)) and r["attack_settings"]["pgd_steps"] == attack.steps
+
+
+def test_published_insight_is_the_default_run():
+    """RESULTS.md quotes studies/modern-seed2's dynamics and insight as what `compare --insight` writes by default."""
+    from dataclasses import asdict
+
+    from cnnbench.analysis.insight.evaluate import InsightConfig
+
+    study = Path(__file__).resolve().parents[1] / "studies" / "modern-seed2"
+    for model in MODERN_MODELS:
+        run = study / "runs" / f"{model}-cifar10-seed2"
+        info = json.loads((run / "insight" / "insight.json").read_text())
+        assert info["settings"] == asdict(InsightConfig()) and info["notes"] == []
+        epochs = {int(line.split(",")[0]) for line in (run / "dynamics.csv").read_text().splitlines()[1:]}
+        assert epochs == set(range(1, 9))
+    assert (study / "insight" / "cka-cifar10-seed2-resnet18-vs-vgg16_bn.csv").exists()

@@ -113,6 +113,7 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
         return result
     info = read_json(run_path / INSIGHT_JSON)
     result["info"] = info
+    result["init_cosine"] = init_cosine_by_stage(info.get("weights_vs_init", []))
     with np.load(out / "feature_maps.npz") as z:
         maps = {k: z[k] for k in z.files if k != "images"}
         result["figures"]["feature_maps"] = insight_plots.feature_maps_figure(
@@ -134,6 +135,14 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
             {k: {label: v} for k, v in curves.items()}, out / "landscape.png", title=f"{label}: loss landscape")
         result["landscape"] = landscape_numbers(curves)
     return result
+
+
+def init_cosine_by_stage(rows: list[dict]) -> dict[str, float]:
+    """Median cosine between trained and initial weights per stage (insight.json's weights_vs_init)."""
+    by_stage: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        by_stage[r["stage"]].append(r["cosine"])
+    return {stage: float(np.median(v)) for stage, v in by_stage.items()}
 
 
 def landscape_numbers(curves: dict[str, tuple[list, list]]) -> dict:

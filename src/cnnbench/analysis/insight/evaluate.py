@@ -25,7 +25,7 @@ from ...layout import DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS, INSIGHT_DIR, INSI
 from .cka import cka_matrix, stage_grams
 from .gradcam import grad_cam
 from .landscape import filter_normalized_direction, loss_along, trained_params
-from .stages import check_layer, default_cam_layer, first_conv, model_stages
+from .stages import check_layer, default_cam_layer, first_conv, model_stages, stage_of, weight_layers
 
 LANDSCAPES = ("none", "1d", "2d")
 
@@ -140,6 +140,19 @@ def _landscape(model, run_dir: Path, data, cfg: InsightConfig, log) -> list[dict
     return rows
 
 
+def weights_vs_init(model, init_state: dict, stages) -> list[dict]:
+    """Per convolution and linear layer: the norms of the initial and trained weights and the cosine between them
+    (1: the layer kept its initial direction and only rescaled; near 0: it moved far from where it started)."""
+    rows = []
+    for name, module in weight_layers(model):
+        w0 = init_state[f"{name}.weight"].flatten().double()
+        w = module.weight.detach().flatten().double().cpu()
+        cosine = float(w0 @ w / (w0.norm() * w.norm()).clamp_min(1e-300))
+        rows.append({"layer": name, "stage": stage_of(name, stages), "init_norm": float(w0.norm()),
+                     "final_norm": float(w.norm()), "cosine": cosine})
+    return rows
+
+
 def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print,
                 keep_grams: bool = False) -> dict:
     """Write insight/ into ``run_dir``; return insight.json's content (with the CKA Gram matrices under
@@ -176,7 +189,10 @@ def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: 
         log(f"{run_dir.name}: loss landscape ({cfg.landscape}) on {min(cfg.landscape_images, len(data.train_y))} training images")
         landscape = _landscape(model, run_dir, data, cfg, log)
         write_csv(out / "landscape.csv", landscape, ["slice", "x", "y", "loss"])
+    init_path = run_dir / INIT_WEIGHTS
+    moved = weights_vs_init(model, load_file(init_path), stages) if init_path.exists() else []
     result = {"model": train_cfg.model, "dataset": data.name, "seed": train_cfg.seed, "epoch": epoch,
+              "weights_vs_init": moved,
               "gradcam_layer": layer, "stages": [s.name for s in stages], "cka_images": min(cfg.cka_images, len(data.test_y)),
               "landscape_images": min(cfg.landscape_images, len(data.train_y)), "settings": asdict(cfg), "notes": notes}
     write_json(run_dir / INSIGHT_JSON, result)
