@@ -7,6 +7,11 @@ shared-machine noise hits all three alike: without the callback, with WeightDyna
 recording every step. The two differences give the cost of one recorded step and the fixed cost per epoch (the
 dead-unit probe and the file writes); from them, the cost of a full CIFAR-10 epoch at the defaults (20 recorded
 steps of 781) as a share of that epoch's training time. Prints one markdown row per model.
+
+    python benchmarks/dynamics.py --parts --models vgg16_bn,resnet18
+
+times the callback's two parts alone instead (one recorded step on the real layer shapes, and the dead-unit
+probe), in seconds and without data.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 from cnnbench import TrainConfig, fit
@@ -35,12 +41,53 @@ def timed_epoch(cfg: TrainConfig, data, callbacks: list) -> float:
         return time.perf_counter() - start
 
 
+def parts(models: list[str]) -> None:
+    """Time the callback's parts alone: one recorded step on real layer shapes, and the dead-unit probe."""
+    import torch
+
+    from cnnbench.analysis.insight.dynamics import dead_channel_fractions
+    from cnnbench.analysis.insight.stages import weight_layers
+    from cnnbench.data.loader import normalize
+    from cnnbench.engine.runtime import autocast
+    from cnnbench.models import create_model
+
+    print("| model | one recorded step | dead-unit probe (256 images, bf16) |\n|---|---|---|")
+    for name in models:
+        model = create_model(name, variant="small").to(memory_format=torch.channels_last)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        callback = WeightDynamics()
+        callback.layers = weight_layers(model)
+        callback.init = [m.weight.detach().float().clone() for _, m in callback.layers]
+        callback.run = SimpleNamespace(scheduler=SimpleNamespace(last_epoch=0))
+        callback.first_step, callback.every, callback.steps, callback.pending = 0, 1, 10**9, []
+        optimizer = SimpleNamespace(param_groups=[{"lr": 0.1}])
+        record = []
+        for _ in range(5):
+            start = time.perf_counter()
+            callback._before_step(optimizer, (), {})
+            callback._after_step(optimizer, (), {})
+            record.append(time.perf_counter() - start)
+        x = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8)
+        probe = normalize(x, torch.full((3,), 0.5), torch.full((3,), 0.25), True)
+        probes = []
+        for _ in range(3):
+            start = time.perf_counter()
+            with autocast(torch.device("cpu"), "bf16"):
+                dead_channel_fractions(model, probe)
+            probes.append(time.perf_counter() - start)
+        print(f"| {name} | {statistics.median(record) * 1000:.0f} ms | {statistics.median(probes):.2f} s |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--parts", action="store_true", help="time the callback's parts alone (seconds, no data needed)")
     p.add_argument("--models", default="vgg16_bn,resnet18")
     p.add_argument("--steps", type=int, default=48, help="training steps in the timed epoch (default 48)")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
+    if args.parts:
+        return parts(args.models.split(","))
     print("| model | plain step | one recorded step costs | fixed cost per epoch | full CIFAR-10 epoch at the defaults "
           "| every step recorded |\n|---|---|---|---|---|---|")
     for model in args.models.split(","):
