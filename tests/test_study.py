@@ -137,7 +137,7 @@ def test_published_modern_study_is_what_the_preset_trains():
     # studies/modern holds every run of the preset; the second seed and the two-seed report are quoted beside it.
     assert {run_dir_for(studies, c).name for c in resolve_study("modern").runs()} <= {
         d.name for d in (studies / "modern" / "runs").iterdir()}
-    for study in ("modern", "modern-seed1", "modern-seed2", "modern-cifar10-2seeds", "modern-cifar10-seeds1-2",
+    for study in ("modern", "modern-seed1", "modern-seed2", "modern-cifar10-2seeds", "modern-cifar10-seeds",
                   "modern-mnist"):
         run_dirs = sorted((studies / study / "runs").iterdir())
         assert run_dirs, study
@@ -281,3 +281,19 @@ def test_published_insight_is_the_default_run():
         epochs = {int(line.split(",")[0]) for line in (run / "dynamics.csv").read_text().splitlines()[1:]}
         assert epochs == set(range(1, 9))
     assert (study / "insight" / "cka-cifar10-seed2-resnet18-vs-vgg16_bn.csv").exists()
+
+
+def test_compare_through_the_command_line_on_a_tiny_slice(tmp_path, capsys):
+    out = tmp_path / "cli-study"
+    argv = ["compare", "--models", "vgg11_bn,resnet18", "--datasets", "mnist", "--limit-train", "64", "--limit-test", "32",
+            "--epochs", "1", "--batch-size", "32", "--threads", "1", "--out", str(out)]
+    assert main(argv) == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    with open(out / "comparison.csv", newline="") as f:
+        rows = {r["model"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"vgg11_bn", "resnet18"} and all(r["test_images"] == "32" for r in rows.values())
+    for model in rows:  # dynamics are on by default in studies
+        assert (out / "runs" / f"{model}-mnist-seed0" / "dynamics.csv").exists()
+    plain = tmp_path / "plain"
+    assert main([*argv[:-1], str(plain), "--models", "vgg11_bn", "--no-dynamics"]) == 0
+    assert not (plain / "runs" / "vgg11_bn-mnist-seed0" / "dynamics.csv").exists()
