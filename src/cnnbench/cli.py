@@ -148,20 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", default=None, help="the model corruption errors (mCE) are relative to "
                         "(default the study's first model)")
 
+    from .analysis.insight.evaluate import LANDSCAPES, InsightConfig
+    from .config import DEVICES
+
+    insight = InsightConfig()  # the defaults, shown in --help as they are
     ins = sub.add_parser("insight", help="what a trained run learned: filters, feature maps, Grad-CAM, CKA, loss "
                          "landscape (a run or a study)")
     ins.add_argument("target", metavar="RUN_DIR|STUDY_DIR", help="a run folder, or a study folder (every run in it, "
                      "plus CKA between the models)")
-    ins.add_argument("--layer", default=None, help="Grad-CAM layer, a module name such as layer4 or features.42 "
-                     "(default: the last layer whose output is larger than 1x1)")
-    ins.add_argument("--landscape", default="1d", choices=("none", "1d", "2d"), help="loss-landscape slices: 1d "
-                     "(default: a random direction and the init -> trained line), 2d (adds a grid: hundreds of passes), none")
-    ins.add_argument("--images", type=int, default=8, help="test images per Grad-CAM panel (default 8)")
-    ins.add_argument("--cka-images", type=int, default=500, help="class-balanced test images for CKA (default 500)")
-    ins.add_argument("--landscape-images", type=int, default=1000, help="training images the landscape's loss is "
-                     "computed on (default 1000)")
-    ins.add_argument("--seed", type=int, default=0, help="seeds the random directions (default 0)")
-    ins.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ins.add_argument("--layer", default=insight.layer, help="Grad-CAM layer, a module name such as layer4 or "
+                     "features.42 (default: the last layer whose output is larger than 1x1)")
+    ins.add_argument("--landscape", default=insight.landscape, choices=LANDSCAPES, help="loss-landscape slices: 1d "
+                     "(a random direction and the init -> trained line), 2d (adds a grid: hundreds of passes), none; "
+                     f"default {insight.landscape}")
+    ins.add_argument("--images", type=int, default=insight.images,
+                     help=f"test images per Grad-CAM panel (default {insight.images})")
+    ins.add_argument("--cka-images", type=int, default=insight.cka_images,
+                     help=f"class-balanced test images for CKA (default {insight.cka_images})")
+    ins.add_argument("--landscape-images", type=int, default=insight.landscape_images,
+                     help=f"training images the landscape's loss is computed on (default {insight.landscape_images})")
+    ins.add_argument("--seed", type=int, default=insight.seed, help=f"seeds the random directions (default {insight.seed})")
+    ins.add_argument("--device", default=insight.device, choices=DEVICES)
 
     ev = sub.add_parser("evaluate", help="confusion matrix, per-class metrics and misclassified images of a run")
     ev.add_argument("run_dir", help="a run folder written by `cnnbench train`")

@@ -57,6 +57,9 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+# Settings that change how a run goes (speed, where the data lives, how often the loss is checked), not what it
+# learns: a resumed run may change them, and runs differing only in them share one row of a comparison.
+RESULT_NEUTRAL_FIELDS = ("threads", "data_dir", "download", "check_every")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

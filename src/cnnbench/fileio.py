@@ -36,6 +36,15 @@ def write_bytes(path, data: bytes) -> Path:
     return atomic_write(path, lambda f: f.write(data), binary=True)
 
 
+def write_npz(path, **arrays) -> Path:
+    """numpy arrays as one compressed .npz, written atomically."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return write_bytes(path, buf.getvalue())
+
+
 def write_json(path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.loader import Dataset, eval_batches
-from .runtime import autocast, synchronize
+from .runtime import autocast, eval_mode, synchronize
 
 
 @torch.inference_mode()
@@ -25,15 +25,13 @@ def evaluate(
 ) -> dict:
     """Mean cross-entropy (no label smoothing), top-1 and top-5 accuracy (fractions), float32 logits and the
     wall time it took (``time_s``)."""
-    was_training = model.training
-    model.eval()
     start = time.perf_counter()
     logits = []
-    for xb, _ in eval_batches(x, y, data, batch_size, channels_last):
-        with autocast(device, precision):
-            out = model(xb.to(device, non_blocking=True))
-        logits.append(out.float())
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, _ in eval_batches(x, y, data, batch_size, channels_last):
+            with autocast(device, precision):
+                out = model(xb.to(device, non_blocking=True))
+            logits.append(out.float())
     logits_t = torch.cat(logits)
     synchronize(device)
     elapsed = time.perf_counter() - start

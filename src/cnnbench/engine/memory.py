@@ -1,19 +1,27 @@
 """Peak memory of training: the CUDA allocator's counter on a GPU, the process's resident memory on a CPU."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
+from functools import lru_cache
 
 import torch
+
+
+@lru_cache(maxsize=1)
+def _process(pid: int):
+    """psutil's handle on process ``pid``, made once: the sampling thread reads it every few milliseconds."""
+    import psutil
+
+    return psutil.Process(pid)
 
 
 def resident_bytes() -> int | None:
     """This process's resident memory in bytes (psutil: Linux, macOS, Windows), None where it cannot be read."""
     try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
+        return int(_process(os.getpid()).memory_info().rss)
     except Exception:  # a failed measurement must never stop training
         return None
 
@@ -25,17 +33,13 @@ class PeakRSS:
     def __init__(self, interval: float = 0.002):
         self.interval, self.peak, self._stop = interval, None, threading.Event()
 
-    @staticmethod
-    def rss() -> int | None:
-        return resident_bytes()
-
     def _update(self) -> None:
-        now = self.rss()
+        now = resident_bytes()
         if now is not None:
             self.peak = now if self.peak is None else max(self.peak, now)
 
     def __enter__(self):
-        self.base = self.peak = self.rss()
+        self.base = self.peak = resident_bytes()
         self._thread = None
         if self.base is None:
             warnings.warn("cannot read this process's resident memory here: peak memory is not recorded", stacklevel=2)

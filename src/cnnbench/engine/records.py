@@ -1,13 +1,12 @@
 """What a run folder records: per-epoch metric rows, the study-format log, test predictions and the summary."""
 from __future__ import annotations
 
-import io
 from datetime import datetime
 
 import numpy as np
 import torch
 
-from ..fileio import write_bytes, write_csv, write_json, write_text
+from ..fileio import write_csv, write_json, write_npz, write_text
 from .runtime import environment
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s",
@@ -59,10 +58,8 @@ def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
 
 
 def save_predictions(run, logits: torch.Tensor) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, logits=logits.numpy().astype(np.float32), targets=run.data.test_y.cpu().numpy(),
-                        preds=logits.argmax(1).numpy(), classes=np.array(run.data.classes))
-    write_bytes(run.out / "predictions.npz", buf.getvalue())
+    write_npz(run.out / "predictions.npz", logits=logits.numpy().astype(np.float32), targets=run.data.test_y.cpu().numpy(),
+              preds=logits.argmax(1).numpy(), classes=np.array(run.data.classes))
 
 
 def _median(values: list) -> float | None:

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..config import TrainConfig, validate
+from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, validate
 from ..data.loader import Augment, DataOptions, Dataset, load_dataset, train_batches
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import read_json, write_json
@@ -29,7 +29,7 @@ from .schedules import lr_multiplier
 from .state import restore_state, save_state
 
 # Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
-RESUMABLE_CHANGES = ("device", "threads", "data_dir", "compile", "download", "check_every")
+RESUMABLE_CHANGES = RESULT_NEUTRAL_FIELDS + ("device", "compile")
 CHECK_EVERY_GPU = 25  # default steps between loss checks on a GPU: .item() waits for the queued kernels
 
 

@@ -98,7 +98,7 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
     if (run_path / DYNAMICS_CSV).exists():
         series = layer_series(run_path)
         result["figures"]["dynamics"] = insight_plots.dynamics_figure(
-            {k: v for k, v in series.items()}, _dead_series(run_path), HEALTHY_UPDATE_RATIO, out / "dynamics.png",
+            series, _dead_series(run_path), HEALTHY_UPDATE_RATIO, out / "dynamics.png",
             title=f"{label}: how the weights update")
         result["flagged"] = flagged_layers(series)
         result["stages"] = layer_table(series)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..analysis.robustness.metrics import mean_results
 from ..analysis.statistics import t_interval, wilson_interval
-from ..config import TrainConfig
+from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig
 from ..errors import ConfigError
 from ..fileio import read_csv, read_json
 from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY
@@ -25,7 +25,7 @@ COMPARISON_COLUMNS = [
 ]
 
 # Settings that do not change what a run learns: runs that differ only in these still share a row.
-NOT_RECIPE = ("seed", "data_dir", "download", "threads", "eval_batch_size", "check_every")
+NOT_RECIPE = ("seed", "eval_batch_size") + RESULT_NEUTRAL_FIELDS
 
 # The study's Tables 3 and 4 (loss, top-1, top-5, training time as printed), for side-by-side display.
 STUDY_TABLES = {

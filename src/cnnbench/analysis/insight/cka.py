@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from ...data.loader import normalize
+from ...engine.runtime import eval_mode
 
 
 def centred_gram(features: torch.Tensor) -> torch.Tensor:
@@ -31,19 +32,17 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def stage_grams(model: nn.Module, layers: list[str], images: torch.Tensor, data, batch_size: int = 250) -> dict[str, torch.Tensor]:
-    """Centred Gram matrices of each named layer's output on ``images`` (uint8), in eval mode, fp32."""
+    """Centred Gram matrices of each named layer's output on ``images`` (uint8, on the model's device, as ``data``'s
+    statistics), in eval mode, fp32."""
     modules = dict(model.named_modules())
     outputs: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
     handles = [modules[n].register_forward_hook(lambda _m, _i, out, n=n: outputs[n].append(out.float().flatten(1).cpu()))
                for n in layers]
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     try:
-        for start in range(0, len(images), batch_size):
-            model(normalize(images[start:start + batch_size].to(device), data.mean.to(device), data.std.to(device), False))
+        with eval_mode(model):
+            for start in range(0, len(images), batch_size):
+                model(normalize(images[start:start + batch_size], data.mean, data.std, False))
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return {n: centred_gram(torch.cat(outputs[n])) for n in layers}

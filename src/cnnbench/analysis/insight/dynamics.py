@@ -20,10 +20,10 @@ import torch.nn as nn
 from ...data.loader import normalize
 from ...engine.callbacks import Callback
 from ...engine.checkpoint import load_file
-from ...engine.runtime import autocast
-from ...fileio import read_csv, write_bytes, write_csv
+from ...engine.runtime import autocast, eval_mode
+from ...fileio import read_csv, write_bytes, write_csv, write_npz
 from ...layout import DEAD_UNITS_CSV, DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS
-from .stages import first_conv, model_stages, stage_of, weight_layers
+from .stages import first_filters, model_stages, stage_of, weight_layers
 
 DYNAMICS_COLUMNS = ["epoch", "step", "global_step", "layer", "stage", "lr", "weight_norm", "grad_norm", "update_ratio",
                     "dist_from_init"]
@@ -45,13 +45,10 @@ def dead_channel_fractions(model: nn.Module, x: torch.Tensor) -> dict[str, tuple
             alive.setdefault(stage, []).append((out > 0).flatten(2).any(2).any(0))  # channel alive for some input
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), eval_mode(model):
             model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     result = {}
@@ -80,7 +77,7 @@ class WeightDynamics(Callback):
         self.dead_rows = self._kept_rows(run.out / DEAD_UNITS_CSV, run.epoch)
         self.filters = self._kept_filters(run.out / FILTERS_NPZ, run.epoch)
         if run.epoch == 0:
-            self.filters["epoch_0"] = first_conv(run.model)[1].weight.detach().float().cpu().numpy().copy()
+            self.filters["epoch_0"] = first_filters(run.model)
         self.probe = run.data.train_x[:self.probe_images]
         self.pending: list[tuple[int, int, float, torch.Tensor]] = []
         self.before: list[torch.Tensor] | None = None
@@ -90,7 +87,6 @@ class WeightDynamics(Callback):
     def _initial_weights(self, run) -> list[torch.Tensor] | None:
         path = run.out / INIT_WEIGHTS
         if run.epoch == 0 and run.partial is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             buf = io.BytesIO()
             torch.save({k: v.detach().cpu() for k, v in run.model.state_dict().items()}, buf)
             write_bytes(path, buf.getvalue())
@@ -166,12 +162,10 @@ class WeightDynamics(Callback):
             fractions = dead_channel_fractions(run.model, probe)
         for stage, (fraction, channels) in fractions.items():
             self.dead_rows.append({"epoch": epoch, "stage": stage, "dead_fraction": f"{fraction:.6g}", "channels": channels})
-        self.filters[f"epoch_{epoch}"] = first_conv(run.model)[1].weight.detach().float().cpu().numpy().copy()
+        self.filters[f"epoch_{epoch}"] = first_filters(run.model)
         write_csv(run.out / DYNAMICS_CSV, self.rows, DYNAMICS_COLUMNS)
         write_csv(run.out / DEAD_UNITS_CSV, self.dead_rows, DEAD_COLUMNS)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **self.filters)
-        write_bytes(run.out / FILTERS_NPZ, buf.getvalue())
+        write_npz(run.out / FILTERS_NPZ, **self.filters)
 
     def on_train_end(self, run, summary: dict) -> None:
         for h in self.handles:

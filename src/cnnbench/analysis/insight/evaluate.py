@@ -7,7 +7,6 @@ test images. Figures are drawn by the report from the tables written here (the r
 """
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,17 +14,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ...data.loader import balanced_indices, normalize
+from ...data.loader import balanced_indices, eval_batches, normalize
 from ...engine.checkpoint import load_file
 from ...engine.evaluate_run import load_run_model
-from ...engine.runtime import resolve_device
+from ...engine.runtime import eval_mode, resolve_device
 from ...errors import ConfigError
-from ...fileio import write_bytes, write_csv, write_json
+from ...fileio import write_csv, write_json, write_npz
 from ...layout import DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS, INSIGHT_DIR, INSIGHT_JSON, run_dirs_of, study_cka_csv
 from .cka import cka_matrix, stage_grams
 from .gradcam import grad_cam
 from .landscape import filter_normalized_direction, loss_along, trained_params
-from .stages import check_layer, default_cam_layer, first_conv, model_stages, stage_of, weight_layers
+from .stages import check_layer, default_cam_layer, first_filters, model_stages, stage_of, weight_layers
 
 LANDSCAPES = ("none", "1d", "2d")
 
@@ -51,12 +50,6 @@ def check_insight_config(cfg: InsightConfig) -> InsightConfig:
     return cfg
 
 
-def _save_npz(path: Path, **arrays) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    write_bytes(path, buf.getvalue())
-
-
 def cka_test_images(data, n: int) -> torch.Tensor:
     """The same class-balanced test images for every model trained on this data set."""
     return data.test_x[torch.from_numpy(balanced_indices(data.test_y.cpu().numpy(), min(n, len(data.test_y))))]
@@ -69,8 +62,7 @@ def _feature_maps(model, stages, x: torch.Tensor) -> dict[str, np.ndarray]:
     handles = [modules[s.output].register_forward_hook(lambda _m, _i, out, n=s.name: maps.__setitem__(n, out.float()))
                for s in stages]
     try:
-        with torch.inference_mode():
-            model.eval()
+        with torch.inference_mode(), eval_mode(model):
             model(x)
     finally:
         for h in handles:
@@ -82,37 +74,36 @@ def _feature_maps(model, stages, x: torch.Tensor) -> dict[str, np.ndarray]:
     return out
 
 
-def _gradcam_examples(model, layer: str, data, n: int, device) -> dict[str, np.ndarray]:
+def _gradcam_examples(model, layer: str, data, n: int) -> dict[str, np.ndarray]:
     """Grad-CAM of the predicted class over the first ``n`` correctly and ``n`` wrongly classified test images."""
-    x_all, y_all = data.test_x, data.test_y
     picked, preds = {"correct": [], "wrong": []}, {}
-    with torch.inference_mode():
-        model.eval()
-        for start in range(0, len(y_all), 500):
-            xb = normalize(x_all[start:start + 500].to(device), data.mean.to(device), data.std.to(device), False)
-            p = model(xb).argmax(1).cpu()
-            for i, ok in enumerate((p == y_all[start:start + 500]).tolist()):
+    batch = 500
+    with torch.inference_mode(), eval_mode(model):
+        for b, (xb, yb) in enumerate(eval_batches(data.test_x, data.test_y, data, batch, channels_last=False)):
+            p = model(xb).argmax(1)
+            for i, (pred, ok) in enumerate(zip(p.tolist(), (p == yb).tolist())):
                 key = "correct" if ok else "wrong"
                 if len(picked[key]) < n:
-                    picked[key].append(start + i)
-                    preds[start + i] = int(p[i])
+                    picked[key].append(b * batch + i)
+                    preds[b * batch + i] = pred
             if all(len(v) >= n for v in picked.values()):
                 break
     result = {}
     for key, index in picked.items():
         if not index:
             continue
-        idx = torch.tensor(index)
-        x = normalize(x_all[idx].to(device), data.mean.to(device), data.std.to(device), False)
-        result[f"{key}_images"] = x_all[idx].numpy()
-        result[f"{key}_cams"] = grad_cam(model, layer, x).numpy()
-        result[f"{key}_true"] = y_all[idx].numpy()
+        at = torch.tensor(index, device=data.test_x.device)
+        images = data.test_x[at]
+        result[f"{key}_images"] = images.cpu().numpy()
+        result[f"{key}_cams"] = grad_cam(model, layer, normalize(images, data.mean, data.std, False)).numpy()
+        result[f"{key}_true"] = data.test_y[at].cpu().numpy()
         result[f"{key}_pred"] = np.array([preds[i] for i in index])
     return result
 
 
-def _landscape(model, run_dir: Path, data, cfg: InsightConfig, log) -> list[dict]:
+def _landscape(model, run_dir: Path, data, init: dict | None, cfg: InsightConfig, log) -> list[dict]:
     idx = torch.from_numpy(balanced_indices(data.train_y.cpu().numpy(), min(cfg.landscape_images, len(data.train_y))))
+    idx = idx.to(data.train_y.device)
     images, labels = data.train_x[idx], data.train_y[idx]
     generator = torch.Generator().manual_seed(cfg.seed)
     final = trained_params(model)
@@ -120,9 +111,7 @@ def _landscape(model, run_dir: Path, data, cfg: InsightConfig, log) -> list[dict
     d1 = filter_normalized_direction(model, generator)
     rows = [{"slice": "direction", "x": float(a), "y": 0.0, "loss": loss}
             for a, loss in zip(alphas, loss_along(model, final, [d1], [(float(a),) for a in alphas], images, labels, data))]
-    init_path = run_dir / INIT_WEIGHTS
-    if init_path.exists():
-        init = load_file(init_path)
+    if init is not None:
         device = next(model.parameters()).device
         start = {n: init[n].to(device, p.dtype) for n, p in final.items()}
         line = {n: final[n] - start[n] for n in final}
@@ -153,6 +142,11 @@ def weights_vs_init(model, init_state: dict, stages) -> list[dict]:
     return rows
 
 
+def _cka_rows(matrix: np.ndarray, rows: list[str], cols: list[str]) -> list[dict]:
+    """cka.csv's rows: one per stage of the first model, a column per stage of the second."""
+    return [{"stage": a, **{b: f"{matrix[i, j]:.6f}" for j, b in enumerate(cols)}} for i, a in enumerate(rows)]
+
+
 def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print,
                 keep_grams: bool = False) -> dict:
     """Write insight/ into ``run_dir``; return insight.json's content (with the CKA Gram matrices under
@@ -161,10 +155,12 @@ def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: 
     cfg = check_insight_config(cfg)
     device = resolve_device(cfg.device)
     train_cfg, data, model, epoch = load_run_model(run_dir, device, full_test_set=True)
+    data = data.to(device)  # once: every step below reads images on the model's device
     model = model.float().to(memory_format=torch.contiguous_format)
     stages = model_stages(model)
-    layer = cfg.layer or default_cam_layer(model, normalize(data.test_x[:1].to(device), data.mean.to(device),
-                                                            data.std.to(device), False))
+    init_path = run_dir / INIT_WEIGHTS
+    init = load_file(init_path) if init_path.exists() else None
+    layer = cfg.layer or default_cam_layer(model, normalize(data.test_x[:1], data.mean, data.std, False))
     check_layer(model, layer)
     out = run_dir / INSIGHT_DIR
     notes = []
@@ -172,25 +168,22 @@ def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: 
         notes.append("No dynamics.csv: this run trained without --dynamics, so there are no per-layer update curves, "
                      "no filter snapshots over the epochs and no init -> final line. Retrain with --dynamics to get them.")
     if not (run_dir / FILTERS_NPZ).exists():
-        _save_npz(run_dir / FILTERS_NPZ, **{f"epoch_{epoch}": first_conv(model)[1].weight.detach().float().cpu().numpy()})
+        write_npz(run_dir / FILTERS_NPZ, **{f"epoch_{epoch}": first_filters(model)})
     log(f"{run_dir.name}: feature maps, Grad-CAM at {layer}")
     examples = data.test_x[:2]
-    maps = _feature_maps(model, stages, normalize(examples.to(device), data.mean.to(device), data.std.to(device), False))
-    _save_npz(out / "feature_maps.npz", images=examples.numpy(), **maps)
-    _save_npz(out / "gradcam.npz", classes=np.array(data.classes), **_gradcam_examples(model, layer, data, cfg.images, device))
+    maps = _feature_maps(model, stages, normalize(examples, data.mean, data.std, False))
+    write_npz(out / "feature_maps.npz", images=examples.cpu().numpy(), **maps)
+    write_npz(out / "gradcam.npz", classes=np.array(data.classes), **_gradcam_examples(model, layer, data, cfg.images))
     log(f"{run_dir.name}: CKA between stages on {min(cfg.cka_images, len(data.test_y))} test images")
-    grams = stage_grams(model, [s.output for s in stages], cka_test_images(data, cfg.cka_images).to(device), data)
+    grams = stage_grams(model, [s.output for s in stages], cka_test_images(data, cfg.cka_images), data)
     grams = {s.name: grams[s.output] for s in stages}
-    within = cka_matrix(grams, grams)
-    write_csv(out / "cka.csv", [{"stage": a, **{b: f"{within[i, j]:.6f}" for j, b in enumerate(grams)}}
-                                for i, a in enumerate(grams)], ["stage", *grams])
+    write_csv(out / "cka.csv", _cka_rows(cka_matrix(grams, grams), list(grams), list(grams)), ["stage", *grams])
     landscape = []
     if cfg.landscape != "none":
         log(f"{run_dir.name}: loss landscape ({cfg.landscape}) on {min(cfg.landscape_images, len(data.train_y))} training images")
-        landscape = _landscape(model, run_dir, data, cfg, log)
+        landscape = _landscape(model, run_dir, data, init, cfg, log)
         write_csv(out / "landscape.csv", landscape, ["slice", "x", "y", "loss"])
-    init_path = run_dir / INIT_WEIGHTS
-    moved = weights_vs_init(model, load_file(init_path), stages) if init_path.exists() else []
+    moved = weights_vs_init(model, init, stages) if init is not None else []
     result = {"model": train_cfg.model, "dataset": data.name, "seed": train_cfg.seed, "epoch": epoch,
               "weights_vs_init": moved,
               "gradcam_layer": layer, "stages": [s.name for s in stages], "cka_images": min(cfg.cka_images, len(data.test_y)),
@@ -211,8 +204,7 @@ def study_insight(study_dir: str | Path, cfg: InsightConfig = InsightConfig(), l
         for b in results[i + 1:]:
             if (a["dataset"], a["seed"]) != (b["dataset"], b["seed"]) or a["model"] == b["model"]:
                 continue
-            m = cka_matrix(a["grams"], b["grams"])
-            written.append(write_csv(study_cka_csv(study_dir, a["dataset"], a["seed"], a["model"], b["model"]),
-                                     [{"stage": sa, **{sb: f"{m[r, c]:.6f}" for c, sb in enumerate(b["grams"])}}
-                                      for r, sa in enumerate(a["grams"])], ["stage", *b["grams"]]))
+            rows = _cka_rows(cka_matrix(a["grams"], b["grams"]), list(a["grams"]), list(b["grams"]))
+            written.append(write_csv(study_cka_csv(study_dir, a["dataset"], a["seed"], a["model"], b["model"]), rows,
+                                     ["stage", *b["grams"]]))
     return written

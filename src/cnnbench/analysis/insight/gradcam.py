@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...engine.runtime import eval_mode
 from .stages import check_layer
 
 
@@ -17,10 +18,8 @@ def grad_cam(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tenso
     module = check_layer(model, layer)
     captured: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), eval_mode(model):
             x = x.detach().float().requires_grad_(False)
             logits = model(x)
             acts = captured[-1]
@@ -30,7 +29,6 @@ def grad_cam(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tenso
             (grads,) = torch.autograd.grad(score, acts)
     finally:
         handle.remove()
-        model.train(was_training)
     weights = grads.float().mean((2, 3), keepdim=True)
     cam = F.relu((weights * acts.detach().float()).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

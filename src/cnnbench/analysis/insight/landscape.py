@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...data.loader import normalize
+from ...data.loader import eval_batches
+from ...engine.runtime import eval_mode
 
 
 def filter_normalized_direction(model: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -35,24 +36,21 @@ def filter_normalized_direction(model: nn.Module, generator: torch.Generator) ->
 def dataset_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, data, batch_statistics: bool = False,
                  batch_size: int = 500) -> float:
     """Mean cross-entropy of ``model`` (fp32, eval mode; batch-norm on batch statistics if ``batch_statistics``,
-    its running statistics left as they are) on uint8 ``images``."""
-    was_training = model.training
-    model.eval()
+    its running statistics left as they are) on uint8 ``images`` and ``labels`` on the model's device, as ``data``'s
+    statistics."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if batch_statistics else []
     momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.train()
-        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: the running statistics stay as they are
-    device = next(model.parameters()).device
     total = 0.0
-    try:
-        for start in range(0, len(images), batch_size):
-            x = normalize(images[start:start + batch_size].to(device), data.mean.to(device), data.std.to(device), False)
-            total += F.cross_entropy(model(x).float(), labels[start:start + batch_size].to(device), reduction="sum").item()
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        model.train(was_training)
+    with eval_mode(model):
+        for m in norms:
+            m.train()
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: the running statistics stay as they are
+        try:
+            for x, y in eval_batches(images, labels, data, batch_size, channels_last=False):
+                total += F.cross_entropy(model(x).float(), y, reduction="sum").item()
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
     return total / len(images)
 
 

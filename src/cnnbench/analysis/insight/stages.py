@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
+
+from ...engine.runtime import eval_mode
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     return next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
 
 
+def first_filters(model: nn.Module) -> np.ndarray:
+    """A float32 copy of the first convolution's weights (a snapshot: later steps do not change it)."""
+    return first_conv(model)[1].weight.detach().float().cpu().numpy().copy()
+
+
 def default_cam_layer(model: nn.Module, example: torch.Tensor) -> str:
     """The last module (in execution order) whose output is still a spatial map larger than 1x1: the last
     convolutional stage's output where it keeps resolution (ResNet18's layer4 at 4x4 on 32 px), else the last
@@ -73,11 +81,8 @@ def default_cam_layer(model: nn.Module, example: torch.Tensor) -> str:
                                      else None)
              for m in names]
     try:
-        with torch.no_grad():
-            was_training = model.training
-            model.eval()
+        with torch.no_grad(), eval_mode(model):
             model(example[:1])
-            model.train(was_training)
     finally:
         for h in hooks:
             h.remove()
