@@ -48,6 +48,7 @@ class TrainConfig:
     resize: int | None = None  # resize images (bilinear) to this square size first; None keeps their size
     eval_batch_size: int = 512  # images per evaluation batch
     check_every: int | None = None  # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
+    precise_bn: int = 4096  # training images whose batch-norm statistics replace the running ones before each evaluation (at most a tenth of the split); 0: off
 
     def replace(self, **changes) -> "TrainConfig":
         return validate(dataclasses.replace(self, **changes))
@@ -60,6 +61,14 @@ FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 # Settings that change how a run goes (speed, where the data lives, how often the loss is checked), not what it
 # learns: a resumed run may change them, and runs differing only in them share one row of a comparison.
 RESULT_NEUTRAL_FIELDS = ("threads", "data_dir", "download", "check_every")
+# What a run made before an option existed did, where that differs from the option's default today.
+LEGACY_VALUES = {"precise_bn": 0}
+
+
+def saved_config_values(saved: dict[str, Any]) -> dict[str, Any]:
+    """Every field of a saved run's config: a field the saved config lacks comes from a run made before that
+    option existed, which did what LEGACY_VALUES says, else what the default is today."""
+    return {**TrainConfig().to_dict(), **LEGACY_VALUES, **saved}
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -113,6 +122,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} must be a positive number of pixels (got {value!r}).")
     if cfg.check_every is not None and (not isinstance(cfg.check_every, int) or cfg.check_every < 1):
         raise ConfigError(f"check_every must be a positive number of steps (got {cfg.check_every!r}).")
+    if not isinstance(cfg.precise_bn, int) or isinstance(cfg.precise_bn, bool) or cfg.precise_bn < 0:
+        raise ConfigError(f"precise_bn must be a number of training images, 0 (off) or more (got {cfg.precise_bn!r}).")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads must be at least 1 (got {cfg.threads!r}).")
     return cfg

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, validate
+from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, saved_config_values, validate
 from ..data.loader import Augment, DataOptions, Dataset, load_dataset, train_batches
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import read_json, write_json
@@ -23,6 +23,7 @@ from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .memory import PeakMemory
+from .precise_bn import precise_bn_pass
 from .records import epoch_row, finish, save_predictions, write_epoch_files
 from .runtime import autocast, device_name, resolve_device, resolve_precision, restored_torch_state, synchronize
 from .schedules import lr_multiplier
@@ -65,6 +66,10 @@ class Run:
 def data_options(cfg: TrainConfig) -> DataOptions:
     """The data options of a run: TrainConfig's fields of the same names (a test checks every one exists)."""
     return DataOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DataOptions)})
+
+
+def training_augment(cfg: TrainConfig) -> Augment | None:
+    return Augment(crop_padding=cfg.crop_padding, flip=True) if cfg.augment else None
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -114,10 +119,10 @@ def config_differences(saved: dict, current: TrainConfig) -> str:
     """The settings that differ between a saved run's config and ``current`` (as 'key: old -> new', comma
     separated), leaving out the ones a run may change (RESUMABLE_CHANGES) and those ``current`` leaves on auto.
 
-    A setting the saved config lacks comes from a run made before that option existed: the run used its default.
+    A setting the saved config lacks comes from a run made before that option existed (config.saved_config_values).
     """
     now = current.to_dict()
-    before = {**TrainConfig().to_dict(), **saved}
+    before = saved_config_values(saved)
     diffs = [k for k in now if k not in RESUMABLE_CHANGES and now[k] != "auto" and before[k] != now[k]]
     return ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in diffs)
 
@@ -159,7 +164,7 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
     TrainingInterrupted; a resumed run replays the epoch's batch order and skips the steps already taken.
     """
     cfg, device, ctx = run.config, run.device, run.dist
-    augment = Augment(crop_padding=cfg.crop_padding, flip=True) if cfg.augment else None
+    augment = training_augment(cfg)
     steps = steps_per_epoch(len(run.data.train_y), cfg.batch_size, ctx.world_size)
     partial, run.partial = run.partial, None
     if partial:
@@ -342,6 +347,7 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
     """Train one epoch, evaluate, record the row and checkpoint; stop here if Ctrl-C asked for it."""
     cfg = run.config
     stats = train_one_epoch(run, step_model, criterion, callbacks)
+    stats["time_s"] += _precise_bn(run)
     test = _evaluate_split(run, run.data.test_x, run.data.test_y)
     val = _evaluate_split(run, run.data.val_x, run.data.val_y) if run.data.val_x is not None else None
     run.epoch += 1
@@ -356,6 +362,16 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
         cb.on_epoch_end(run, row)
     if run.stop.requested and run.epoch < cfg.epochs:
         raise TrainingInterrupted
+
+
+def _precise_bn(run: Run) -> float:
+    """Recompute batch-norm statistics before the evaluation (config.precise_bn); returns the seconds it took,
+    which count as training time."""
+    start = time.perf_counter()
+    if precise_bn_pass(run.model, run.data, run.config, training_augment(run.config), run.epoch, run.device,
+                       run.precision, run.dist):
+        synchronize(run.device)
+    return time.perf_counter() - start
 
 
 def _evaluate_split(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict:

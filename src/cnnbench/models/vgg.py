@@ -93,12 +93,8 @@ def _register(name: str, cfg: str) -> None:
         )
 
 
-for _name, _cfg in (
-    ("vgg11", "A"),
-    ("vgg11_lrn", "A-LRN"),
-    ("vgg13", "B"),
-    ("vgg16_c", "C"),
-    ("vgg16", "D"),
-    ("vgg19", "E"),
-):
+# Registered name -> column of the paper's Table 1 (each also registered with "_bn": batch norm after every conv).
+COLUMNS = {"vgg11": "A", "vgg11_lrn": "A-LRN", "vgg13": "B", "vgg16_c": "C", "vgg16": "D", "vgg19": "E"}
+
+for _name, _cfg in COLUMNS.items():
     _register(_name, _cfg)

@@ -12,6 +12,7 @@ from ..fileio import read_csv, read_json, write_text
 from ..layout import dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
+from .architecture import architecture_rows, stage_figure
 from .insight import landscape_overlay, run_insight_figures, study_cka_figures
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
 from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, robustness_rows, run_heatmap
@@ -58,6 +59,16 @@ def _insight_section(study_dir: Path, groups, ds_dir: Path, dataset: str) -> dic
             "has_learned": any("cka" in r["figures"] for r in runs)}
 
 
+def _architecture_section(groups, info: dict, ds_dir: Path, dataset: str) -> dict | None:
+    """Stage-by-stage parameters, MACs and activation memory of the data set's models (None without dataset.json,
+    which gives the input shape)."""
+    if not info:
+        return None
+    rows = architecture_rows(groups, tuple(info["input_shape"]), len(info["classes"]))
+    figure = stage_figure(rows, ds_dir / "architecture.png", f"{dataset}: where parameters, computation and memory sit")
+    return {"rows": rows, "figure": _data_uri(figure)}
+
+
 def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
     """Write comparison.csv, comparison.md, figures and report.html into ``study_dir``; return the report's path.
     ``baseline``: the model corruption errors (mCE) are relative to; default the study's first model."""
@@ -95,8 +106,9 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
                              "config": json.dumps(r.summary["config"], indent=2),
                              "environment": json.dumps(r.summary["environment"], indent=2), "name": r.path.name})
         insight = _insight_section(study_dir, gs, ds_dir, dataset)
+        architecture = _architecture_section(gs, info, ds_dir, dataset)
         sections.append({
-            "insight": insight,
+            "insight": insight, "architecture": architecture,
             "name": dataset, "info": info, "source": gs[0].first["data_source"],
             "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
             "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..analysis.robustness.metrics import mean_results
 from ..analysis.statistics import t_interval, wilson_interval
-from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig
+from ..config import RESULT_NEUTRAL_FIELDS, saved_config_values
 from ..errors import ConfigError
 from ..fileio import read_csv, read_json
 from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY
@@ -166,8 +166,8 @@ def load_runs(study_dir: Path) -> list[RunRecord]:
 
 def recipe(summary: dict) -> dict:
     """A run's whole configuration except the seed and settings that do not change what it learns; a setting
-    an older run's config lacks counts as its default (the run used it)."""
-    return {k: v for k, v in {**TrainConfig().to_dict(), **summary.get("config", {})}.items() if k not in NOT_RECIPE}
+    an older run's config lacks is what such a run did (config.saved_config_values)."""
+    return {k: v for k, v in saved_config_values(summary.get("config", {})).items() if k not in NOT_RECIPE}
 
 
 def _check_one_recipe(runs: list[RunRecord]) -> None:
