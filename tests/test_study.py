@@ -133,12 +133,12 @@ def test_published_modern_study_is_what_the_preset_trains():
     from cnnbench.layout import run_dir_for
 
     studies = Path(__file__).resolve().parents[1] / "studies"
-    preset_runs = {run_dir_for(studies, c).name: c for c in resolve_study("modern", seeds=(0, 1, 2)).runs()}
+    preset_runs = {run_dir_for(studies, c).name: c for c in resolve_study("modern", seeds=(0, 1, 2, 3)).runs()}
     # studies/modern holds every run of the preset; the second seed and the two-seed report are quoted beside it.
     assert {run_dir_for(studies, c).name for c in resolve_study("modern").runs()} <= {
         d.name for d in (studies / "modern" / "runs").iterdir()}
-    for study in ("modern", "modern-seed1", "modern-seed2", "modern-cifar10-2seeds", "modern-cifar10-seeds",
-                  "modern-mnist"):
+    for study in ("modern", "modern-seed1", "modern-seed2", "modern-seed3", "modern-cifar10-2seeds",
+                  "modern-cifar10-seeds", "modern-mnist"):
         run_dirs = sorted((studies / study / "runs").iterdir())
         assert run_dirs, study
         for run_dir in run_dirs:
@@ -297,3 +297,14 @@ def test_compare_through_the_command_line_on_a_tiny_slice(tmp_path, capsys):
     plain = tmp_path / "plain"
     assert main([*argv[:-1], str(plain), "--models", "vgg11_bn", "--no-dynamics"]) == 0
     assert not (plain / "runs" / "vgg11_bn-mnist-seed0" / "dynamics.csv").exists()
+
+
+def test_a_row_over_seeds_trained_on_different_machines_names_each():
+    from cnnbench.report.tables import Group, RunRecord
+
+    def run(seed, device):
+        return RunRecord(Path(f"r{seed}"), {"seed": seed, "environment": {"device_name": device}}, [], [])
+
+    assert Group("m", "small", "d", [run(1, "CPU A"), run(2, "CPU A")]).devices() == "CPU A"
+    mixed = Group("m", "small", "d", [run(1, "CPU A"), run(2, "CPU B"), run(3, "CPU B")]).devices()
+    assert mixed == "CPU A (seed 1); CPU B (seeds 2, 3)"

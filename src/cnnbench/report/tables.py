@@ -123,6 +123,16 @@ class Group:
                 row.update({"adv_eps": nonzero[0][0], f"{attack}_top1": nonzero[0][1]})
         return row
 
+    def devices(self) -> str:
+        """The machine the runs trained on; where seeds trained on different ones, each with its seeds, so that a
+        mean training time over machines is not read as one machine's speed."""
+        by_device: dict[str, list[str]] = {}
+        for r in self.runs:
+            by_device.setdefault(r.summary["environment"]["device_name"], []).append(str(r.summary["seed"]))
+        if len(by_device) == 1:
+            return next(iter(by_device))
+        return "; ".join(f"{d} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})" for d, seeds in by_device.items())
+
     def row(self) -> dict:
         s = self.first
         n = int(s["test_images"])
@@ -144,7 +154,7 @@ class Group:
             "val_top1_std": statistics.stdev(val) if len(val) > 1 else (0.0 if val else None),
             "train_time_s": self.mean("train_time_s"), "time_per_epoch_s": self.mean("time_per_epoch_s"),
             "images_per_s": self.mean("images_per_s"), "infer_images_per_s": self.mean_if_known("infer_images_per_s"),
-            "peak_memory_mb": self.mean_if_known("peak_memory_mb"), "device": s["environment"]["device_name"], "precision": s["precision"],
+            "peak_memory_mb": self.mean_if_known("peak_memory_mb"), "device": self.devices(), "precision": s["precision"],
             **self.robustness_row(),
         }
 
