@@ -75,7 +75,7 @@ def balanced_indices(labels: np.ndarray, n: int, order: np.ndarray | None = None
     return np.sort(picked)
 
 
-def _pad(x: np.ndarray, size: int | None) -> np.ndarray:
+def pad_images(x: np.ndarray, size: int | None) -> np.ndarray:
     h, w = x.shape[-2:]
     if size is None or (h >= size and w >= size):
         return x
@@ -83,7 +83,7 @@ def _pad(x: np.ndarray, size: int | None) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
 
 
-def _resize(x: np.ndarray, size: int | None) -> np.ndarray:
+def resize_images(x: np.ndarray, size: int | None) -> np.ndarray:
     if size is None or x.shape[-2:] == (size, size):
         return x
     t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -105,7 +105,7 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
     # Slice first, so that resizing touches only the images that are used.
     train_x, train_y = _limit(raw.train_x, raw.train_y, options.limit_train, "train")
     test_x, test_y = _limit(raw.test_x, raw.test_y, options.limit_test, "test")
-    train_x, test_x = (_pad(_resize(x, options.resize), options.pad_to) for x in (train_x, test_x))
+    train_x, test_x = (pad_images(resize_images(x, options.resize), options.pad_to) for x in (train_x, test_x))
     val_x = val_y = None
     if options.val_split:
         if not 0 < options.val_split < len(train_y):

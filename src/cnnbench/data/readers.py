@@ -60,7 +60,8 @@ class ImageSplit:
     classes: list[str]
 
 
-def _decode(data: bytes, name: str) -> np.ndarray:
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """H x W x C uint8 (C = 1 for grey images, else 3): palettes, alpha and 16-bit grey converted."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -127,7 +128,7 @@ def read_image_folder_tar(path: str | os.PathLike, splits=("train", "test")) -> 
             for label, cls in enumerate(classes):
                 for fname, info in sorted(by_class[cls], key=lambda t: t[0]):
                     f = tar.extractfile(info)
-                    images.append(_decode(f.read(), f"{path}:{info.name}"))
+                    images.append(decode_image(f.read(), f"{path}:{info.name}"))
                     labels.append(label)
             out[split] = _stack(images, labels, classes, f"{path}:{split}")
     return out
@@ -150,7 +151,7 @@ def read_image_folder_dir(path: str | os.PathLike, splits=("train", "test")) -> 
             if not files:
                 raise DataError(f"Class folder {root / cls} holds no images ({', '.join(IMAGE_SUFFIXES)}). Add images or remove the folder.")
             for p in files:
-                images.append(_decode(p.read_bytes(), str(p)))
+                images.append(decode_image(p.read_bytes(), str(p)))
                 labels.append(label)
         out[split] = _stack(images, labels, classes, str(root))
     if out[splits[0]].classes != out[splits[-1]].classes:

@@ -80,6 +80,8 @@ def finish(run) -> dict:
         "data_source": run.data.source,
         "classes": run.data.classes,
         "input_shape": list(run.data.train_x.shape[1:]),
+        # what `cnnbench predict` and `export` need to prepare an image as training did
+        "normalization": {"mean": run.data.mean.tolist(), "std": run.data.std.tolist()},
         "train_images": len(run.data.train_y),
         "test_images": len(run.data.test_y),
         "epochs": run.config.epochs,
