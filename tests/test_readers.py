@@ -143,3 +143,33 @@ def test_tar_with_link_is_refused(tmp_path):
         tar.addfile(info)
     with pytest.raises(DataError, match="link"):
         read_image_folder(tar_path)
+
+
+def _mixed_folder(root):
+    """A user's folder: sizes 8x8 to 12x16, grey, RGB, RGBA and palette images side by side."""
+    rng = np.random.default_rng(1)
+    kinds = [((8, 8, 3), "RGB"), ((12, 16), "L"), ((10, 10, 4), "RGBA"), ((9, 12), "P")]
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+            for i, (shape, mode) in enumerate(kinds):
+                img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+                (img.convert("P") if mode == "P" else img).save(root / split / c / f"{i}.png")
+    return root
+
+
+def test_mixed_sizes_and_modes_load_with_resize(tmp_path):
+    from cnnbench.data.loader import DataOptions, load_dataset
+
+    folder = _mixed_folder(tmp_path / "photos")
+    data = load_dataset(f"imagefolder:{folder}", None, DataOptions(resize=12, pad_to=None))
+    assert tuple(data.train_x.shape) == (8, 3, 12, 12) and data.classes == ["cat", "dog"]
+    # the grey image became three equal channels, resized like the others
+    grey = data.train_x[1].numpy()
+    assert (grey[0] == grey[1]).all() and (grey[1] == grey[2]).all()
+
+
+def test_mixed_sizes_without_resize_propose_one(tmp_path):
+    folder = _mixed_folder(tmp_path / "photos")
+    with pytest.raises(DataError, match=r"different sizes \(8x8, 9x12, 10x10, 12x16\).*--resize 9 \(the median"):
+        read_image_folder(folder)

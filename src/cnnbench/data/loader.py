@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .readers import resize_images
 from .sources import RawDataset, load_raw
 
 
@@ -83,13 +84,6 @@ def pad_images(x: np.ndarray, size: int | None) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
 
 
-def resize_images(x: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or x.shape[-2:] == (size, size):
-        return x
-    t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return t.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
 def _limit(x, y, n, what):
     if n is None:
         return x, y
@@ -126,7 +120,7 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
 
 def load_dataset(name: str, data_dir=None, options: DataOptions = DataOptions()) -> Dataset:
     """Load a named data set (``mnist``, ``cifar10``, ``imagefolder:PATH``, ...) into memory, ready to train on."""
-    return prepare(load_raw(name, data_dir, download=options.download), options)
+    return prepare(load_raw(name, data_dir, download=options.download, resize=options.resize), options)
 
 
 @dataclass(frozen=True)

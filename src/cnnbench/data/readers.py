@@ -73,18 +73,34 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def _stack(images: list[np.ndarray], labels: list[int], classes: list[str], where: str) -> ImageSplit:
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        channels = {s[2] for s in shapes}
-        if len(channels) > 1:  # mixed grey and colour: promote everything to RGB
-            images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in images]
-            shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise DataError(
-            f"Images in {where} have different sizes ({', '.join(str(s[:2]) for s in sorted(shapes)[:4])} ...). "
-            "cnnbench holds a data set as one tensor: resize the images to one size first."
-        )
+def resize_images(x: np.ndarray, size: int | None) -> np.ndarray:
+    """N x C x H x W uint8 squashed to size x size (bilinear, antialiased; the aspect ratio is not kept)."""
+    import torch
+    import torch.nn.functional as F
+
+    if size is None or x.shape[-2:] == (size, size):
+        return x
+    t = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)).float(), size=(size, size), mode="bilinear",
+                      antialias=True, align_corners=False)
+    return t.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _stack(images: list[np.ndarray], labels: list[int], classes: list[str], where: str,
+           resize: int | None = None) -> ImageSplit:
+    """One array of the split's images: grey promoted to RGB where the folder mixes them, and images of
+    different sizes resized at load time to ``resize`` (the only way to hold them as one tensor)."""
+    if len({im.shape[2] for im in images}) > 1:  # mixed grey and colour: promote everything to RGB
+        images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in images]
+    sizes = {im.shape[:2] for im in images}
+    if len(sizes) > 1:
+        if resize is None:
+            median = int(np.median([min(im.shape[:2]) for im in images]))
+            raise DataError(
+                f"Images in {where} have different sizes ({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:4])}"
+                f"{' ...' if len(sizes) > 4 else ''}). cnnbench holds a data set as one tensor: pass --resize N to "
+                f"resize every image to N x N at load time (bilinear, aspect ratio not kept), for example "
+                f"--resize {median} (the median of the images' shorter sides).")
+        images = [resize_images(im.transpose(2, 0, 1)[None], resize)[0].transpose(1, 2, 0) for im in images]
     return ImageSplit(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
 
 
@@ -94,7 +110,7 @@ def _check_member_name(name: str, archive: str) -> None:
         raise DataError(f"Refusing archive {archive}: member {name!r} points outside the archive's folder.")
 
 
-def read_image_folder_tar(path: str | os.PathLike, splits=("train", "test")) -> dict[str, ImageSplit]:
+def read_image_folder_tar(path: str | os.PathLike, splits=("train", "test"), resize: int | None = None) -> dict[str, ImageSplit]:
     """Read ``<split>/<class>/<image>`` members straight from a tar, without extracting anything."""
     path = Path(path)
     members: dict[str, dict[str, list[tuple[str, tarfile.TarInfo]]]] = {s: {} for s in splits}
@@ -130,11 +146,11 @@ def read_image_folder_tar(path: str | os.PathLike, splits=("train", "test")) -> 
                     f = tar.extractfile(info)
                     images.append(decode_image(f.read(), f"{path}:{info.name}"))
                     labels.append(label)
-            out[split] = _stack(images, labels, classes, f"{path}:{split}")
+            out[split] = _stack(images, labels, classes, f"{path}:{split}", resize)
     return out
 
 
-def read_image_folder_dir(path: str | os.PathLike, splits=("train", "test")) -> dict[str, ImageSplit]:
+def read_image_folder_dir(path: str | os.PathLike, splits=("train", "test"), resize: int | None = None) -> dict[str, ImageSplit]:
     """Read a ``<split>/<class>/<image>`` tree from disk."""
     path = Path(path)
     out = {}
@@ -153,18 +169,20 @@ def read_image_folder_dir(path: str | os.PathLike, splits=("train", "test")) -> 
             for p in files:
                 images.append(decode_image(p.read_bytes(), str(p)))
                 labels.append(label)
-        out[split] = _stack(images, labels, classes, str(root))
+        out[split] = _stack(images, labels, classes, str(root), resize)
     if out[splits[0]].classes != out[splits[-1]].classes:
         raise DataError(f"{path}: the class folders of {splits[0]} and {splits[-1]} differ; both splits need the same classes.")
     return out
 
 
-def read_image_folder(path: str | os.PathLike) -> dict[str, ImageSplit]:
+def read_image_folder(path: str | os.PathLike, resize: int | None = None) -> dict[str, ImageSplit]:
+    """``train/<class>/*`` and ``test/<class>/*`` from a folder or a tar; ``resize``: the size images of
+    different sizes are brought to while loading."""
     path = Path(path)
     if path.is_dir():
-        return read_image_folder_dir(path)
+        return read_image_folder_dir(path, resize=resize)
     if path.is_file():
-        out = read_image_folder_tar(path)
+        out = read_image_folder_tar(path, resize=resize)
         if out["train"].classes != out["test"].classes:
             raise DataError(f"{path}: the class folders of train and test differ; both splits need the same classes.")
         return out

@@ -154,8 +154,8 @@ def _not_found(pretty: str, where: list[Path], expected: str, download: bool, fa
     )
 
 
-def _imagefolder(path: str) -> RawDataset:
-    splits = read_image_folder(path)
+def _imagefolder(path: str, resize: int | None = None) -> RawDataset:
+    splits = read_image_folder(path, resize)
     tr, te = splits["train"], splits["test"]
     # Grey images are treated like digits (no flips); colour images as natural photographs.
     natural = tr.images.shape[-1] == 3
@@ -199,11 +199,13 @@ def check_dataset_name(name: str) -> None:
     raise DataError(f"Unknown data set {name!r}.{hint} Choose one of {', '.join(dataset_names())}.")
 
 
-def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> RawDataset:
-    """Load a named data set (or ``imagefolder:PATH``) as uint8 arrays."""
+def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
+             resize: int | None = None) -> RawDataset:
+    """Load a named data set (or ``imagefolder:PATH``) as uint8 arrays. ``resize``: an image folder whose images
+    differ in size has them resized to it while loading (the named data sets are resized after loading)."""
     check_dataset_name(name)
     if name.startswith("imagefolder:"):
-        return _imagefolder(name.split(":", 1)[1])
+        return _imagefolder(name.split(":", 1)[1], resize)
     root = resolve_data_root(data_dir)
     raw = SOURCES[name][1](root, download)
     # Provenance relative to the data root, so published results do not carry one machine's absolute paths.
