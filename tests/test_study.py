@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def test_study_writes_every_run_and_artifact(study):
     assert (out / "datasets" / "mnist_demo" / "samples.png").exists()
     assert (out / "datasets" / "mnist_demo" / "accuracy.png").exists()
     assert report == out / "report.html"
+    # the per-stage architecture view, one sentence per model computed from its own counts
+    assert (out / "datasets" / "mnist_demo" / "architecture.png").stat().st_size > 0
+    html = report.read_text()
+    assert "Where the parameters and the computation go" in html
+    assert re.search(r"vgg11_bn: \d+% of its \d+ M MACs sit in block\d", html)
 
 
 def test_report_shows_the_numbers_of_comparison_csv(study):
