@@ -334,7 +334,6 @@ def cmd_compare(args) -> int:
 def cmd_profile(args) -> int:
     from .analysis.profile import PROFILE_COLUMNS, ProfileConfig, parse_input, profile_model
     from .errors import ConfigError
-    from .fileio import write_csv, write_json
     from .models.registry import check_model_name
 
     models = _csv_list(args.models, "models")
@@ -342,8 +341,7 @@ def cmd_profile(args) -> int:
         check_model_name(m)
     if args.batch_size < 1 or args.repeats < 1 or args.num_classes < 1:
         raise ConfigError("--batch-size, --repeats and --num-classes must be positive.")
-    if args.out and not args.out.endswith((".json", ".csv")):
-        raise ConfigError(f"--out must name a .json or .csv file (got {args.out!r}).")
+    _check_records_file(args.out)
     cfg = ProfileConfig(parse_input(args.input), args.num_classes, args.batch_size, args.variant, args.precision,
                         args.device, args.train, repeats=args.repeats)
     header = f"{'model':<14} {'variant':<7} {'params':>12} {'MACs':>10} {'FLOPs':>10} {'infer img/s':>12} {'train img/s':>12} {'peak MB':>9}"
@@ -359,8 +357,7 @@ def cmd_profile(args) -> int:
     if records:
         print(f"device {records[0]['device']}, precision {records[0]['precision']}")
     if args.out:
-        (write_json if args.out.endswith(".json") else lambda p, rs: write_csv(p, rs, PROFILE_COLUMNS))(args.out, records)
-        print(f"wrote {args.out}")
+        _write_records(args.out, records, PROFILE_COLUMNS)
     return 0
 
 
@@ -505,12 +502,10 @@ def _print_layers(args) -> int:
     from .analysis.architecture import LAYER_COLUMNS, grand_total, model_layer_table, stage_totals
     from .analysis.profile import parse_input
     from .errors import ConfigError
-    from .fileio import write_csv, write_json
 
     if not args.pattern:
         raise ConfigError("--layers needs a model name, for example `cnnbench models resnet18 --layers`.")
-    if args.out and not args.out.endswith((".json", ".csv")):
-        raise ConfigError(f"--out must name a .json or .csv file (got {args.out!r}).")
+    _check_records_file(args.out)
     if args.num_classes < 1:
         raise ConfigError(f"--num-classes must be positive (got {args.num_classes}).")
     shape = parse_input(args.input)
@@ -528,10 +523,26 @@ def _print_layers(args) -> int:
     total = grand_total(rows)
     print(f"{'total':<10} {'':<9} {'':<16} {total['params']:>12,} {total['macs']:>14,} {total['activation_bytes'] / 1024:>8,.0f} KiB")
     if args.out:
-        records = [r.to_dict() for r in rows]
-        (write_json if args.out.endswith(".json") else lambda p, rs: write_csv(p, rs, LAYER_COLUMNS))(args.out, records)
-        print(f"wrote {args.out}")
+        _write_records(args.out, [r.to_dict() for r in rows], LAYER_COLUMNS)
     return 0
+
+
+def _check_records_file(out: str | None) -> None:
+    """--out of the commands that save records: refused before any work unless it names a .json or .csv file."""
+    from .errors import ConfigError
+
+    if out and not out.endswith((".json", ".csv")):
+        raise ConfigError(f"--out must name a .json or .csv file (got {out!r}).")
+
+
+def _write_records(out: str, records: list[dict], columns: list[str]) -> None:
+    from .fileio import write_csv, write_json
+
+    if out.endswith(".json"):
+        write_json(out, records)
+    else:
+        write_csv(out, records, columns)
+    print(f"wrote {out}")
 
 
 def cmd_datasets(args) -> int:

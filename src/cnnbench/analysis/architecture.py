@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..engine.runtime import eval_mode
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
 from ..models.registry import resolve_variant
@@ -67,13 +68,10 @@ def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Lay
         calls.append((module, tuple(output.shape) if isinstance(output, torch.Tensor) else (), spent - inside))
 
     hooks = [h for m in counted for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
-    was_training = model.training
-    model.eval()
     try:
-        with counter:
+        with eval_mode(model), counter:
             model(torch.zeros(1, *input_shape, device=device))
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     rows, seen = [], set()

@@ -10,6 +10,7 @@ from ..models import create_model
 from ..models.resnet import ARCHS
 from ..models.vgg import COLUMNS
 from .architecture import layer_table, stage_totals
+from .insight.stages import weight_layers
 
 PAPER_INPUT = (3, 224, 224)
 PAPER_CLASSES = 1000
@@ -21,10 +22,10 @@ def _paper_model(name: str) -> nn.Module:
         return create_model(name, num_classes=PAPER_CLASSES, variant="paper")
 
 
-def weight_layers(model: nn.Module) -> int:
+def depth(model: nn.Module) -> int:
     """Convolutions and fully connected layers on the main path, as the papers count depth (ResNet's 1x1
     projection shortcuts are not counted: ResNet-18 has 18)."""
-    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) and "downsample" not in n.split(".") for n, m in model.named_modules())
+    return sum("downsample" not in n.split(".") for n, _ in weight_layers(model))
 
 
 def _params(model: nn.Module) -> str:
@@ -61,7 +62,7 @@ def vgg_table() -> str:
     tables = [layer_table(m, PAPER_INPUT) for m in models]
     blocks = [_vgg_blocks(m) for m in models]
     rows = [["model"] + [f"`{n}`" for n in names],
-            ["weight layers"] + [str(weight_layers(m)) for m in models],
+            ["weight layers"] + [str(depth(m)) for m in models],
             ["input"] + ["224 x 224 RGB image"] * len(names)]
     for i in range(len(blocks[0])):
         rows.append([f"block {i + 1}"] + ["<br>".join(b[i]) for b in blocks])
@@ -99,7 +100,7 @@ def resnet_table() -> str:
     rows.append(["", "1x1"] + [f"average pool, {m.fc.out_features}-d fc, softmax" for m in models])
     rows.append(["parameters", ""] + [_params(m) for m in models])
     rows.append(["MACs", ""] + [_gmacs(t) for t in tables])
-    return _markdown(["layer name", "output size"] + [f"`{n}` ({weight_layers(m)}-layer)" for n, m in zip(names, models)], rows)
+    return _markdown(["layer name", "output size"] + [f"`{n}` ({depth(m)}-layer)" for n, m in zip(names, models)], rows)
 
 
 def paper_table(which: str) -> str:

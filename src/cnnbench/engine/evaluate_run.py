@@ -27,17 +27,25 @@ def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = Fa
     if not (run_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} is not a cnnbench run folder (it has no config.json). Give the --out folder of `cnnbench train`.")
     cfg = config_from_dict(read_json(run_dir / "config.json"), where=f"{run_dir / 'config.json'}")
-    state, problems = load_latest(run_dir / "checkpoints")
-    for problem in problems:
-        (warn or _print_warning)(problem)
-    if state is None:
-        raise ConfigError(f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out {run_dir} --resume`).")
+    state = latest_state(run_dir, warn)
     options = data_options(cfg)
     data = load_dataset(cfg.dataset, cfg.data_dir, dataclasses.replace(options, limit_test=None) if full_test_set else options)
     model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=cfg.variant)
     model.load_state_dict(state["model"])
     model = model.to(device, memory_format=torch.channels_last)
     return cfg, data, model, state["epoch"]
+
+
+def latest_state(run_dir: Path, warn=None) -> dict:
+    """The run's latest readable checkpoint (last.pt, else prev.pt); what went wrong on the way goes to ``warn``
+    (by default printed to stderr), and a run without any checkpoint is a ConfigError."""
+    state, problems = load_latest(run_dir / "checkpoints")
+    for problem in problems:
+        (warn or _print_warning)(problem)
+    if state is None:
+        raise ConfigError(f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out "
+                          f"{run_dir} --resume`). Published studies leave the weights out: their runs need training again.")
+    return state
 
 
 def _print_warning(text: str) -> None:

@@ -10,16 +10,13 @@ import torch
 import torch.nn as nn
 
 from ..config import config_from_dict
-from ..data.loader import load_dataset, normalize, pad_images, resize_images
-from ..data.readers import decode_image
+from ..data.loader import load_dataset, normalize, pad_images
+from ..data.readers import IMAGE_SUFFIXES, decode_image, resize_images
 from ..errors import ConfigError, DataError
 from ..fileio import read_json
 from ..models import create_model
-from .checkpoint import load_latest
+from .evaluate_run import latest_state
 from .train import data_options
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -52,10 +49,7 @@ def load_trained(run_dir: str | Path, device: torch.device) -> tuple[nn.Module, 
         norm = {"mean": data.mean.tolist(), "std": data.std.tolist()}
     prep = Preprocessing(list(summary["classes"]), tuple(summary["input_shape"]), norm["mean"], norm["std"],
                          cfg.resize, cfg.pad_to)
-    state, _ = load_latest(run_dir / "checkpoints")
-    if state is None:
-        raise ConfigError(f"{run_dir} has no checkpoint (checkpoints/last.pt or prev.pt): published studies leave "
-                          "the weights out; train the run again to use it.")
+    state = latest_state(run_dir)
     model = create_model(cfg.model, num_classes=len(prep.classes), in_chans=prep.input_shape[0], variant=cfg.variant)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), prep
