@@ -47,7 +47,8 @@ PRESETS = {
         # CIFAR-10: 8 epochs leave VGG16-BN under-fitted, so the crop shifts 2 pixels, not 4 (85.92% -> 86.26%
         # top-1, one seed), and label smoothing 0.2 (-> 86.76%); batch 64 or 128 made no difference. RESULTS.md.
         # precise_bn 0: the published runs (studies/modern*) predate precise batch norm, and the preset reproduces
-        # them; recomputing their final statistics moved top-1 by -0.19 to 0.00 points (docs/precise_bn_effect.json).
+        # them (a choice about reproduction, not tuned: recomputing their final statistics moved test top-1 by
+        # -0.19 to 0.00 points, docs/precise_bn_effect.json).
         ("vgg16_bn", "resnet18"), ("mnist", "cifar10"),
         {"mnist": {"epochs": 2},
          "cifar10": {"epochs": 8, "batch_size": 64, "lr": 0.05, "crop_padding": 2, "label_smoothing": 0.2}},
