@@ -15,3 +15,11 @@ def data_root():
         pytest.exit(f"test data not found in {root}: set CNNBENCH_DATA to a root laid out like ../shared/datasets", 2)
     os.environ["CNNBENCH_DATA"] = str(root)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def decoded_cache(tmp_path_factory):
+    """Decoded image folders are cached in a folder of the test session's own, never in the user's cache."""
+    folder = tmp_path_factory.mktemp("decoded-cache")
+    os.environ["CNNBENCH_CACHE"] = str(folder)
+    return folder

@@ -65,19 +65,28 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     option("--limit-train", "class-balanced slice of the training split (images)", type=int)
     option("--limit-test", "class-balanced slice of the test split (images)", type=int)
     option("--val-split", "training images held out for validation (class-balanced)", type=int)
+    option("--test-split", "share of each class held out for testing, for an image folder of class folders only "
+           "(fixed seed: the same images for every model)", type=float, metavar="FRACTION")
     option("--pad-to", "zero-pad smaller images to this size", type=int)
     option("--resize", "resize images (bilinear) to this square size first", type=int)
     option("--eval-batch-size", "images per evaluation batch", type=int)
     option("--check-every", "steps between checks that the loss is finite (each waits for a GPU)", type=int)
     option("--precise-bn", "before each evaluation, recompute batch-norm statistics on this many training images "
            "(at most a tenth of them)", type=int, metavar="IMAGES")
+    option("--pretrained", "start from weights and replace the classifier: imagenet (torchvision's weights for the "
+           "paper variants; ImageNet normalisation) or PATH (a state_dict file, a cnnbench checkpoint or run folder)",
+           metavar="imagenet|PATH")
+    option("--backbone-lr-scale", "with --pretrained: the pretrained body learns at --lr times this, the new "
+           "classifier at --lr", type=float)
+    option("--freeze-backbone", "with --pretrained: train the new classifier only (a linear probe)", boolean=True)
     p.add_argument("--no-precise-bn", dest="precise_bn", action="store_const", const=0, default=argparse.SUPPRESS,
                    help="evaluate with the running batch-norm statistics of training (same as --precise-bn 0)")
 
 
 # What a None default means, per field, for people reading --help or the README.
 NONE_MEANS = {"threads": "all cores", "data_dir": "$CNNBENCH_DATA, else ~/.cache/cnnbench/data", "limit_train": "all",
-              "limit_test": "all", "resize": "keep the size", "check_every": "1 on CPU, 25 on GPU"}
+              "limit_test": "all", "resize": "keep the size",
+              "test_split": "0.2", "pretrained": "from scratch", "check_every": "1 on CPU, 25 on GPU"}
 
 
 def _shown_default(field: str, value) -> str:

@@ -48,6 +48,10 @@ class TrainConfig:
     resize: int | None = None  # resize images (bilinear) to this square size first; None keeps their size
     eval_batch_size: int = 512  # images per evaluation batch
     check_every: int | None = None  # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
+    test_split: float | None = None  # share of each class an image folder holding only class folders holds out for testing; None: 0.2
+    pretrained: str | None = None  # start from weights: imagenet (torchvision's, paper variants) or a file/run folder; None: from scratch
+    backbone_lr_scale: float = 0.1  # with pretrained weights: the pretrained body learns at lr times this, the new classifier at lr
+    freeze_backbone: bool = False  # with pretrained weights: train the new classifier only (a linear probe)
     precise_bn: int = 4096  # training images whose batch-norm statistics replace the running ones before each evaluation (at most a tenth of the split); 0: off
 
     def replace(self, **changes) -> "TrainConfig":
@@ -124,6 +128,16 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"check_every must be a positive number of steps (got {cfg.check_every!r}).")
     if not isinstance(cfg.precise_bn, int) or isinstance(cfg.precise_bn, bool) or cfg.precise_bn < 0:
         raise ConfigError(f"precise_bn must be a number of training images, 0 (off) or more (got {cfg.precise_bn!r}).")
+    if cfg.test_split is not None and not 0 < cfg.test_split < 1:
+        raise ConfigError(f"test_split must be a fraction between 0 and 1, such as 0.2 (got {cfg.test_split!r}).")
+    if cfg.pretrained is not None and not str(cfg.pretrained).strip():
+        raise ConfigError("pretrained must be 'imagenet' or the path of a weights file or run folder (got an empty value).")
+    if not cfg.backbone_lr_scale > 0:
+        raise ConfigError(f"backbone_lr_scale must be a positive number, such as 0.1 (got {cfg.backbone_lr_scale!r}); "
+                          "to keep the pretrained body fixed, use --freeze-backbone.")
+    if cfg.freeze_backbone and cfg.pretrained is None:
+        raise ConfigError("--freeze-backbone keeps pretrained weights fixed, but no --pretrained weights were given: "
+                          "pass --pretrained imagenet or --pretrained PATH, or drop --freeze-backbone.")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads must be at least 1 (got {cfg.threads!r}).")
     return cfg

@@ -18,6 +18,7 @@ SUMMARY = "summary.json"
 PREDICTIONS = "predictions.npz"
 MISCLASSIFIED_CSV = "misclassified.csv"
 ROBUSTNESS_JSON = "robustness.json"
+TEST_FILES = "test_files.txt"  # the images held out for testing, where cnnbench split an image folder itself
 ROBUSTNESS_CSV = "robustness.csv"
 DYNAMICS_CSV = "dynamics.csv"  # per-layer weight/gradient/update norms while training
 DEAD_UNITS_CSV = "dead_units.csv"  # per-stage share of ReLU channels silent on a fixed probe batch, per epoch

@@ -109,6 +109,7 @@ def _write_dataset_overview(out: Path, data) -> None:
     write_json(folder / "dataset.json", {
         "name": data.name, "source": data.source, "classes": data.classes, "train_images": len(data.train_y),
         "test_images": len(data.test_y), "input_shape": list(data.train_x.shape[1:]), "natural": data.natural,
+        **({"test_files": list(data.test_files)} if data.test_files else {}),
     })
     class_samples_grid(data.train_x.cpu().numpy(), data.train_y.cpu().numpy(), data.classes, folder / "samples.png",
                        title=f"{data.name}: training images per class")

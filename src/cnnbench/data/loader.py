@@ -24,6 +24,7 @@ class DataOptions:
     val_split: int = 0  # images held out of the training split for validation (class-balanced)
     pad_to: int | None = 32  # pad smaller images (MNIST's 28x28) with zeros to this size; None keeps them
     resize: int | None = None  # resize images (bilinear, antialiased) to this square size before padding
+    test_split: float | None = None  # share of each class held out as the test split of a folder without one
     download: bool = True  # let torchvision download a missing data set when online
 
 
@@ -41,6 +42,7 @@ class Dataset:
     val_y: torch.Tensor | None
     mean: torch.Tensor  # per channel, in [0, 1], from the training split
     std: torch.Tensor
+    test_files: tuple[str, ...] = ()  # the test images' paths, where cnnbench held them out of a folder itself
 
     @property
     def num_classes(self) -> int:
@@ -58,7 +60,7 @@ class Dataset:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Dataset(self.name, self.source, self.classes, self.natural, move(self.train_x), move(self.train_y),
                        move(self.test_x), move(self.test_y), move(self.val_x), move(self.val_y),
-                       move(self.mean), move(self.std))
+                       move(self.mean), move(self.std), self.test_files)
 
 
 def balanced_indices(labels: np.ndarray, n: int, order: np.ndarray | None = None) -> np.ndarray:
@@ -84,21 +86,21 @@ def pad_images(x: np.ndarray, size: int | None) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
 
 
-def _limit(x, y, n, what):
+def _limit(y, n, what) -> slice | np.ndarray:
+    """What a class-balanced slice of ``n`` images keeps: indices, or every image (a slice: no copy)."""
     if n is None:
-        return x, y
+        return slice(None)
     if n <= 0:
         raise ConfigError(f"--limit-{what} must be a positive number of images (got {n}).")
-    if n >= len(y):
-        return x, y
-    idx = balanced_indices(y, n)
-    return x[idx], y[idx]
+    return slice(None) if n >= len(y) else balanced_indices(y, n)
 
 
 def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
     # Slice first, so that resizing touches only the images that are used.
-    train_x, train_y = _limit(raw.train_x, raw.train_y, options.limit_train, "train")
-    test_x, test_y = _limit(raw.test_x, raw.test_y, options.limit_test, "test")
+    keep_train, keep_test = _limit(raw.train_y, options.limit_train, "train"), _limit(raw.test_y, options.limit_test, "test")
+    train_x, train_y = raw.train_x[keep_train], raw.train_y[keep_train]
+    test_x, test_y = raw.test_x[keep_test], raw.test_y[keep_test]
+    test_files = tuple(np.asarray(raw.test_files)[keep_test]) if raw.test_files else ()
     train_x, test_x = (pad_images(resize_images(x, options.resize), options.pad_to) for x in (train_x, test_x))
     val_x = val_y = None
     if options.val_split:
@@ -115,12 +117,14 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
     flat = tx.transpose(0, 1).reshape(tx.shape[1], -1).double() / 255.0
     mean, std = flat.mean(1).float(), flat.std(1).clamp_min(1e-3).float()
     return Dataset(raw.name, raw.source, raw.classes, raw.natural, tx, torch.from_numpy(train_y),
-                   torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), val_x, val_y, mean, std)
+                   torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), val_x, val_y, mean, std,
+                   test_files)
 
 
 def load_dataset(name: str, data_dir=None, options: DataOptions = DataOptions()) -> Dataset:
     """Load a named data set (``mnist``, ``cifar10``, ``imagefolder:PATH``, ...) into memory, ready to train on."""
-    return prepare(load_raw(name, data_dir, download=options.download, resize=options.resize), options)
+    return prepare(load_raw(name, data_dir, download=options.download, resize=options.resize,
+                            test_split=options.test_split), options)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DataError
-from .readers import read_idx, read_image_folder
+from .image_folder import ALL, hold_out, read_image_folder
+from .readers import read_idx
 
 DIGITS = [str(i) for i in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -31,6 +32,7 @@ class RawDataset:
     test_x: np.ndarray
     test_y: np.ndarray
     natural: bool  # natural images: horizontal flips are label-preserving (not for digits or text)
+    test_files: tuple[str, ...] = ()  # the held-out test images' paths, for a folder that had no test split
 
 
 def default_data_root() -> Path:
@@ -128,6 +130,8 @@ def _torchvision_natural(tv_name: str, name: str, pretty: str, folder: str, fall
                 where.append(path)
                 if path.exists():
                     splits = read_image_folder(path)
+                    if ALL in splits:
+                        raise DataError(f"{path} has no train/ and test/ folders: it is not a copy of {pretty}.")
                     tr, te = splits["train"], splits["test"]
                     return RawDataset(name, f"{pretty} (JPEG copy: {path})", tr.classes, _nchw(tr.images), tr.labels,
                                       _nchw(te.images), te.labels, natural=True)
@@ -154,13 +158,31 @@ def _not_found(pretty: str, where: list[Path], expected: str, download: bool, fa
     )
 
 
-def _imagefolder(path: str, resize: int | None = None) -> RawDataset:
-    splits = read_image_folder(path, resize)
-    tr, te = splits["train"], splits["test"]
+DEFAULT_TEST_SPLIT = 0.2  # share of each class held out as the test split of a folder without one
+
+
+def _imagefolder(path: str, resize: int | None = None, test_split: float | None = None) -> RawDataset:
+    groups = read_image_folder(path, resize)
+    if ALL in groups:  # class folders only: hold out a class-balanced test split, the same for every run
+        images = groups[ALL]
+        fraction = DEFAULT_TEST_SPLIT if test_split is None else test_split
+        train_idx, test_idx = hold_out(images.labels, images.classes, fraction)
+        files = np.asarray(images.files)
+        tr = dataclasses.replace(images, images=images.images[train_idx], labels=images.labels[train_idx],
+                                 files=tuple(files[train_idx]))
+        te = dataclasses.replace(images, images=images.images[test_idx], labels=images.labels[test_idx],
+                                 files=tuple(files[test_idx]))
+        source = f"ImageFolder {path} ({fraction:.0%} of each class held out as the test split, fixed seed)"
+    else:
+        if test_split is not None:
+            raise DataError(f"{path} has its own test folder, so there is nothing to hold out: drop --test-split "
+                            "(it is for folders holding only class folders).")
+        tr, te = groups["train"], groups["test"]
+        source = f"ImageFolder {path}"
     # Grey images are treated like digits (no flips); colour images as natural photographs.
     natural = tr.images.shape[-1] == 3
-    return RawDataset(f"imagefolder:{path}", f"ImageFolder {path}", tr.classes, _nchw(tr.images), tr.labels,
-                      _nchw(te.images), te.labels, natural=natural)
+    return RawDataset(f"imagefolder:{path}", source, tr.classes, _nchw(tr.images), tr.labels,
+                      _nchw(te.images), te.labels, natural=natural, test_files=te.files if ALL in groups else ())
 
 
 BUILTIN = Path(__file__).resolve().parent / "builtin"
@@ -200,12 +222,16 @@ def check_dataset_name(name: str) -> None:
 
 
 def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
-             resize: int | None = None) -> RawDataset:
+             resize: int | None = None, test_split: float | None = None) -> RawDataset:
     """Load a named data set (or ``imagefolder:PATH``) as uint8 arrays. ``resize``: an image folder whose images
-    differ in size has them resized to it while loading (the named data sets are resized after loading)."""
+    differ in size has them resized to it while loading (the named data sets are resized after loading).
+    ``test_split``: the share of each class an image folder without a test folder holds out (default 0.2)."""
     check_dataset_name(name)
     if name.startswith("imagefolder:"):
-        return _imagefolder(name.split(":", 1)[1], resize)
+        return _imagefolder(name.split(":", 1)[1], resize, test_split)
+    if test_split is not None:
+        raise DataError(f"{name} comes with its own test split: drop --test-split (it is for image folders holding "
+                        "only class folders).")
     root = resolve_data_root(data_dir)
     raw = SOURCES[name][1](root, download)
     # Provenance relative to the data root, so published results do not carry one machine's absolute paths.

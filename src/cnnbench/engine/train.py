@@ -15,7 +15,8 @@ import torch.nn as nn
 from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, saved_config_values, validate
 from ..data.loader import Augment, DataOptions, Dataset, load_dataset, train_batches
 from ..errors import ConfigError, DataError, TrainingError
-from ..fileio import read_json, write_json
+from ..fileio import read_json, write_json, write_text
+from ..layout import TEST_FILES
 from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
 from .callbacks import Callback
@@ -301,6 +302,8 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
         restore_state(run)
     if run.dist.is_main:
         write_json(out / "config.json", run.config.to_dict())
+        if run.data.test_files:  # cnnbench chose the test images itself: say which, so anyone can check or reuse them
+            write_text(out / TEST_FILES, "".join(f"{name}\n" for name in run.data.test_files))
     step_model = _step_model(run)
     criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
     callbacks = callbacks if run.dist.is_main else ()
