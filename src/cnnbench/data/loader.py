@@ -5,6 +5,7 @@ a few tensor operations per batch cost almost nothing next to the model's step.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -55,6 +56,11 @@ class Dataset:
     @property
     def image_size(self) -> int:
         return int(self.train_x.shape[-1])
+
+    def normalized_by(self, mean, std) -> "Dataset":
+        """The same images, normalised with other statistics (those pretrained weights were trained with)."""
+        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float32, device=self.mean.device)  # noqa: E731
+        return dataclasses.replace(self, mean=as_tensor(mean), std=as_tensor(std))
 
     def to(self, device: torch.device | str) -> "Dataset":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731

@@ -30,10 +30,23 @@ def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = Fa
     state = latest_state(run_dir, warn)
     options = data_options(cfg)
     data = load_dataset(cfg.dataset, cfg.data_dir, dataclasses.replace(options, limit_test=None) if full_test_set else options)
+    data = _as_normalized_in_training(run_dir, cfg, data)
     model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=cfg.variant)
     model.load_state_dict(state["model"])
     model = model.to(device, memory_format=torch.channels_last)
     return cfg, data, model, state["epoch"]
+
+
+def _as_normalized_in_training(run_dir: Path, cfg, data):
+    """A fine-tuned run normalised its images with its pretrained weights' statistics, not the data set's."""
+    if not cfg.pretrained:
+        return data
+    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    if "normalization" in summary:
+        return data.normalized_by(summary["normalization"]["mean"], summary["normalization"]["std"])
+    from ..models.pretrained import load_pretrained, normalization_for
+
+    return data.normalized_by(*normalization_for(load_pretrained(cfg.pretrained, cfg.model), data.in_chans))
 
 
 def latest_state(run_dir: Path, warn=None) -> dict:

@@ -85,6 +85,7 @@ def finish(run) -> dict:
         "train_images": len(run.data.train_y),
         "test_images": len(run.data.test_y),
         "epochs": run.config.epochs,
+        "pretrained": run.pretrained,  # where the starting weights came from; None: trained from scratch
         "seed": run.config.seed,
         "train_loss": last["train_loss"],
         "train_acc": last["train_acc"],

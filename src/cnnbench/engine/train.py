@@ -19,6 +19,8 @@ from ..fileio import read_json, write_json, write_text
 from ..layout import TEST_FILES
 from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
+from ..models.pretrained import (apply_pretrained, classifier_name, freeze_body, is_head_parameter, keep_frozen_statistics,
+                                 load_pretrained, normalization_for)
 from .callbacks import Callback
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate
@@ -61,6 +63,7 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     # Progress inside an unfinished epoch (set when Ctrl-C stopped it), so a resume replays it exactly.
     partial: dict | None = None
+    pretrained: str | None = None  # where the starting weights came from (None: trained from scratch)
     stop: GracefulInterrupt = field(default_factory=GracefulInterrupt)
 
 
@@ -73,17 +76,22 @@ def training_augment(cfg: TrainConfig) -> Augment | None:
     return Augment(crop_padding=cfg.crop_padding, flip=True) if cfg.augment else None
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv/linear weights only: decaying biases and norm scales hurts (Goyal et al. 2017)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+def param_groups(model: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float | None = None) -> list[dict]:
+    """Weight decay on conv/linear weights only: decaying biases and norm scales hurts (Goyal et al. 2017).
+    With ``backbone_lr_scale`` (fine-tuning), everything but the classifier learns at ``lr`` times it."""
+    head = classifier_name(model) if backbone_lr_scale is not None else None
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            in_body = head is not None and not is_head_parameter(name, head)
+            groups.setdefault((in_body, p.ndim > 1), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decayed else 0.0,
+             "lr": lr * backbone_lr_scale if in_body else lr}
+            for (in_body, decayed), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))]
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_scale if cfg.pretrained else None)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     if cfg.optimizer == "adam":
@@ -175,6 +183,8 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
     for cb in callbacks:
         cb.on_epoch_start(run, run.epoch + 1, steps)
     run.model.train()
+    if cfg.freeze_backbone:
+        keep_frozen_statistics(run.model)
     check_every = cfg.check_every or (1 if device.type == "cpu" else CHECK_EVERY_GPU)
     tally = EpochTally.start(device, partial)
     t0 = time.perf_counter()
@@ -253,14 +263,22 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))
     _check_fits(cfg, data)
+    weights = load_pretrained(cfg.pretrained, cfg.model) if cfg.pretrained else None
+    if weights is not None:  # the images are normalised as the weights' own training data was
+        data = data.normalized_by(*normalization_for(weights, data.in_chans))
     data = data.to(device)
-    variant = resolve_variant(cfg.variant, data.image_size)
+    auto = weights.variant if weights is not None and weights.variant and cfg.variant == "auto" else cfg.variant
+    variant = resolve_variant(auto, data.image_size)
     cfg = resolved_config(cfg, variant, precision, device)
     if resume and (out / "config.json").exists():
         _check_resume_config(read_json(out / "config.json"), cfg, out)
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=variant)
+    if weights is not None:
+        apply_pretrained(model, weights)
+        if cfg.freeze_backbone:
+            freeze_body(model)
     params = count_params(model)
     flops = count_flops(model, tuple(data.train_x.shape[1:]))
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
@@ -270,7 +288,8 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     return Run(cfg, out, data, model, variant, device, precision, device_name(device), optimizer, scheduler, scaler,
-               generator, params, flops, start_time=str(datetime.now()), memory=PeakMemory(device), dist=ctx)
+               generator, params, flops, start_time=str(datetime.now()), memory=PeakMemory(device), dist=ctx,
+               pretrained=weights.description if weights is not None else None)
 
 
 def fit(
@@ -370,6 +389,8 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
 def _precise_bn(run: Run) -> float:
     """Recompute batch-norm statistics before the evaluation (config.precise_bn); returns the seconds it took,
     which count as training time."""
+    if run.config.freeze_backbone:  # a frozen body keeps its pretrained statistics
+        return 0.0
     start = time.perf_counter()
     if precise_bn_pass(run.model, run.data, run.config, training_augment(run.config), run.epoch, run.device,
                        run.precision, run.dist):
