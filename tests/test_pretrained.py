@@ -139,3 +139,27 @@ def test_fine_tune_from_a_cnnbench_run(tmp_path):
     pre = torch.load(tmp_path / "pre" / "checkpoints" / "last.pt", weights_only=True)["model"]
     torch.testing.assert_close(run.model.state_dict()["layer4.1.conv2.weight"].cpu(), pre["layer4.1.conv2.weight"])
     assert "cnnbench run pre (resnet18 on mnist_demo, epoch 1)" == run.pretrained
+
+
+def test_study_compares_scratch_and_fine_tuned_rows(resnet18_file, tmp_path):
+    from cnnbench.fileio import read_csv
+    from cnnbench.study import resolve_study, run_study
+
+    path, _ = resnet18_file
+    options = {**TINY, "variant": "paper", "pretrained": str(path)}
+    options.pop("dataset")
+    spec = resolve_study(models=["resnet18"], datasets=["mnist_demo"], flag_options=options, with_scratch=True)
+    assert [c.pretrained for c in spec.runs()] == [None, str(path)]
+    run_study(spec, tmp_path / "study", log=lambda _: None)
+    assert sorted(d.name for d in (tmp_path / "study" / "runs").iterdir()) == [
+        "resnet18-from-resnet18.pth-mnist_demo-seed0", "resnet18-mnist_demo-seed0"]
+    rows = read_csv(tmp_path / "study" / "comparison.csv")
+    assert sorted(r["variant"] for r in rows) == ["paper", "paper, fine-tuned from resnet18.pth"]
+    assert "fine-tuned from resnet18.pth" in (tmp_path / "study" / "comparison.md").read_text()
+
+
+def test_with_scratch_needs_weights():
+    from cnnbench.study import resolve_study
+
+    with pytest.raises(ConfigError, match="--with-scratch adds runs from scratch.*no --pretrained"):
+        resolve_study(models=["resnet18"], datasets=["mnist_demo"], with_scratch=True)

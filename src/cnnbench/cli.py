@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "corruptions and attacks (`cnnbench robustness` defaults)")
     compare.add_argument("--insight", action="store_true", help="after training, write every run's filters, feature "
                          "maps, Grad-CAM, CKA and loss landscape (`cnnbench insight` defaults)")
+    compare.add_argument("--with-scratch", action="store_true", help="with --pretrained: also train every model "
+                         "from scratch, so that the report compares both starts (the variant column says which)")
     _bool_flag(compare, "dynamics", "record per-layer weight dynamics while training (default on for studies)")
     compare.set_defaults(dynamics=True)
     _tensorboard_option(compare)
@@ -314,7 +316,8 @@ def study_spec_from_args(args: argparse.Namespace):
         raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got {args.seeds!r}).")
     return resolve_study(args.preset, _csv_list(args.models, "models"), _csv_list(args.datasets, "datasets"), seeds,
                          read_config_mapping(args.config) if args.config else {},
-                         {k: v for k, v in vars(args).items() if k in FIELD_NAMES}, where_file=f"Config file {args.config}")
+                         {k: v for k, v in vars(args).items() if k in FIELD_NAMES}, where_file=f"Config file {args.config}",
+                         with_scratch=args.with_scratch)
 
 
 def cmd_compare(args) -> int:

@@ -32,13 +32,20 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "data"
 
 
-def run_dir_name(model: str, dataset: str, seed: int) -> str:
-    return f"{model}-{safe_name(dataset)}-seed{seed}"
+def pretrained_label(pretrained: str) -> str:
+    """A short name for where pretrained weights came from: 'imagenet', or a file's or run folder's name."""
+    return Path(pretrained).name or pretrained
+
+
+def run_dir_name(model: str, dataset: str, seed: int, pretrained: str | None = None) -> str:
+    start = f"-from-{safe_name(pretrained_label(pretrained))}" if pretrained else ""
+    return f"{model}{start}-{safe_name(dataset)}-seed{seed}"
 
 
 def run_dir_for(out: Path, cfg) -> Path:
-    """A study's folder for one run (``cfg``: a TrainConfig or anything with model, dataset and seed)."""
-    return Path(out) / "runs" / run_dir_name(cfg.model, cfg.dataset, cfg.seed)
+    """A study's folder for one run (``cfg``: a TrainConfig or anything with model, dataset, seed and, for a
+    fine-tuned run, pretrained)."""
+    return Path(out) / "runs" / run_dir_name(cfg.model, cfg.dataset, cfg.seed, getattr(cfg, "pretrained", None))
 
 
 def run_dirs_of(study_dir: Path) -> list[Path]:

@@ -64,21 +64,24 @@ class StudySpec:
     base: TrainConfig = TrainConfig()  # every field but model/dataset/seed (and those set per data set)
     per_dataset: dict[str, dict] = field(default_factory=dict)  # data set -> TrainConfig overrides, over base
     preset: str | None = None
+    with_scratch: bool = False  # with base.pretrained: every model also trained from scratch, as a row of its own
 
     def runs(self) -> list[TrainConfig]:
+        starts = [{"pretrained": None, "freeze_backbone": False}, {}] if self.with_scratch else [{}]
         return [
-            validate(self.base.replace(model=m, dataset=d, seed=s, **self.per_dataset.get(d, {})))
-            for d in self.datasets for m in self.models for s in self.seeds
+            validate(self.base.replace(model=m, dataset=d, seed=s, **self.per_dataset.get(d, {}), **start))
+            for d in self.datasets for m in self.models for start in starts for s in self.seeds
         ]
 
     def to_dict(self) -> dict:
         return {"models": list(self.models), "datasets": list(self.datasets), "seeds": list(self.seeds),
-                "per_dataset": self.per_dataset, "preset": self.preset, "base": self.base.to_dict()}
+                "per_dataset": self.per_dataset, "preset": self.preset, "with_scratch": self.with_scratch,
+                "base": self.base.to_dict()}
 
 
 def resolve_study(preset: str | None = None, models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
                   seeds: Sequence[int] = (0,), file_options: dict | None = None, flag_options: dict | None = None,
-                  where_file: str = "The config file") -> StudySpec:
+                  where_file: str = "The config file", with_scratch: bool = False) -> StudySpec:
     """The one path from a preset, a config file's options and command-line options to a study.
 
     Without a preset, models or data sets: the demo preset. Options set in the file or by flags win over the
@@ -98,8 +101,11 @@ def resolve_study(preset: str | None = None, models: Sequence[str] | None = None
     chosen = set(file_options) | set(flag_options)
     per_dataset = {d: {k: v for k, v in o.items() if k not in chosen} for d, o in (p.per_dataset.items() if p else ())}
     fallback = p or PRESETS["demo"]  # --models alone runs on the demo's data, --datasets alone the demo's models
+    if with_scratch and base.pretrained is None:
+        raise ConfigError("--with-scratch adds runs from scratch beside fine-tuned ones, but no --pretrained weights "
+                          "were given: pass --pretrained imagenet or --pretrained PATH, or drop --with-scratch.")
     return StudySpec(tuple(models or fallback.models), tuple(datasets or fallback.datasets), tuple(seeds), base,
-                     per_dataset, preset)
+                     per_dataset, preset, with_scratch)
 
 
 def _write_dataset_overview(out: Path, data) -> None:

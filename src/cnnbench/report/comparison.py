@@ -59,7 +59,7 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
             r = g.row()
             val = (f"{pct(r['val_top1'], r['val_top1_std'])} | " if r["val_top1"] is not None else "- | ") if has_val else ""
             out.append(
-                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}) | {len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
+                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}){g.start} | {len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
                 f"{r['test_loss']:.4f} | {top1_cell(r)} | {pct(r['test_top5'], r['test_top5_std'])} | {val}"
                 f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | "
                 f"{rate(r['infer_images_per_s'])} | {megabytes(r['peak_memory_mb'])} | {r['device']}, {r['precision']} |")
@@ -91,7 +91,7 @@ def findings(groups: list[Group], pairs: list[Pair]) -> dict[str, list[str]]:
         if len(gs) == 1:
             g = gs[0]
             r = g.row()
-            notes.append(f"{g.label} ({g.variant}) reached {top1_cell(r)} test top-1 in {minutes(g.mean('train_time_s'))} "
+            notes.append(f"{g.label} ({g.variant}{g.start}) reached {top1_cell(r)} test top-1 in {minutes(g.mean('train_time_s'))} "
                          "of training.")
         for pair in (p for p in pairs if p.dataset == dataset):
             notes += pair_finding(pair)

@@ -92,7 +92,7 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
         gs = [g for g in groups if g.dataset == dataset]
         ds_dir = dataset_dir_for(study_dir, dataset)
         info = read_json(ds_dir / "dataset.json") if (ds_dir / "dataset.json").exists() else {}
-        series = [{"label": f"{g.model} s{r.summary['seed']}", "rows": r.rows, "color_key": f"{g.model} ({g.variant})"}
+        series = [{"label": f"{g.label} s{r.summary['seed']}", "rows": r.rows, "color_key": f"{g.model} ({g.variant}{g.start})"}
                   for g in gs for r in g.runs]
         overlay = plots.accuracy_overlays(series, ds_dir / "accuracy.png", title=f"{dataset}: test top-1")
         runs = []

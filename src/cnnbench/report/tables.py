@@ -13,7 +13,7 @@ from ..analysis.statistics import t_interval, wilson_interval
 from ..config import RESULT_NEUTRAL_FIELDS, saved_config_values
 from ..errors import ConfigError
 from ..fileio import read_csv, read_json
-from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY
+from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY, pretrained_label
 
 COMPARISON_COLUMNS = [
     "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "evaluated_on", "test_images",
@@ -74,6 +74,7 @@ class Group:
     dataset: str
     runs: list[RunRecord]
     label: str = ""  # how findings and pairs name it: the model, plus the variant where a data set has both
+    start: str = ""  # "" from scratch, else ", fine-tuned from <weights>" (tables add it to the variant)
     corruption_errors: dict | None = None  # mCE against the study's baseline model (report.robustness sets it)
     mce_baseline: str | None = None
 
@@ -142,7 +143,7 @@ class Group:
         mean_ci = t_interval(top1)
         val = [float(r.summary["val_top1"]) for r in self.runs if r.summary.get("val_top1") is not None]
         return {
-            "model": self.model, "variant": self.variant, "dataset": self.dataset, "data_source": s["data_source"],
+            "model": self.model, "variant": self.variant + self.start, "dataset": self.dataset, "data_source": s["data_source"],
             "seeds": " ".join(str(seed) for seed in self.seeds), "epochs": s["epochs"],
             "params": s["params"], "macs": s["macs"], "evaluated_on": "test", "test_images": n,
             "test_loss": self.mean("test_loss"), "test_top1": self.mean("test_top1"), "test_top5": self.mean("test_top5"),
@@ -193,17 +194,24 @@ def _check_one_recipe(runs: list[RunRecord]) -> None:
                 "per model in a study folder: move the other runs into a study of their own.")
 
 
+def start_of(summary: dict) -> str:
+    """How a run started, as tables add it to the variant: '' from scratch, else where its weights came from."""
+    pretrained = summary.get("config", {}).get("pretrained")
+    frozen = " (classifier only)" if summary.get("config", {}).get("freeze_backbone") else ""
+    return f", fine-tuned{frozen} from {pretrained_label(pretrained)}" if pretrained else ""
+
+
 def group_runs(records: list[RunRecord]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for r in records:
         s = r.summary
-        key = (s["dataset"], s["model"], s["variant"])
-        groups.setdefault(key, Group(s["model"], s["variant"], s["dataset"], [])).runs.append(r)
+        key = (s["dataset"], s["model"], s["variant"], start_of(s))
+        groups.setdefault(key, Group(s["model"], s["variant"], s["dataset"], [], start=start_of(s))).runs.append(r)
     for g in groups.values():
         g.runs.sort(key=lambda r: r.seed)
         _check_one_recipe(g.runs)
         both_variants = sum(o.model == g.model and o.dataset == g.dataset for o in groups.values()) > 1
-        g.label = f"{g.model} ({g.variant})" if both_variants else g.model
+        g.label = f"{g.model} ({g.variant}{g.start})" if both_variants else g.model
     return [groups[k] for k in sorted(groups)]
 
 
