@@ -7,7 +7,9 @@ writes two tars of the ImageFolder layout cnnbench reads (``train/<class>/*``, `
   test split: a small data set of the kind a user brings, scored on 10,000 images so the comparison is not noise;
 - ``cifar10-rest.tar``: every other training image (disjoint from the small set) and the same test split, which the
   pretraining run only reports on (it trains a fixed number of epochs and keeps its last weights: nothing is chosen
-  on it).
+  on it);
+- ``photos/<class>/*.jpg``: the small set's training images as most people keep photos (class folders, no split),
+  for the README's walk-through.
 """
 from __future__ import annotations
 
@@ -54,8 +56,12 @@ def main() -> None:
         small, rest, test = split_members(tar, args.per_class)
         write(tar, small + test, out / "cifar10-small.tar")
         write(tar, rest + test, out / "cifar10-rest.tar")
+        for info in small:
+            cls, name = info.name.split("/")[-2:]
+            (out / "photos" / cls).mkdir(parents=True, exist_ok=True)
+            (out / "photos" / cls / name).write_bytes(tar.extractfile(info).read())
     print(f"{out / 'cifar10-small.tar'}: {len(small)} train, {len(test)} test; "
-          f"{out / 'cifar10-rest.tar'}: {len(rest)} train, {len(test)} test")
+          f"{out / 'cifar10-rest.tar'}: {len(rest)} train, {len(test)} test; {out / 'photos'}: {len(small)} images")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from cnnbench.config import TrainConfig
 from cnnbench.engine import fit
 from cnnbench.engine.train import setup
 from cnnbench.errors import ConfigError
-from cnnbench.models import pretrained as pt
+from cnnbench.engine import pretrained as pt
 
 TINY = dict(dataset="mnist_demo", limit_train=64, limit_test=32, batch_size=16, epochs=1, precise_bn=0,
             eval_batch_size=32)

@@ -185,7 +185,7 @@ def test_report_renders_in_headless_chromium(study):
 
 
 def test_presets_are_complete():
-    assert set(PRESETS) == {"demo", "paper", "modern"}
+    assert set(PRESETS) == {"demo", "paper", "modern", "fast"}
     paper = resolve_study("paper")
     assert paper.models == ("vgg16", "resnet18") and paper.base.variant == "paper"
     assert {(c.dataset, c.epochs) for c in paper.runs()} == {("mnist", 5), ("cifar10", 25)}
@@ -193,6 +193,10 @@ def test_presets_are_complete():
     assert (modern["vgg16_bn", "mnist"].epochs, modern["vgg16_bn", "mnist"].batch_size) == (2, 128)
     assert (modern["resnet18", "cifar10"].epochs, modern["resnet18", "cifar10"].batch_size) == (8, 64)
     assert resolve_study("demo").datasets == ("mnist_demo",)
+    fast = {c.model: c for c in resolve_study("fast").runs()}
+    assert set(fast) == {"vgg16_bn", "resnet18"}
+    for c in fast.values():
+        assert (c.dataset, c.epochs, c.batch_size, c.lr, c.cutout, c.ema, c.precise_bn) == ("cifar10", 30, 512, 0.4, 8, 0.99, 4096)
 
 
 def test_command_line_options_win_over_a_presets_per_dataset_settings(tmp_path):

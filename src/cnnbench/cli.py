@@ -26,7 +26,7 @@ def _tensorboard_option(parser: argparse.ArgumentParser) -> None:
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """Options that map one-to-one onto TrainConfig fields; unset ones keep the config file's or default value.
     Each help text ends with the field's default, read from TrainConfig so that it cannot drift."""
-    from .config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+    from .config import COMPILE_MODES, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
     from .models import VARIANTS
 
     defaults = TrainConfig()
@@ -53,12 +53,19 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     option("--label-smoothing", "cross-entropy label smoothing", type=float)
     option("--augment", "random crop, plus flips for natural images", boolean=True)
     option("--crop-padding", "pixels the random crop may shift by", type=int)
+    option("--cutout", "side in pixels of a square blanked at a random place in every training image", type=int,
+           metavar="PIXELS")
+    option("--ema", "evaluate a moving average of the weights with this decay per step (e.g. 0.999)", type=float,
+           metavar="DECAY")
     option("--seed", "seeds weights, shuffling and augmentation", type=int)
     option("--deterministic", "deterministic kernels: bit-identical reruns on CPU", boolean=True)
     option("--precision", "auto: bf16 where the hardware runs it fast", choices=PRECISIONS)
     option("--device", "auto: cuda if present", choices=DEVICES)
     option("--channels-last", "NHWC memory format for convolutions", boolean=True)
-    option("--compile", "torch.compile the model", boolean=True)
+    option("--compile", "torch.compile the model (before the first epoch, timed as compile_s; eager if it fails)",
+           boolean=True)
+    option("--compile-mode", "reduce-overhead captures CUDA graphs (small batches without launch overhead)",
+           choices=COMPILE_MODES)
     option("--threads", "CPU threads for PyTorch", type=int)
     option("--data-dir", "data root")
     option("--download", "let torchvision download missing data sets", boolean=True)
@@ -112,6 +119,8 @@ def training_options_markdown() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import COMPILE_MODES
+
     parser = argparse.ArgumentParser(prog="cnnbench", description="Train, evaluate and compare CNNs on image classification data.")
     parser.add_argument("--version", action="version", version=f"cnnbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -128,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_options(train)
 
     compare = sub.add_parser("compare", help="run a study (models x data sets x seeds) and write its report")
-    compare.add_argument("--preset", choices=("demo", "paper", "modern"), default=None,
+    compare.add_argument("--preset", choices=("demo", "paper", "modern", "fast"), default=None,
                          help="demo (the default without --models/--datasets): offline, minutes on a CPU; "
-                              "paper: the study's setup; modern: small-image variants, a good recipe")
+                              "paper: the study's setup; modern: small-image variants, a good recipe; fast: large "
+                              "batches, cutout and weight averaging, for GPUs")
     compare.add_argument("--models", default=None, help="comma-separated model names, e.g. vgg16_bn,resnet18")
     compare.add_argument("--datasets", default=None, help="comma-separated data sets, e.g. mnist,cifar10")
     compare.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
@@ -156,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     prof.add_argument("--train", action="store_true", help="also time training steps and measure peak memory")
     prof.add_argument("--repeats", type=int, default=5, help="timed iterations (median reported)")
+    _bool_flag(prof, "channels-last", "NHWC memory format for convolutions (default on, as in train)")
+    prof.set_defaults(channels_last=True)
+    prof.add_argument("--compile", action="store_true", help="time torch.compile'd steps (compiling timed apart)")
+    prof.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                      help="torch.compile mode; reduce-overhead captures CUDA graphs (default: default)")
     prof.add_argument("--out", default=None, help="save records to FILE.json or FILE.csv")
 
     report = sub.add_parser("report", help="rebuild a study's report from its run folders")
@@ -355,7 +370,8 @@ def cmd_profile(args) -> int:
         raise ConfigError("--batch-size, --repeats and --num-classes must be positive.")
     _check_records_file(args.out)
     cfg = ProfileConfig(parse_input(args.input), args.num_classes, args.batch_size, args.variant, args.precision,
-                        args.device, args.train, repeats=args.repeats)
+                        args.device, args.train, repeats=args.repeats, channels_last=args.channels_last,
+                        compile=args.compile, compile_mode=args.compile_mode)
     header = f"{'model':<14} {'variant':<7} {'params':>12} {'MACs':>10} {'FLOPs':>10} {'infer img/s':>12} {'train img/s':>12} {'peak MB':>9}"
     print(f"input {args.input}, batch {args.batch_size}, {args.num_classes} classes; FLOPs = 2 x MACs (torch.utils.flop_counter)")
     print(header)
@@ -366,8 +382,15 @@ def cmd_profile(args) -> int:
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         print(f"{r['model']:<14} {r['variant']:<7} {r['params']:>12,} {r['macs'] / 1e9:>9.3f}G {r['flops'] / 1e9:>9.3f}G "
               f"{r['infer_images_per_s']:>12.0f} {fmt(r['train_images_per_s'], '>12.0f')} {fmt(r['peak_memory_mb'], '>9.0f')}")
+    for r in records:
+        for what in ("infer", "train"):
+            if r.get(f"{what}_compile_s") is not None:
+                print(f"{r['model']}: compiling for {what} took {r[f'{what}_compile_s']:.1f}s (not in the rates)")
+            if r.get(f"{what}_compile_error"):
+                print(f"{r['model']}: torch.compile failed for {what} ({r[f'{what}_compile_error']}); eager rates shown")
     if records:
-        print(f"device {records[0]['device']}, precision {records[0]['precision']}")
+        print(f"device {records[0]['device']}, precision {records[0]['precision']}, "
+              f"{'channels-last' if cfg.channels_last else 'contiguous'} memory format")
     if args.out:
         _write_records(args.out, records, PROFILE_COLUMNS)
     return 0

@@ -14,6 +14,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")  # torch.compile's modes
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,15 @@ class TrainConfig:
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     augment: bool = True  # random crop (pad crop_padding) always; horizontal flip for natural images only
     crop_padding: int = 4  # pixels of zero padding the random crop may shift by (augment on)
+    cutout: int = 0  # side in pixels of a square blanked at a random place in every training image (augment on); 0: off
+    ema: float = 0.0  # evaluate an exponential moving average of the weights with this decay per step (warmed up); 0: off
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # ask PyTorch for deterministic kernels (bit-identical CPU reruns)
     precision: str = "auto"  # auto (bf16 where the hardware runs it fast) | fp32 | bf16 | fp16
     device: str = "auto"  # auto (cuda if present) | cpu | cuda
     channels_last: bool = True  # NHWC memory format for convolutions
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the model (compiled before the first epoch; eager if compiling fails)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs | max-autotune
     threads: int | None = None  # CPU threads for PyTorch; None keeps its default (all cores)
     data_dir: str | None = None  # data root; else $CNNBENCH_DATA, else a per-user cache folder
     download: bool = True  # let torchvision download a missing data set when online
@@ -95,6 +99,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("precision", cfg.precision, PRECISIONS)
     _choice("device", cfg.device, DEVICES)
+    _choice("compile_mode", cfg.compile_mode, COMPILE_MODES)
     positive_ints = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size}
     for name, value in positive_ints.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -118,6 +123,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} must be a positive number of images (got {value!r}).")
     if not isinstance(cfg.crop_padding, int) or isinstance(cfg.crop_padding, bool) or cfg.crop_padding < 0:
         raise ConfigError(f"crop_padding must be a whole number of pixels, 0 or more (got {cfg.crop_padding!r}).")
+    if not isinstance(cfg.cutout, int) or isinstance(cfg.cutout, bool) or cfg.cutout < 0:
+        raise ConfigError(f"cutout must be a whole number of pixels, 0 (off) or more (got {cfg.cutout!r}).")
+    if not 0 <= cfg.ema < 1:
+        raise ConfigError(f"ema is the moving average's decay per step: 0 (off) or a number below 1 such as 0.999 "
+                          f"(got {cfg.ema!r}).")
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")
     for name in ("resize", "pad_to"):

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..engine.memory import PeakMemory
-from ..engine.runtime import autocast, resolve_device, resolve_precision, synchronize
+from ..engine.runtime import autocast, compile_model, resolve_device, resolve_precision, short_reason, synchronize
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
 from ..models.complexity import count_flops, count_params
@@ -31,6 +31,8 @@ class ProfileConfig:
     warmup: int = 2  # untimed iterations first
     repeats: int = 5  # timed iterations; the median is reported
     channels_last: bool = True
+    compile: bool = False  # time torch.compile'd steps; the first call (compiling) is timed on its own
+    compile_mode: str = "default"
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
@@ -56,6 +58,28 @@ def _median_rate(step, batch: int, cfg: ProfileConfig, device: torch.device) -> 
     return batch / statistics.median(times)
 
 
+def _compiled_or_eager(model: nn.Module, cfg: ProfileConfig, record: dict, what: str, call, device, precision,
+                       inference: bool = False) -> nn.Module:
+    """The module to time: compiled where asked, its first call (the compiling) timed into ``<what>_compile_s``;
+    eager, with the reason in ``<what>_compile_error``, where compiling fails."""
+    if not cfg.compile:
+        return model
+    compiled = compile_model(model, cfg.compile_mode)
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode(inference), autocast(device, precision):
+            for _ in range(3 if cfg.compile_mode == "reduce-overhead" else 1):  # graphs are recorded on later calls
+                call(compiled)
+        synchronize(device)
+    except Exception as e:  # compiling is an optimisation: report why it failed and time the eager model
+        record[f"{what}_compile_error"] = short_reason(e)
+        return model
+    finally:
+        model.zero_grad(set_to_none=True)
+    record[f"{what}_compile_s"] = time.perf_counter() - start
+    return compiled
+
+
 def profile_model(name: str, cfg: ProfileConfig) -> dict:
     c, h, w = cfg.input_shape
     need = min_input_size(name)
@@ -73,25 +97,29 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
     y = torch.randint(0, cfg.num_classes, (cfg.batch_size,), device=device)
 
     model.eval()
-
-    def infer():
-        with torch.inference_mode(), autocast(device, precision):
-            model(x)
-
     record = {
         "model": name, "variant": model.variant, "input": f"{c}x{h}x{w}", "batch_size": cfg.batch_size,
         "params": params, "macs": flops // 2, "flops": flops, "precision": precision, "device": str(device),
-        "infer_images_per_s": _median_rate(infer, cfg.batch_size, cfg, device),
+        "channels_last": cfg.channels_last, "compile": cfg.compile_mode if cfg.compile else None,
         "train_images_per_s": None, "peak_memory_mb": None,
     }
+    infer_model = _compiled_or_eager(model, cfg, record, "infer", lambda m: m(x), device, precision, inference=True)
+
+    def infer():
+        with torch.inference_mode(), autocast(device, precision):
+            infer_model(x)
+
+    record["infer_images_per_s"] = _median_rate(infer, cfg.batch_size, cfg, device)
     if cfg.train:
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
+        train_model = _compiled_or_eager(model, cfg, record, "train", lambda m: loss_fn(m(x), y).backward(), device,
+                                         precision)
 
         def train_step():
             with autocast(device, precision):
-                loss = loss_fn(model(x), y)
+                loss = loss_fn(train_model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -137,6 +137,7 @@ def load_dataset(name: str, data_dir=None, options: DataOptions = DataOptions())
 class Augment:
     crop_padding: int = 4  # random crop of the original size from the image zero-padded by this many pixels
     flip: bool = True  # random horizontal flips (only applied to natural images)
+    cutout: int = 0  # side of a square zeroed at a random place in every image (DeVries & Taylor 2017); 0: off
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -166,6 +167,23 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero a size x size square (clipped at the borders) centred at a random pixel of every image of a normalised
+    batch, so the square holds the mean colour. One mask for the whole batch, no loop over images."""
+    if size <= 0:
+        return x
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n,), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (n,), generator=generator).to(x.device)
+    top, left = cy - size // 2, cx - size // 2
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)
+    inside_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)
+    keep = ~(inside_rows[:, :, None] & inside_cols[:, None, :])
+    return x * keep[:, None].to(x.dtype)
+
+
 def train_batches(
     data: Dataset,
     batch_size: int,
@@ -192,7 +210,10 @@ def train_batches(
             x = random_crop(x, augment.crop_padding, generator)
             if augment.flip and data.natural:
                 x = random_flip(x, generator)
-        yield normalize(x, data.mean, data.std, channels_last), data.train_y[idx]
+        x = normalize(x, data.mean, data.std, channels_last)
+        if augment is not None and augment.cutout:
+            x = cutout(x, augment.cutout, generator)
+        yield x, data.train_y[idx]
 
 
 def eval_batches(x: torch.Tensor, y: torch.Tensor, data: Dataset, batch_size: int, channels_last: bool = True):

@@ -38,6 +38,15 @@ def evaluate(
     return {**loss_and_accuracy_from_logits(logits_t, y.to(logits_t.device)), "logits": logits_t.cpu(), "time_s": elapsed}
 
 
+def flip_tta_top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, data: Dataset,
+                  device: torch.device, precision: str = "fp32", batch_size: int = 512, channels_last: bool = True) -> float:
+    """Top-1 of flip test-time augmentation: the mean of the softmax on each image and on its mirror image
+    (``logits``: the plain evaluation's, so only the mirrored pass runs)."""
+    mirrored = evaluate(model, x.flip(3), y, data, device, precision, batch_size, channels_last)["logits"]
+    probs = logits.float().softmax(1) + mirrored.softmax(1)
+    return (probs.argmax(1) == y.cpu()).float().mean().item()
+
+
 def confusion_matrix(targets: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
     return np.bincount(targets * num_classes + preds, minlength=num_classes**2).reshape(num_classes, num_classes)

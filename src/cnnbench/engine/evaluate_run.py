@@ -14,6 +14,7 @@ from ..data.loader import load_dataset
 from ..errors import ConfigError
 from ..fileio import read_json, write_csv, write_json
 from ..models import create_model
+from .averaging import evaluated_weights
 from .checkpoint import load_latest
 from .evaluate import confusion_matrix, evaluate, per_class_metrics
 from .runtime import resolve_device
@@ -32,7 +33,7 @@ def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = Fa
     data = load_dataset(cfg.dataset, cfg.data_dir, dataclasses.replace(options, limit_test=None) if full_test_set else options)
     data = _as_normalized_in_training(run_dir, cfg, data)
     model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=cfg.variant)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(evaluated_weights(state))
     model = model.to(device, memory_format=torch.channels_last)
     return cfg, data, model, state["epoch"]
 
@@ -44,7 +45,7 @@ def _as_normalized_in_training(run_dir: Path, cfg, data):
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
     if "normalization" in summary:
         return data.normalized_by(summary["normalization"]["mean"], summary["normalization"]["std"])
-    from ..models.pretrained import load_pretrained, normalization_for
+    from .pretrained import load_pretrained, normalization_for
 
     return data.normalized_by(*normalization_for(load_pretrained(cfg.pretrained, cfg.model), data.in_chans))
 

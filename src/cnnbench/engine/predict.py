@@ -15,6 +15,7 @@ from ..data.readers import IMAGE_SUFFIXES, decode_image, resize_images
 from ..errors import ConfigError, DataError
 from ..fileio import read_json
 from ..models import create_model
+from .averaging import evaluated_weights
 from .evaluate_run import latest_state
 from .train import data_options
 
@@ -51,7 +52,7 @@ def load_trained(run_dir: str | Path, device: torch.device) -> tuple[nn.Module, 
                          cfg.resize, cfg.pad_to)
     state = latest_state(run_dir)
     model = create_model(cfg.model, num_classes=len(prep.classes), in_chans=prep.input_shape[0], variant=cfg.variant)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(evaluated_weights(state))
     return model.to(device).eval(), prep
 
 

@@ -92,8 +92,11 @@ def finish(run) -> dict:
         "test_loss": last["test_loss"],
         "test_top1": last["test_top1"],
         "test_top5": last["test_top5"],
+        # flip test-time augmentation at the last epoch, beside test_top1 (never instead); None: not natural images
+        "test_top1_tta": run.test_top1_tta,
         **({k: last[k] for k in VAL_COLUMNS} if "val_loss" in last else {}),
         "train_time_s": train_time,
+        "compile_s": run.compile_s,  # torch.compile before the first epoch (--compile), not in train_time_s
         "time_per_epoch_s": train_time / len(run.rows),
         "images_per_s": images / max(train_time, 1e-9),
         # median over epochs; max over epochs (rows from before this change lack them: None)

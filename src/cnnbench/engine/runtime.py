@@ -12,6 +12,15 @@ import torch
 from ..errors import ConfigError
 
 
+def compile_model(module: torch.nn.Module, mode: str = "default"):
+    return torch.compile(module, mode=None if mode == "default" else mode)
+
+
+def short_reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no details'}"
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -36,6 +36,8 @@ def save_state(run) -> None:
         "config": run.config.to_dict(),
         "variant": run.variant,
         "partial": run.partial,
+        # the moving average (what was evaluated) and its update count, for evaluate/predict/export and resume
+        **({"ema_model": run.average.module.state_dict(), "ema": run.average.state_dict()} if run.average else {}),
     })
 
 
@@ -45,6 +47,8 @@ def restore_state(run) -> None:
     if state is None:
         return
     run.model.load_state_dict(state["model"])
+    if run.average is not None:
+        run.average.load_state_dict(state["ema"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])

@@ -13,27 +13,29 @@ import torch
 import torch.nn as nn
 
 from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, saved_config_values, validate
-from ..data.loader import Augment, DataOptions, Dataset, load_dataset, train_batches
+from ..data.loader import Augment, DataOptions, Dataset, load_dataset, normalize, train_batches
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import read_json, write_json, write_text
 from ..layout import TEST_FILES
 from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
-from ..models.pretrained import (apply_pretrained, classifier_name, freeze_body, is_head_parameter, keep_frozen_statistics,
+from .pretrained import (apply_pretrained, classifier_name, freeze_body, is_head_parameter, keep_frozen_statistics,
                                  load_pretrained, normalization_for)
 from .callbacks import Callback
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
-from .evaluate import evaluate
+from .averaging import WeightAverage
+from .evaluate import evaluate, flip_tta_top1
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .memory import PeakMemory
 from .precise_bn import precise_bn_pass
 from .records import epoch_row, finish, save_predictions, write_epoch_files
-from .runtime import autocast, device_name, resolve_device, resolve_precision, restored_torch_state, synchronize
+from .runtime import (autocast, compile_model, device_name, resolve_device, resolve_precision, restored_torch_state,
+                      short_reason, synchronize)
 from .schedules import lr_multiplier
 from .state import restore_state, save_state
 
 # Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
-RESUMABLE_CHANGES = RESULT_NEUTRAL_FIELDS + ("device", "compile")
+RESUMABLE_CHANGES = RESULT_NEUTRAL_FIELDS + ("device", "compile", "compile_mode")
 CHECK_EVERY_GPU = 25  # default steps between loss checks on a GPU: .item() waits for the queued kernels
 
 
@@ -64,6 +66,9 @@ class Run:
     # Progress inside an unfinished epoch (set when Ctrl-C stopped it), so a resume replays it exactly.
     partial: dict | None = None
     pretrained: str | None = None  # where the starting weights came from (None: trained from scratch)
+    average: WeightAverage | None = None  # the moving average of the weights (--ema), which is what gets evaluated
+    compile_s: float | None = None  # seconds torch.compile took before the first epoch (--compile)
+    test_top1_tta: float | None = None  # the last epoch's top-1 with flip test-time augmentation (natural images)
     stop: GracefulInterrupt = field(default_factory=GracefulInterrupt)
 
 
@@ -73,7 +78,12 @@ def data_options(cfg: TrainConfig) -> DataOptions:
 
 
 def training_augment(cfg: TrainConfig) -> Augment | None:
-    return Augment(crop_padding=cfg.crop_padding, flip=True) if cfg.augment else None
+    return Augment(crop_padding=cfg.crop_padding, flip=True, cutout=cfg.cutout) if cfg.augment else None
+
+
+def evaluated_model(run: "Run") -> nn.Module:
+    """The weights evaluations measure: the moving average where the run keeps one (--ema), else the model."""
+    return run.average.module if run.average is not None else run.model
 
 
 def param_groups(model: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float | None = None) -> list[dict]:
@@ -226,6 +236,8 @@ def _train_step(run: Run, step_model: nn.Module, criterion: nn.Module, x: torch.
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
+    if run.average is not None:
+        run.average.update(run.model)
     return loss, logits
 
 
@@ -283,13 +295,14 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     flops = count_flops(model, tuple(data.train_x.shape[1:]))
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     optimizer = make_optimizer(cfg, model)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
     total_steps = cfg.epochs * steps_per_epoch(len(data.train_y), cfg.batch_size, ctx.world_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total_steps, cfg.warmup_fraction))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     return Run(cfg, out, data, model, variant, device, precision, device_name(device), optimizer, scheduler, scaler,
                generator, params, flops, start_time=str(datetime.now()), memory=PeakMemory(device), dist=ctx,
-               pretrained=weights.description if weights is not None else None)
+               pretrained=weights.description if weights is not None else None, average=average)
 
 
 def fit(
@@ -324,6 +337,9 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
         if run.data.test_files:  # cnnbench chose the test images itself: say which, so anyone can check or reuse them
             write_text(out / TEST_FILES, "".join(f"{name}\n" for name in run.data.test_files))
     step_model = _step_model(run)
+    if run.config.compile:
+        step_model = _compile_before_training(run, compile_model(step_model, run.config.compile_mode), step_model,
+                                              nn.CrossEntropyLoss())
     criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
     callbacks = callbacks if run.dist.is_main else ()
     for cb in callbacks:
@@ -351,12 +367,46 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
 
 
 def _step_model(run: Run) -> nn.Module:
-    """The module the steps call: the model, wrapped for DDP and compiled where asked (its weights stay shared)."""
+    """The module the steps call: the model, wrapped for DDP where it runs (its weights stay shared)."""
     step_model = run.model
     if run.dist.enabled:
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         step_model = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
-    return torch.compile(step_model) if run.config.compile else step_model
+    return step_model
+
+
+def _compile_before_training(run: Run, step_model: nn.Module, eager: nn.Module, criterion: nn.Module) -> nn.Module:
+    """Compile (and, in reduce-overhead mode, capture CUDA graphs) on one batch before the first epoch, so that its
+    cost is reported as ``compile_s`` instead of hiding in the first epoch's rate. Weights, batch-norm statistics,
+    gradients and random state are left as they were. Where compiling fails (no C++ compiler, an unsupported
+    platform or operator), training goes on eagerly and the run's warnings say why."""
+    cfg = run.config
+    buffers = {name: b.clone() for name, b in run.model.named_buffers()}
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+    x = normalize(run.data.train_x[: cfg.batch_size], run.data.mean, run.data.std, cfg.channels_last)
+    y = run.data.train_y[: cfg.batch_size]
+    start = time.perf_counter()
+    try:
+        run.model.train()
+        for _ in range(3 if cfg.compile_mode == "reduce-overhead" else 1):  # graphs are recorded on later calls
+            with autocast(run.device, run.precision):
+                loss = criterion(step_model(x), y)
+            loss.backward()
+        synchronize(run.device)
+        run.compile_s = time.perf_counter() - start
+    except Exception as e:  # compiling is an optimisation: its failure must not stop the run
+        run.warnings.append(f"torch.compile failed ({short_reason(e)}); trained without it.")
+        step_model = eager
+    finally:
+        run.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, b in run.model.named_buffers():
+                b.copy_(buffers[name])
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, run.device)
+    return step_model
 
 
 def check_output_folder(out: Path) -> None:
@@ -378,6 +428,10 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
     if run.dist.is_main:
         if run.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
             save_predictions(run, test["logits"])
+            if run.data.natural:  # flips are label-preserving: report flip test-time augmentation beside top-1
+                run.test_top1_tta = flip_tta_top1(evaluated_model(run), run.data.test_x, run.data.test_y, test["logits"],
+                                                  run.data, run.device, run.precision, cfg.eval_batch_size,
+                                                  cfg.channels_last)
         save_state(run)
         write_epoch_files(run)
     for cb in callbacks:
@@ -392,7 +446,7 @@ def _precise_bn(run: Run) -> float:
     if run.config.freeze_backbone:  # a frozen body keeps its pretrained statistics
         return 0.0
     start = time.perf_counter()
-    if precise_bn_pass(run.model, run.data, run.config, training_augment(run.config), run.epoch, run.device,
+    if precise_bn_pass(evaluated_model(run), run.data, run.config, training_augment(run.config), run.epoch, run.device,
                        run.precision, run.dist):
         synchronize(run.device)
     return time.perf_counter() - start
@@ -400,4 +454,5 @@ def _precise_bn(run: Run) -> float:
 
 def _evaluate_split(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict:
     cfg = run.config
-    return evaluate(run.model, x, y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last)
+    return evaluate(evaluated_model(run), x, y, run.data, run.device, run.precision, cfg.eval_batch_size,
+                    cfg.channels_last)

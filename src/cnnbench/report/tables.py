@@ -17,7 +17,7 @@ from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY, p
 
 COMPARISON_COLUMNS = [
     "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "evaluated_on", "test_images",
-    "test_loss", "test_top1", "test_top5", "test_top1_std", "test_top5_std", "test_top1_ci_low", "test_top1_ci_high",
+    "test_loss", "test_top1", "test_top5", "test_top1_tta", "test_top1_std", "test_top5_std", "test_top1_ci_low", "test_top1_ci_high",
     "test_top1_min", "test_top1_max", "test_top1_mean_ci_low", "test_top1_mean_ci_high", "val_images", "val_top1",
     "val_top1_std", "train_time_s", "time_per_epoch_s", "images_per_s", "infer_images_per_s", "peak_memory_mb", "device",
     "precision", "robust_images", "corruption_source", "robust_clean_top1", "mean_corruption_top1", "mce", "relative_mce",
@@ -147,6 +147,7 @@ class Group:
             "seeds": " ".join(str(seed) for seed in self.seeds), "epochs": s["epochs"],
             "params": s["params"], "macs": s["macs"], "evaluated_on": "test", "test_images": n,
             "test_loss": self.mean("test_loss"), "test_top1": self.mean("test_top1"), "test_top5": self.mean("test_top5"),
+            "test_top1_tta": self.mean_if_known("test_top1_tta"),
             "test_top1_std": self.std("test_top1"), "test_top5_std": self.std("test_top5"),
             "test_top1_ci_low": ci_low, "test_top1_ci_high": ci_high, "test_top1_min": min(top1), "test_top1_max": max(top1),
             "test_top1_mean_ci_low": mean_ci[1] if mean_ci else None, "test_top1_mean_ci_high": mean_ci[2] if mean_ci else None,

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from .averaging import evaluated_weights
 
 IMAGENET = "imagenet"
 # The statistics torchvision's ImageNet weights were trained with (its ImageClassification preset).
@@ -65,7 +66,7 @@ def _torchvision_weights(model_name: str) -> PretrainedWeights:
 
 
 def _from_run(run_dir: Path) -> PretrainedWeights:
-    from ..engine.evaluate_run import latest_state
+    from .evaluate_run import latest_state
     from ..fileio import read_json
 
     state = latest_state(run_dir)
@@ -75,7 +76,7 @@ def _from_run(run_dir: Path) -> PretrainedWeights:
     if norm is None:
         raise ConfigError(f"{run_dir} does not record the normalisation it trained with (it has no finished "
                           "summary.json). Finish that run first (`cnnbench train --resume`), or pass its weights file.")
-    return PretrainedWeights(state["model"], tuple(norm["mean"]), tuple(norm["std"]),
+    return PretrainedWeights(evaluated_weights(state), tuple(norm["mean"]), tuple(norm["std"]),
                              f"cnnbench run {run_dir.name} ({config.get('model')} on {config.get('dataset')}, "
                              f"epoch {state.get('epoch')})", variant=config.get("variant"))
 
