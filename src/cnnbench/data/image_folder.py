@@ -27,6 +27,9 @@ ALL = "all"  # the one group of a folder without train/test folders
 CACHE_VERSION = 1  # bump when decoding changes what a cached array holds
 _CHUNK = 256  # images per decoding task: large enough that the pool's overhead vanishes
 _MAX_NAMED = 10  # unreadable files named in the message; the rest are counted
+# Threads pay off only where decoding (which releases the GIL) outweighs Python's share of the work: on 2 cores
+# 1.13x for 640x480 JPEGs, but 0.84x for CIFAR-10's 0.9 KB ones (benchmarks/decode_cache.py, BENCHMARKS.md).
+_POOL_MIN_MEAN_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,15 @@ class _Source:
             for info in members:
                 _check_member(info, path)
             self.members = {self._clean(i.name): i for i in members if i.isfile()}
+            self.sizes = {name: info.size for name, info in self.members.items()}
             st = path.stat()
             stamp = [f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}"]
         else:
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             self.members = {p.relative_to(path).as_posix(): p for p in files}
-            stamp = [f"{name}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for name, p in self.members.items()]
+            stats = {name: p.stat() for name, p in self.members.items()}
+            self.sizes = {name: st.st_size for name, st in stats.items()}
+            stamp = [f"{name}\t{st.st_size}\t{st.st_mtime_ns}" for name, st in stats.items()]
         self.stamp = "\n".join(stamp)
 
     @staticmethod
@@ -168,8 +174,12 @@ def _decode(source: _Source, entries: list[_Entry]) -> list[np.ndarray]:
     chunks = [(entries[i:i + _CHUNK], None if blobs is None else blobs[i:i + _CHUNK]) for i in range(0, len(entries), _CHUNK)]
     progress = _Progress(len(entries), str(source.path))
     images, failures = [], []
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for chunk_images, chunk_failures in pool.map(lambda c: _decode_chunk(source, *c), chunks):
+    mean_bytes = sum(source.sizes[e.key] for e in entries) / max(len(entries), 1)
+    workers = min(8, os.cpu_count() or 1) if mean_bytes >= _POOL_MIN_MEAN_BYTES else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(lambda c: _decode_chunk(source, *c), chunks) if workers > 1 else \
+            (_decode_chunk(source, *c) for c in chunks)
+        for chunk_images, chunk_failures in results:
             images += chunk_images
             failures += chunk_failures
             progress.add(len(chunk_images))
