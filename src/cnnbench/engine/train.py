@@ -19,15 +19,15 @@ from ..fileio import read_json, write_json, write_text
 from ..layout import TEST_FILES
 from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
-from .pretrained import (apply_pretrained, classifier_name, freeze_body, is_head_parameter, keep_frozen_statistics,
-                                 load_pretrained, normalization_for)
+from .averaging import WeightAverage
 from .callbacks import Callback
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
-from .averaging import WeightAverage
 from .evaluate import evaluate, flip_tta_top1
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .memory import PeakMemory
 from .precise_bn import precise_bn_pass
+from .pretrained import (apply_pretrained, classifier_name, freeze_body, is_head_parameter, keep_frozen_statistics,
+                         load_pretrained, normalization_for)
 from .records import epoch_row, finish, save_predictions, write_epoch_files
 from .runtime import (autocast, compile_model, device_name, resolve_device, resolve_precision, restored_torch_state,
                       short_reason, synchronize)
