@@ -589,7 +589,7 @@ def cmd_datasets(args) -> int:
         where = locate(name, args.data_dir)
         status = f"found: {where}" if where else "not found (downloaded on first use when online)"
         print(f"{name:<14} {desc:<48} {status}")
-    print(f"{'imagefolder:PATH':<14} a folder or .tar with train/<class>/* and test/<class>/*")
+    print(f"{'imagefolder:PATH':<14} a folder or .tar of <class>/* (a test split is held out: --test-split), or of train/<class>/* and test/<class>/*")
     return 0
 
 
