@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..engine.memory import PeakMemory
-from ..engine.runtime import autocast, compile_model, resolve_device, resolve_precision, short_reason, synchronize
+from ..engine.runtime import (autocast, compile_model, resolve_device, resolve_precision, short_reason, synchronize,
+                              warm_up_calls)
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
 from ..models.complexity import count_flops, count_params
@@ -68,7 +69,7 @@ def _compiled_or_eager(model: nn.Module, cfg: ProfileConfig, record: dict, what:
     start = time.perf_counter()
     try:
         with torch.inference_mode(inference), autocast(device, precision):
-            for _ in range(3 if cfg.compile_mode == "reduce-overhead" else 1):  # graphs are recorded on later calls
+            for _ in range(warm_up_calls(cfg.compile_mode)):
                 call(compiled)
         synchronize(device)
     except Exception as e:  # compiling is an optimisation: report why it failed and time the eager model

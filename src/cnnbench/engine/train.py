@@ -30,7 +30,7 @@ from .pretrained import (apply_pretrained, classifier_name, freeze_body, is_head
                          load_pretrained, normalization_for)
 from .records import epoch_row, finish, save_predictions, write_epoch_files
 from .runtime import (autocast, compile_model, device_name, resolve_device, resolve_precision, restored_torch_state,
-                      short_reason, synchronize)
+                      short_reason, synchronize, warm_up_calls)
 from .schedules import lr_multiplier
 from .state import restore_state, save_state
 
@@ -389,7 +389,7 @@ def _compile_before_training(run: Run, step_model: nn.Module, eager: nn.Module, 
     start = time.perf_counter()
     try:
         run.model.train()
-        for _ in range(3 if cfg.compile_mode == "reduce-overhead" else 1):  # graphs are recorded on later calls
+        for _ in range(warm_up_calls(cfg.compile_mode)):
             with autocast(run.device, run.precision):
                 loss = criterion(step_model(x), y)
             loss.backward()
