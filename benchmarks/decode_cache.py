@@ -6,6 +6,7 @@
 Prints the median seconds of each way and their ratios (the machine is shared: the ratios are what to read).
 The cache lives in a temporary folder, so the user's cache is neither used nor filled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", default=str(root / "cifar10-jpeg.tar"))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--make-photos", metavar="DIR", help="first write 2 classes x 150 JPEGs of 640x480 (quality "
-                        "90, smooth upscaled noise, about 80 KB each) into DIR, as a stand-in for camera photos")
+    parser.add_argument(
+        "--make-photos",
+        metavar="DIR",
+        help="first write 2 classes x 150 JPEGs of 640x480 (quality "
+        "90, smooth upscaled noise, about 80 KB each) into DIR, as a stand-in for camera photos",
+    )
     args = parser.parse_args()
     if args.make_photos:
         make_photos(Path(args.make_photos))
@@ -70,8 +75,10 @@ def main() -> None:
     print(f"{args.folder} on {os.cpu_count()} cores (median of {args.repeats}):")
     print(f"  decode, 1 thread     {serial:6.2f} s")
     print(f"  decode, thread pool  {pooled:6.2f} s  ({serial / pooled:.2f}x faster)")
-    print(f"  decode as cnnbench chooses (pool for files of 16 KB or more on average) {chosen:6.2f} s  "
-          f"({serial / chosen:.2f}x faster)")
+    print(
+        f"  decode as cnnbench chooses (pool for files of 16 KB or more on average) {chosen:6.2f} s  "
+        f"({serial / chosen:.2f}x faster)"
+    )
     print(f"  from the cache       {cached:6.2f} s  ({serial / cached:.1f}x faster than 1 thread)")
 
 

@@ -13,6 +13,7 @@ steps of 781) as a share of that epoch's training time. Prints one markdown row 
 times the callback's two parts alone instead (one recorded step on the real layer shapes, and the dead-unit
 probe), in seconds and without data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,13 @@ import statistics
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 from cnnbench import TrainConfig, fit
-from cnnbench.config import validate
 from cnnbench.analysis.insight.dynamics import WeightDynamics
 from cnnbench.cli import exit_code_of
+from cnnbench.config import validate
 from cnnbench.data.loader import load_dataset
 from cnnbench.engine.train import data_options
 
@@ -88,11 +89,25 @@ def main() -> None:
     args = p.parse_args()
     if args.parts:
         return parts(args.models.split(","))
-    print("| model | plain step | one recorded step costs | fixed cost per epoch | full CIFAR-10 epoch at the defaults "
-          "| every step recorded |\n|---|---|---|---|---|---|")
+    print(
+        "| model | plain step | one recorded step costs | fixed cost per epoch | full CIFAR-10 epoch at the defaults "
+        "| every step recorded |\n|---|---|---|---|---|---|"
+    )
     for model in args.models.split(","):
-        cfg = validate(TrainConfig(model=model, dataset="cifar10", variant="small", epochs=1, batch_size=64, lr=0.05,
-                                   limit_train=64 * args.steps, limit_test=64, crop_padding=2, label_smoothing=0.2))
+        cfg = validate(
+            TrainConfig(
+                model=model,
+                dataset="cifar10",
+                variant="small",
+                epochs=1,
+                batch_size=64,
+                lr=0.05,
+                limit_train=64 * args.steps,
+                limit_test=64,
+                crop_padding=2,
+                label_smoothing=0.2,
+            )
+        )
         data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))  # decoded once, outside the timings
         timed_epoch(cfg, data, [])  # warm-up: allocator, kernels
         plain, once, every = [], [], []
@@ -105,8 +120,11 @@ def main() -> None:
         fixed = max(t_once - t_plain - per_record, 0.0)
         step = t_plain / args.steps
         full = (DEFAULT_RECORDS * per_record + fixed) / (FULL_EPOCH_STEPS * step)
-        print(f"| {model} | {step * 1000:.0f} ms | {per_record * 1000:.1f} ms | {fixed:.2f} s | {full:.1%} | "
-              f"{(t_every - t_plain) / t_plain:.1%} |", flush=True)
+        print(
+            f"| {model} | {step * 1000:.0f} ms | {per_record * 1000:.1f} ms | {fixed:.2f} s | {full:.1%} | "
+            f"{(t_every - t_plain) / t_plain:.1%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Training steps and the precise-BN pass run on random CIFAR-sized images (the tim
 pixels), bf16 where the CPU runs it fast, channels-last, interleaved so that shared-machine noise hits every
 variant alike. Prints markdown rows: ratios measured in the same run, not absolute speeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,10 @@ def main() -> None:
     images = precise_bn_images(TrainConfig().precise_bn, TRAIN_IMAGES)
     epoch_steps = TRAIN_IMAGES // BATCH
     print(f"precision {precision}, batch {BATCH}, {torch.get_num_threads()} threads; precise BN on {images} images\n")
-    print("| model | training step | precise BN pass | its share of a CIFAR-10 epoch | step with a 20 ms memory "
-          "sampler | with a 2 ms sampler |\n|---|---|---|---|---|---|")
+    print(
+        "| model | training step | precise BN pass | its share of a CIFAR-10 epoch | step with a 20 ms memory "
+        "sampler | with a 2 ms sampler |\n|---|---|---|---|---|---|"
+    )
     for name in args.models.split(","):
         model = create_model(name, variant="small").to(memory_format=torch.channels_last)
         optimizer = make_optimizer(TrainConfig(model=name, lr=0.05), model)
@@ -91,8 +94,11 @@ def main() -> None:
             fast.append(timed_steps(model, optimizer, precision, args.steps, 0.002))
             bn.append(timed_precise_bn(model, precision, images))
         step, with_slow, with_fast, pass_s = (statistics.median(v) for v in (plain, slow, fast, bn))
-        print(f"| {name} | {step * 1000:.0f} ms | {pass_s:.1f} s | {pass_s / (epoch_steps * step):.1%} | "
-              f"{with_slow / step - 1:+.1%} | {with_fast / step - 1:+.1%} |", flush=True)
+        print(
+            f"| {name} | {step * 1000:.0f} ms | {pass_s:.1f} s | {pass_s / (epoch_steps * step):.1%} | "
+            f"{with_slow / step - 1:+.1%} | {with_fast / step - 1:+.1%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

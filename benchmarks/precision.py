@@ -3,6 +3,7 @@
     CNNBENCH_DATA=../shared/datasets python benchmarks/precision.py --model vgg11_bn --dataset cifar10 \
         --limit-train 10000 --limit-test 0 --epochs 6 --batch-size 64 --lr 0.05 --seeds 0,1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,23 @@ def main() -> None:
     print("| precision | seed | test top-1 | test loss | images/s |\n|---|---|---|---|---|")
     for seed in args.seeds:
         for precision in ("fp32", "bf16"):
-            cfg = TrainConfig(model=args.model, dataset=args.dataset, limit_train=args.limit_train, limit_test=args.limit_test or None,
-                              epochs=args.epochs, precision=precision, seed=seed, batch_size=args.batch_size, lr=args.lr)
+            cfg = TrainConfig(
+                model=args.model,
+                dataset=args.dataset,
+                limit_train=args.limit_train,
+                limit_test=args.limit_test or None,
+                epochs=args.epochs,
+                precision=precision,
+                seed=seed,
+                batch_size=args.batch_size,
+                lr=args.lr,
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 s = fit(cfg, Path(tmp) / "run")
-            print(f"| {precision} | {seed} | {s['test_top1']:.2%} | {s['test_loss']:.4f} | {s['images_per_s']:.0f} |", flush=True)
+            print(
+                f"| {precision} | {seed} | {s['test_top1']:.2%} | {s['test_loss']:.4f} | {s['images_per_s']:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

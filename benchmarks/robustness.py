@@ -8,6 +8,7 @@ prints one markdown row per run: images/s generating corruptions and evaluating 
 so shared-machine noise largely cancels), the share of the corruption part spent generating, the attack time
 and the wall time of the whole default run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ def main() -> None:
     p.add_argument("runs", nargs="+", help="run folders with a checkpoint")
     p.add_argument("--limit-test", type=int, default=None, help="images per cell (default: cnnbench's default)")
     args = p.parse_args()
-    print("| run | images per cell | generate img/s | evaluate img/s | generate / evaluate | share generating "
-          "| corruptions | attacks | wall time |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| run | images per cell | generate img/s | evaluate img/s | generate / evaluate | share generating "
+        "| corruptions | attacks | wall time |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for run in args.runs:
         start = time.perf_counter()
         r = run_robustness(run, RobustnessConfig(limit_test=args.limit_test), log=lambda _: None)
@@ -34,10 +37,12 @@ def main() -> None:
         generated = cells * r["images"]
         gen_rate = generated / max(t["corrupt_s"], 1e-9)
         eval_rate = (generated + r["images"]) / max(t["evaluate_s"], 1e-9)
-        print(f"| {r['model']} on {r['dataset']} | {r['images']} | {gen_rate:.0f} | {eval_rate:.0f} | "
-              f"{gen_rate / eval_rate:.2f} | {t['corrupt_s'] / max(t['corrupt_s'] + t['evaluate_s'], 1e-9):.0%} | "
-              f"{(t['corrupt_s'] + t['evaluate_s']) / 60:.1f} min | {t['attack_s'] / 60:.1f} min | {wall / 60:.1f} min |",
-              flush=True)
+        print(
+            f"| {r['model']} on {r['dataset']} | {r['images']} | {gen_rate:.0f} | {eval_rate:.0f} | "
+            f"{gen_rate / eval_rate:.2f} | {t['corrupt_s'] / max(t['corrupt_s'] + t['evaluate_s'], 1e-9):.0%} | "
+            f"{(t['corrupt_s'] + t['evaluate_s']) / 60:.1f} min | {t['attack_s'] / 60:.1f} min | {wall / 60:.1f} min |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

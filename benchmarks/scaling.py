@@ -1,9 +1,11 @@
 """Training images/s against batch size and CPU threads (synthetic 3x32x32 input, cnnbench's step:
 bf16 autocast + channels_last where fast), median of repeats after warm-up; table and plot.
 
-    python benchmarks/scaling.py --models vgg16_bn,resnet18 --batch-sizes 32,128,512 --threads 1,2 --plot docs/scaling.png
+    python benchmarks/scaling.py --models vgg16_bn,resnet18 --batch-sizes 32,128,512 --threads 1,2 \
+        --plot docs/scaling.png
     python benchmarks/scaling.py --device cuda --batch-sizes 32,128,512,2048   # threads do not apply on a GPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +36,9 @@ def main() -> None:
         torch.set_num_threads(t)
         for m in models:
             for b in batches:
-                r = profile_model(m, ProfileConfig(batch_size=b, train=True, warmup=1, repeats=args.repeats, device=device.type))
+                r = profile_model(
+                    m, ProfileConfig(batch_size=b, train=True, warmup=1, repeats=args.repeats, device=device.type)
+                )
                 results[(m, t, b)] = r["train_images_per_s"]
                 print(f"{m} threads={t} batch={b}: {r['train_images_per_s']:.0f} img/s ({r['precision']})", flush=True)
     print(f"\ndevice: {device_name(device)}, torch {torch.__version__}")

@@ -12,6 +12,7 @@ Also measures the bf16 and fp32 matrix-product rate, to express cnnbench's arith
     python benchmarks/throughput.py --models vgg16_bn,resnet18 --images 2560
     python benchmarks/throughput.py --device cuda --images 20000   # on a GPU the reference moves batches to it
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,12 @@ import torch.nn as nn
 from PIL import Image
 
 from cnnbench import TrainConfig, fit
-from cnnbench.models.complexity import count_flops
 from cnnbench.cli import exit_code_of
 from cnnbench.data import DataOptions, load_dataset
 from cnnbench.engine.runtime import device_name, resolve_device, synchronize
 from cnnbench.fileio import read_csv
 from cnnbench.models import create_model
+from cnnbench.models.complexity import count_flops
 
 
 def matmul_gflops(dtype: torch.dtype, device: torch.device, repeats: int = 10) -> float:
@@ -63,14 +64,28 @@ class PILDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def reference_images_per_s(model_name: str, data, device: torch.device, workers: int, epochs: int = 2, batch_size: int = 128) -> float:
+def reference_images_per_s(
+    model_name: str, data, device: torch.device, workers: int, epochs: int = 2, batch_size: int = 128
+) -> float:
     import torchvision.transforms as T
 
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(data.mean.tolist(), data.std.tolist())])
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(data.mean.tolist(), data.std.tolist()),
+        ]
+    )
     images = data.train_x.permute(0, 2, 3, 1).numpy()
-    loader = torch.utils.data.DataLoader(PILDataset(images, data.train_y.numpy(), transform), batch_size=batch_size,
-                                         shuffle=True, num_workers=workers, drop_last=False, persistent_workers=True)
+    loader = torch.utils.data.DataLoader(
+        PILDataset(images, data.train_y.numpy(), transform),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=False,
+        persistent_workers=True,
+    )
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, variant="small").to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -90,9 +105,18 @@ def reference_images_per_s(model_name: str, data, device: torch.device, workers:
     return rates[-1]
 
 
-def cnnbench_images_per_s(model_name: str, images: int, device: torch.device, epochs: int = 2, compile: bool = False) -> float:
-    cfg = TrainConfig(model=model_name, dataset="cifar10", epochs=epochs, limit_train=images, limit_test=500, compile=compile,
-                      device=device.type)
+def cnnbench_images_per_s(
+    model_name: str, images: int, device: torch.device, epochs: int = 2, compile: bool = False
+) -> float:
+    cfg = TrainConfig(
+        model=model_name,
+        dataset="cifar10",
+        epochs=epochs,
+        limit_train=images,
+        limit_test=500,
+        compile=compile,
+        device=device.type,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         fit(cfg, Path(tmp) / "run")
         rows = read_csv(Path(tmp) / "run" / "metrics.csv")
@@ -111,8 +135,10 @@ def main() -> None:
     data = load_dataset("cifar10", options=DataOptions(limit_train=args.images, limit_test=500))
     device = resolve_device(args.device)
     bf16, fp32 = matmul_gflops(torch.bfloat16, device), matmul_gflops(torch.float32, device)
-    print(f"device: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"reference DataLoader workers: {args.workers}")
+    print(
+        f"device: {device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"reference DataLoader workers: {args.workers}"
+    )
     print(f"square matmul: bf16 {bf16:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
     if args.compile_only:
         print("| model | cnnbench img/s | with --compile img/s | ratio |\n|---|---|---|---|")
@@ -121,7 +147,10 @@ def main() -> None:
             compiled = cnnbench_images_per_s(name, args.images, device, compile=True)
             print(f"| {name} (small) | {eager:.0f} | {compiled:.0f} | {compiled / eager:.2f}x |", flush=True)
         return
-    print("| model | reference (PIL + DataLoader, fp32) img/s | cnnbench img/s | speed-up | cnnbench GFLOP/s (3 x fwd) | share of bf16 matmul rate |")
+    print(
+        "| model | reference (PIL + DataLoader, fp32) img/s | cnnbench img/s | speed-up | cnnbench GFLOP/s (3 x "
+        "fwd) | share of bf16 matmul rate |"
+    )
     print("|---|---|---|---|---|---|")
     records = []
     for name in args.models.split(","):
@@ -129,9 +158,22 @@ def main() -> None:
         ours = cnnbench_images_per_s(name, args.images, device)
         fwd = count_flops(create_model(name, num_classes=10, variant="small"), (3, 32, 32))
         achieved = 3 * fwd * ours / 1e9
-        records.append({"model": name, "device": device_name(device), "reference_images_per_s": ref, "cnnbench_images_per_s": ours, "speedup": ours / ref,
-                        "achieved_gflops": achieved, "bf16_matmul_gflops": bf16, "fp32_matmul_gflops": fp32})
-        print(f"| {name} (small) | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}x | {achieved:.0f} | {achieved / bf16:.0%} |", flush=True)
+        records.append(
+            {
+                "model": name,
+                "device": device_name(device),
+                "reference_images_per_s": ref,
+                "cnnbench_images_per_s": ours,
+                "speedup": ours / ref,
+                "achieved_gflops": achieved,
+                "bf16_matmul_gflops": bf16,
+                "fp32_matmul_gflops": fp32,
+            }
+        )
+        print(
+            f"| {name} (small) | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}x | {achieved:.0f} | {achieved / bf16:.0%} |",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=2))
 

@@ -7,6 +7,7 @@ continues where it stopped), or reads the runs of a finished study (--study), e.
     python benchmarks/time_to_accuracy.py --study studies/modern \
         --targets mnist:vgg16_bn=0.99,mnist:resnet18=0.992,cifar10:vgg16_bn=0.865,cifar10:resnet18=0.785
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ def parse_targets(text: str) -> dict[str, float]:
     try:
         return {k: float(v) for k, v in (t.split("=") for t in text.split(",") if t)}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: write [dataset:]model=top1 pairs, e.g. cifar10:vgg16_bn=0.865") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write [dataset:]model=top1 pairs, e.g. cifar10:vgg16_bn=0.865"
+        ) from None
 
 
 def epoch_rows(run_dir: Path, target: float | None) -> tuple[list[str], tuple[int, float] | None]:
@@ -38,8 +41,10 @@ def epoch_rows(run_dir: Path, target: float | None) -> tuple[list[str], tuple[in
         top1 = float(r["test_top1"])
         if reached is None and target is not None and top1 >= target:
             reached = (int(r["epoch"]), elapsed)
-        lines.append(f"| {config['model']} | {config['dataset']} | {r['epoch']} | {top1:.2%} | {float(r['test_loss']):.4f} "
-                     f"| {elapsed / 60:.1f} min | {float(r['images_per_s']):.0f} |")
+        lines.append(
+            f"| {config['model']} | {config['dataset']} | {r['epoch']} | {top1:.2%} | {float(r['test_loss']):.4f} "
+            f"| {elapsed / 60:.1f} min | {float(r['images_per_s']):.0f} |"
+        )
     return lines, reached
 
 
@@ -52,7 +57,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--precision", default="auto")
-    p.add_argument("--targets", type=parse_targets, default={}, help="[dataset:]model=top1 pairs, e.g. vgg16_bn=0.99,cifar10:resnet18=0.785")
+    p.add_argument(
+        "--targets",
+        type=parse_targets,
+        default={},
+        help="[dataset:]model=top1 pairs, e.g. vgg16_bn=0.99,cifar10:resnet18=0.785",
+    )
     p.add_argument("--out", default=None, help="folder for the run folders (when training)")
     args = p.parse_args()
     targets = args.targets
@@ -66,12 +76,21 @@ def main() -> None:
             p.error("--out is needed when training (or give --study)")
         run_dirs = []
         for model in args.models.split(","):
-            cfg = TrainConfig(model=model, dataset=args.dataset, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                              precision=args.precision)
+            cfg = TrainConfig(
+                model=model,
+                dataset=args.dataset,
+                epochs=args.epochs,
+                lr=args.lr,
+                batch_size=args.batch_size,
+                precision=args.precision,
+            )
             out = Path(args.out) / f"{model}-{args.dataset}"
             fit(cfg, out, resume=out.exists(), callbacks=[ConsoleProgress()])
             run_dirs.append(out)
-    lines = ["| model | data set | epoch | test top-1 | test loss | cumulative train time | images/s |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | data set | epoch | test top-1 | test loss | cumulative train time | images/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     results = {}
     for run_dir in run_dirs:
         summary = read_json(run_dir / "summary.json")
@@ -79,8 +98,13 @@ def main() -> None:
         target = targets.get(f"{dataset}:{model}", targets.get(model))
         rows, reached = epoch_rows(run_dir, target)
         lines += rows
-        results[run_dir.name] = {"summary_top1": summary["test_top1"], "target": target, "reached": reached,
-                                 "device": summary["environment"]["device_name"], "precision": summary["precision"]}
+        results[run_dir.name] = {
+            "summary_top1": summary["test_top1"],
+            "target": target,
+            "reached": reached,
+            "device": summary["environment"]["device_name"],
+            "precision": summary["precision"],
+        }
     print("\n".join(lines))
     print(json.dumps(results, indent=2))
     print(f"machine: {platform.node()} {next(iter(results.values()))['device']}")

@@ -5,6 +5,7 @@ digit, in file order. Run from the repository root:
 
     python scripts/make_demo_data.py --data-dir ../shared/datasets
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,15 @@ def main() -> None:
     raw = load_raw("mnist", args.data_dir, download=False)
     tr, te = balanced_indices(raw.train_y, args.train), balanced_indices(raw.test_y, args.test)
     buf = io.BytesIO()
-    np.savez_compressed(buf, train_x=raw.train_x[tr], train_y=raw.train_y[tr].astype(np.uint8),
-                        test_x=raw.test_x[te], test_y=raw.test_y[te].astype(np.uint8),
-                        train_index=tr.astype(np.int32), test_index=te.astype(np.int32))
+    np.savez_compressed(
+        buf,
+        train_x=raw.train_x[tr],
+        train_y=raw.train_y[tr].astype(np.uint8),
+        test_x=raw.test_x[te],
+        test_y=raw.test_y[te].astype(np.uint8),
+        train_index=tr.astype(np.int32),
+        test_index=te.astype(np.int32),
+    )
     write_bytes(OUT, buf.getvalue())
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB, sha256 {hashlib.sha256(buf.getvalue()).hexdigest()[:16]})")
 

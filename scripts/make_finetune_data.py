@@ -11,6 +11,7 @@ writes two tars of the ImageFolder layout cnnbench reads (``train/<class>/*``, `
 - ``photos/<class>/*.jpg``: the small set's training images as most people keep photos (class folders, no split),
   for the README's walk-through.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def main() -> None:
             cls, name = info.name.split("/")[-2:]
             (out / "photos" / cls).mkdir(parents=True, exist_ok=True)
             (out / "photos" / cls / name).write_bytes(tar.extractfile(info).read())
-    print(f"{out / 'cifar10-small.tar'}: {len(small)} train, {len(test)} test; "
-          f"{out / 'cifar10-rest.tar'}: {len(rest)} train, {len(test)} test; {out / 'photos'}: {len(small)} images")
+    print(
+        f"{out / 'cifar10-small.tar'}: {len(small)} train, {len(test)} test; "
+        f"{out / 'cifar10-rest.tar'}: {len(rest)} train, {len(test)} test; {out / 'photos'}: {len(small)} images"
+    )
 
 
 if __name__ == "__main__":

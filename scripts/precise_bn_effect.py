@@ -4,6 +4,7 @@ does before each evaluation). Only batch-norm buffers change; the weights are th
 
     python scripts/precise_bn_effect.py studies/modern-seed3/runs/* [--images 4096] [--out FILE.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,17 +32,28 @@ def main() -> None:
         cfg = cfg.replace(precise_bn=args.images)
         precision = cfg.precision if device.type == cfg.device else "fp32"
 
-        def top1() -> dict:
+        def top1(model=model, data=data, precision=precision, cfg=cfg) -> dict:
             r = evaluate(model, data.test_x, data.test_y, data, device, precision, cfg.eval_batch_size)
             return {"top1": r["top1"], "loss": r["loss"]}
 
         stored = top1()
         used = precise_bn_pass(model, data, cfg, training_augment(cfg), epoch, device, precision)
         precise = top1()
-        records.append({"run": run.name, "epoch": epoch, "images": used, "stored": stored, "precise": precise,
-                        "top1_change_points": 100 * (precise["top1"] - stored["top1"])})
-        print(f"{run.name} (epoch {epoch}): top-1 {stored['top1']:.2%} with the running statistics, "
-              f"{precise['top1']:.2%} recomputed on {used} training images ({records[-1]['top1_change_points']:+.2f} points)")
+        records.append(
+            {
+                "run": run.name,
+                "epoch": epoch,
+                "images": used,
+                "stored": stored,
+                "precise": precise,
+                "top1_change_points": 100 * (precise["top1"] - stored["top1"]),
+            }
+        )
+        print(
+            f"{run.name} (epoch {epoch}): top-1 {stored['top1']:.2%} with the running statistics, "
+            f"{precise['top1']:.2%} recomputed on {used} training images "
+            f"({records[-1]['top1_change_points']:+.2f} points)"
+        )
     if args.out:
         write_json(args.out, records)
 

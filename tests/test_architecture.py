@@ -1,4 +1,5 @@
 """The package's floors: imports only point down (DESIGN.md), so each floor can be read and tested on its own."""
+
 import ast
 from pathlib import Path
 
@@ -6,8 +7,21 @@ import cnnbench
 
 PACKAGE = Path(cnnbench.__file__).parent
 # floor of each top-level module or subpackage; a module may import its own package's modules and lower floors only
-FLOORS = {"errors": 0, "fileio": 0, "layout": 0, "models": 1, "data": 1, "config": 2, "engine": 3, "analysis": 4,
-          "report": 5, "study": 6, "cli": 7, "__init__": 8, "__main__": 8}
+FLOORS = {
+    "errors": 0,
+    "fileio": 0,
+    "layout": 0,
+    "models": 1,
+    "data": 1,
+    "config": 2,
+    "engine": 3,
+    "analysis": 4,
+    "report": 5,
+    "study": 6,
+    "cli": 7,
+    "__init__": 8,
+    "__main__": 8,
+}
 
 
 def unit_of(path: Path) -> str:
@@ -45,12 +59,17 @@ def test_imports_only_point_down():
         source = path.read_text(encoding="utf-8")
         for target in imported_units(source, path.relative_to(PACKAGE).parent.parts) - {unit}:
             if FLOORS[target] >= FLOORS[unit]:
-                upward.append(f"{path.relative_to(PACKAGE)} ({unit}, floor {FLOORS[unit]}) imports {target} (floor {FLOORS[target]})")
+                upward.append(
+                    f"{path.relative_to(PACKAGE)} ({unit}, floor {FLOORS[unit]}) imports {target} (floor "
+                    f"{FLOORS[target]})"
+                )
     assert not upward, "\n".join(upward)
 
 
 def test_the_checker_sees_lazy_relative_and_absolute_imports():
     """The rule above can fail: upward imports inside a function, relative or absolute, are found."""
-    source = "def f():\n    from ..report.plots import save_figure\n    import cnnbench.study\n    from . import train\n"
+    source = (
+        "def f():\n    from ..report.plots import save_figure\n    import cnnbench.study\n    from . import train\n"
+    )
     assert imported_units(source, ("engine",)) == {"report", "study", "engine"}
     assert imported_units("from .analysis.insight import cka\n", ()) == {"analysis"}

@@ -9,7 +9,9 @@ from cnnbench.cli import main
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "cnnbench", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnbench", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_models_and_datasets_list(capsys):
@@ -28,9 +30,15 @@ def test_models_and_datasets_list(capsys):
         (["train", "--lr", "-1", "--out", "X"], "learning rate must be a positive number"),
         (["train", "--epochs", "0", "--out", "X"], "epochs must be a positive"),
         (["train", "--limit-train", "50", "--batch-size", "128", "--out", "X"], "larger than the training set"),
-        (["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--no-download", "--out", "X"], "MNIST was not found"),
+        (
+            ["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--no-download", "--out", "X"],
+            "MNIST was not found",
+        ),
         (["evaluate", "nowhere"], "not a cnnbench run folder"),
-        (["compare", "--seeds", "0,one", "--out", "X"], "--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got '0,one')"),
+        (
+            ["compare", "--seeds", "0,one", "--out", "X"],
+            "--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got '0,one')",
+        ),
     ],
 )
 def test_user_mistakes_exit_2_without_traceback(tmp_path, args, message):
@@ -57,8 +65,22 @@ def test_config_file_with_unknown_key(tmp_path):
 
 def test_train_evaluate_resume_through_the_cli(tmp_path):
     out = tmp_path / "run"
-    common = ["--model", "vgg11_bn", "--dataset", "mnist", "--limit-train", "200", "--limit-test", "100",
-              "--batch-size", "32", "--lr", "0.01", "--out", str(out)]
+    common = [
+        "--model",
+        "vgg11_bn",
+        "--dataset",
+        "mnist",
+        "--limit-train",
+        "200",
+        "--limit-test",
+        "100",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.01",
+        "--out",
+        str(out),
+    ]
     result = run_cli("train", *common, "--epochs", "1")
     assert result.returncode == 0, result.stderr
     assert "epoch 1/1" in result.stdout and "done:" in result.stdout
@@ -99,8 +121,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ],
 )
 def test_benchmark_scripts_explain_mistakes_without_traceback(tmp_path, script, args, message):
-    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr

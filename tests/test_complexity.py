@@ -4,15 +4,23 @@ import time
 import pytest
 import torch
 
-from cnnbench.models.complexity import count_flops, count_macs, count_params
 from cnnbench.analysis.profile import ProfileConfig, profile_model
 from cnnbench.cli import main
 from cnnbench.engine.memory import PeakMemory
 from cnnbench.models import create_model
+from cnnbench.models.complexity import count_flops, count_macs, count_params
 
 # Published MACs at 3x224x224, 1000 classes (torchvision's model docs list these as GFLOPS, meaning MACs).
-PUBLISHED_GMACS = {"resnet18": 1.82, "resnet34": 3.67, "resnet50": 4.11, "resnet101": 7.83, "resnet152": 11.56,
-                   "vgg11": 7.61, "vgg16": 15.47, "vgg19": 19.63}
+PUBLISHED_GMACS = {
+    "resnet18": 1.82,
+    "resnet34": 3.67,
+    "resnet50": 4.11,
+    "resnet101": 7.83,
+    "resnet152": 11.56,
+    "vgg11": 7.61,
+    "vgg16": 15.47,
+    "vgg19": 19.63,
+}
 
 
 @pytest.mark.parametrize("name,gmacs", PUBLISHED_GMACS.items())
@@ -50,10 +58,22 @@ def test_peak_memory_sees_a_short_lived_allocation():
 
 def test_profile_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "p.json"
-    assert main(["profile", "--models", "resnet18,vgg11", "--batch-size", "4", "--repeats", "1", "--out", str(out)]) == 0
+    assert (
+        main(["profile", "--models", "resnet18,vgg11", "--batch-size", "4", "--repeats", "1", "--out", str(out)]) == 0
+    )
     records = json.loads(out.read_text())
     assert [r["model"] for r in records] == ["resnet18", "vgg11"]
-    for key in ["model", "variant", "input", "params", "macs", "flops", "train_images_per_s", "infer_images_per_s", "peak_memory_mb"]:
+    for key in [
+        "model",
+        "variant",
+        "input",
+        "params",
+        "macs",
+        "flops",
+        "train_images_per_s",
+        "infer_images_per_s",
+        "peak_memory_mb",
+    ]:
         assert key in records[0]
     assert "FLOPs = 2 x MACs" in capsys.readouterr().out
 

@@ -10,7 +10,14 @@ def test_yaml_config_roundtrip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: resnet18\ndataset: cifar10\nepochs: 3\nlr: 0.02\nlimit_train: 500\naugment: false\n")
     cfg = load_config_file(path)
-    assert (cfg.model, cfg.dataset, cfg.epochs, cfg.lr, cfg.limit_train, cfg.augment) == ("resnet18", "cifar10", 3, 0.02, 500, False)
+    assert (cfg.model, cfg.dataset, cfg.epochs, cfg.lr, cfg.limit_train, cfg.augment) == (
+        "resnet18",
+        "cifar10",
+        3,
+        0.02,
+        500,
+        False,
+    )
     assert cfg.batch_size == TrainConfig().batch_size
 
 

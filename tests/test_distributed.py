@@ -1,4 +1,5 @@
 """torchrun with 2 CPU processes (gloo): one run folder, and the accuracy of the same global batch in one process."""
+
 import json
 import os
 import shutil
@@ -21,16 +22,44 @@ TOLERANCE = 0.05
 def test_torchrun_two_processes_matches_single_process(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(TORCHRUN if TORCHRUN.exists() else "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "cnnbench",
-           "train", "--model", "vgg11_bn", "--dataset", "mnist", "--limit-train", "2000", "--limit-test", "500",
-           "--batch-size", "16", "--lr", "0.01", "--epochs", "1", "--threads", "1", "--out", str(out)]
+    cmd = [
+        str(TORCHRUN if TORCHRUN.exists() else "torchrun"),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "cnnbench",
+        "train",
+        "--model",
+        "vgg11_bn",
+        "--dataset",
+        "mnist",
+        "--limit-train",
+        "2000",
+        "--limit-test",
+        "500",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # only rank 0 wrote
     assert result.stdout.count("done:") == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["environment"]["world_size"] == 2 and summary["train_images"] == 2000
-    single = fit(TrainConfig(model="vgg11_bn", dataset="mnist", limit_train=2000, limit_test=500, batch_size=32, lr=0.01,
-                             epochs=1), tmp_path / "single")
+    single = fit(
+        TrainConfig(
+            model="vgg11_bn", dataset="mnist", limit_train=2000, limit_test=500, batch_size=32, lr=0.01, epochs=1
+        ),
+        tmp_path / "single",
+    )
     assert abs(summary["test_top1"] - single["test_top1"]) <= TOLERANCE, (summary["test_top1"], single["test_top1"])
     assert summary["test_top1"] > 0.8

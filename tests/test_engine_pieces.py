@@ -1,4 +1,5 @@
 """The engine's small pieces against independent references: schedules, weight-decay groups, metrics, validation."""
+
 import math
 
 import numpy as np
@@ -43,7 +44,9 @@ def test_no_weight_decay_on_biases_and_batch_norm():
     optimizer = make_optimizer(TrainConfig(weight_decay=5e-4), model)
     decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     for name, p in model.named_parameters():
-        is_weight = name.endswith("weight") and not name.startswith("bn") and ".bn" not in name and "downsample.1" not in name
+        is_weight = (
+            name.endswith("weight") and not name.startswith("bn") and ".bn" not in name and "downsample.1" not in name
+        )
         assert (id(p) in decay) == is_weight, name
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
@@ -71,12 +74,23 @@ def test_metrics_match_a_reference_computed_by_hand():
         fn = sum(1 for a, b in zip(t, preds) if a == c and b != c)
         precision, recall = tp / (tp + fp) if tp + fp else 0.0, tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx((precision, recall, f1, tp + fn))
+        assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx(
+            (precision, recall, f1, tp + fn)
+        )
 
 
 def test_validation_split_is_held_out_and_reported_by_fit(tmp_path):
-    cfg = TrainConfig(model="vgg11_bn", dataset="mnist", limit_train=200, limit_test=64, val_split=40, batch_size=32,
-                      lr=0.02, epochs=1, threads=1)
+    cfg = TrainConfig(
+        model="vgg11_bn",
+        dataset="mnist",
+        limit_train=200,
+        limit_test=64,
+        val_split=40,
+        batch_size=32,
+        lr=0.02,
+        epochs=1,
+        threads=1,
+    )
     summary = fit(cfg, tmp_path / "run")
     assert summary["train_images"] == 160  # the 40 validation images are not trained on
     assert 0 <= summary["val_top1"] <= 1 and summary["val_loss"] > 0

@@ -1,4 +1,5 @@
 """The fast recipe's parts on the CPU: cutout, the moving average of the weights, flip test-time augmentation."""
+
 import pytest
 import torch
 
@@ -6,11 +7,19 @@ from cnnbench.config import TrainConfig
 from cnnbench.data.loader import cutout
 from cnnbench.engine import fit
 from cnnbench.engine.averaging import WeightAverage
-from cnnbench.engine.train import setup
 from cnnbench.errors import ConfigError
 
-CIFAR_TINY = dict(model="resnet18", dataset="cifar10", limit_train=64, limit_test=40, batch_size=16, epochs=1,
-                  precise_bn=0, eval_batch_size=40, variant="small")
+CIFAR_TINY = dict(
+    model="resnet18",
+    dataset="cifar10",
+    limit_train=64,
+    limit_test=40,
+    batch_size=16,
+    epochs=1,
+    precise_bn=0,
+    eval_batch_size=40,
+    variant="small",
+)
 
 
 def test_cutout_blanks_one_square_per_image():
@@ -21,7 +30,7 @@ def test_cutout_blanks_one_square_per_image():
     assert per_image.max() == 16 and per_image.min() >= 4  # 4x4, clipped at the borders to at least 2x2
     for mask in blanked[:8]:
         rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
-        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # one solid rectangle
+        assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one solid rectangle
     assert len({tuple(m.nonzero()[0].tolist()) for m in blanked}) > 10  # at random places
     assert torch.equal(cutout(x, 0, torch.Generator()), x)
 
@@ -74,13 +83,25 @@ def test_cutout_and_ema_are_checked():
         TrainConfig(ema=1.0).replace()
 
 
-TINY_MNIST = dict(model="resnet18", dataset="mnist_demo", limit_train=64, limit_test=32, batch_size=16, epochs=1,
-                  precise_bn=0, eval_batch_size=32, variant="small", precision="fp32", deterministic=True)
+TINY_MNIST = dict(
+    model="resnet18",
+    dataset="mnist_demo",
+    limit_train=64,
+    limit_test=32,
+    batch_size=16,
+    epochs=1,
+    precise_bn=0,
+    eval_batch_size=32,
+    variant="small",
+    precision="fp32",
+    deterministic=True,
+)
 
 
 def _broken_compile(module, mode="default"):
     def fail(*args, **kwargs):
         raise RuntimeError("Compiler: cc not found")
+
     return fail
 
 

@@ -1,4 +1,5 @@
 """Faults: kills, Ctrl-C, corrupt and malicious checkpoints, out of memory; nothing lost, results unchanged."""
+
 import os
 import signal
 import subprocess
@@ -12,13 +13,36 @@ from cnnbench import TrainConfig, fit
 from cnnbench.engine.checkpoint import load_file, load_latest
 from cnnbench.errors import TrainingError
 
-ARGS = ["--model", "vgg11_bn", "--dataset", "mnist", "--limit-train", "384", "--limit-test", "128", "--batch-size", "32",
-        "--lr", "0.01", "--epochs", "2", "--seed", "3", "--deterministic", "--threads", "1"]
+ARGS = [
+    "--model",
+    "vgg11_bn",
+    "--dataset",
+    "mnist",
+    "--limit-train",
+    "384",
+    "--limit-test",
+    "128",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.01",
+    "--epochs",
+    "2",
+    "--seed",
+    "3",
+    "--deterministic",
+    "--threads",
+    "1",
+]
 
 
 def start(out, *extra):
-    return subprocess.Popen([sys.executable, "-m", "cnnbench", "train", *ARGS, "--out", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnbench", "train", *ARGS, "--out", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(out, *extra):
@@ -129,8 +153,12 @@ def test_study_interrupted_mid_grid_resumes_without_recomputing(tmp_path):
     from cnnbench.study import StudySpec, run_study
     from tests.test_train import StopAfter
 
-    spec = StudySpec(("vgg11_bn", "vgg13_bn"), ("mnist_demo",), (0,),
-                     TrainConfig(epochs=2, limit_train=96, limit_test=64, batch_size=32, lr=0.01))
+    spec = StudySpec(
+        ("vgg11_bn", "vgg13_bn"),
+        ("mnist_demo",),
+        (0,),
+        TrainConfig(epochs=2, limit_train=96, limit_test=64, batch_size=32, lr=0.01),
+    )
     calls = []
 
     def callbacks():

@@ -1,4 +1,5 @@
 """Users' folders of images: class folders without a split, the decoded-array cache, unreadable files."""
+
 import os
 import tarfile
 
@@ -46,8 +47,15 @@ def test_default_test_split_and_the_run_records_it(tmp_path):
     from cnnbench.engine import fit
 
     folder = flat_folder(tmp_path / "photos", counts=(10, 10))
-    cfg = TrainConfig(model="resnet18", dataset=f"imagefolder:{folder}", epochs=1, batch_size=4, pad_to=32,
-                      precise_bn=0, eval_batch_size=8)
+    cfg = TrainConfig(
+        model="resnet18",
+        dataset=f"imagefolder:{folder}",
+        epochs=1,
+        batch_size=4,
+        pad_to=32,
+        precise_bn=0,
+        eval_batch_size=8,
+    )
     summary = fit(cfg, tmp_path / "run")
     assert summary["test_images"] == 4 and summary["train_images"] == 16  # 0.2 of each class by default
     held_out = (tmp_path / "run" / "test_files.txt").read_text().split()
@@ -78,8 +86,11 @@ def test_flat_tar_with_a_top_folder(tmp_path):
     from_tar, from_dir = read_image_folder(tar_path)["all"], read_image_folder(folder)["all"]
     assert from_tar.classes == from_dir.classes == ["class0", "class1"]
     np.testing.assert_array_equal(from_tar.images, from_dir.images)
-    assert from_tar.files == from_dir.files == ("class0/00.png", "class0/01.png", "class0/02.png",
-                                                 "class1/00.png", "class1/01.png", "class1/02.png")
+    assert (
+        from_tar.files
+        == from_dir.files
+        == ("class0/00.png", "class0/01.png", "class0/02.png", "class1/00.png", "class1/01.png", "class1/02.png")
+    )
 
 
 def test_every_unreadable_file_is_named_in_one_message(tmp_path):

@@ -1,4 +1,5 @@
 """Insight: weight dynamics while training, and filters, feature maps, Grad-CAM, CKA and landscapes afterwards."""
+
 import csv
 from types import SimpleNamespace
 
@@ -20,8 +21,9 @@ from cnnbench.models import create_model, list_models
 
 from .test_train import StopAfter
 
-TINY = dict(model="resnet18", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.02, epochs=2,
-            threads=1)
+TINY = dict(
+    model="resnet18", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.02, epochs=2, threads=1
+)
 
 
 def read_rows(path):
@@ -30,6 +32,7 @@ def read_rows(path):
 
 
 # -- while training ----------------------------------------------------------------------------------------------
+
 
 class TwoLayers(nn.Module):
     def __init__(self):
@@ -44,10 +47,23 @@ class TwoLayers(nn.Module):
 def fake_run(model, cfg, tmp_path):
     optimizer = make_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    data = SimpleNamespace(train_x=torch.randint(0, 256, (4, 1, 5, 5), dtype=torch.uint8), mean=torch.tensor([0.5]),
-                           std=torch.tensor([0.25]))
-    return SimpleNamespace(model=model, optimizer=optimizer, scheduler=scheduler, data=data, config=cfg, out=tmp_path,
-                           epoch=0, partial=None, device=torch.device("cpu"), precision="fp32")
+    data = SimpleNamespace(
+        train_x=torch.randint(0, 256, (4, 1, 5, 5), dtype=torch.uint8),
+        mean=torch.tensor([0.5]),
+        std=torch.tensor([0.25]),
+    )
+    return SimpleNamespace(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data=data,
+        config=cfg,
+        out=tmp_path,
+        epoch=0,
+        partial=None,
+        device=torch.device("cpu"),
+        precision="fp32",
+    )
 
 
 def test_update_ratio_equals_a_hand_computed_sgd_step(tmp_path):
@@ -76,8 +92,14 @@ def test_update_ratio_equals_a_hand_computed_sgd_step(tmp_path):
         d = g.double().numpy() + wd * w
         buf = m * buf + d
         new = w - lr * (d + m * buf)
-        expected.append((np.linalg.norm(new - w) / np.linalg.norm(w), np.linalg.norm(g.double().numpy()),
-                         np.linalg.norm(new - w0), np.linalg.norm(new)))
+        expected.append(
+            (
+                np.linalg.norm(new - w) / np.linalg.norm(w),
+                np.linalg.norm(g.double().numpy()),
+                np.linalg.norm(new - w0),
+                np.linalg.norm(new),
+            )
+        )
         w = new
     rows = [r for r in read_rows(tmp_path / "dynamics.csv") if r["layer"] == "conv"]
     assert [int(r["step"]) for r in rows] == [1, 2]
@@ -118,7 +140,9 @@ def test_dynamics_files_of_a_run(dynamic_run):
     assert {r["stage"] for r in rows} == {"stem", "layer1", "layer2", "layer3", "layer4", "head"}
     assert all(float(r["update_ratio"]) > 0 and float(r["dist_from_init"]) > 0 for r in rows)
     dead = read_rows(dynamic_run / "dead_units.csv")
-    assert [(r["epoch"], r["stage"]) for r in dead][:5] == [("1", s) for s in ("stem", "layer1", "layer2", "layer3", "layer4")]
+    assert [(r["epoch"], r["stage"]) for r in dead][:5] == [
+        ("1", s) for s in ("stem", "layer1", "layer2", "layer3", "layer4")
+    ]
     with np.load(dynamic_run / "filters.npz") as z:
         assert sorted(z.files) == ["epoch_0", "epoch_1", "epoch_2"]
         assert z["epoch_0"].shape == (64, 1, 3, 3)
@@ -131,12 +155,15 @@ def test_dynamics_survive_an_interruption(tmp_path, dynamic_run):
         fit(TrainConfig(**TINY), tmp_path / "cut", callbacks=[WeightDynamics(), StopAfter(1)])
     fit(TrainConfig(**TINY), tmp_path / "cut", resume=True, callbacks=[WeightDynamics()])
     whole, resumed = read_rows(dynamic_run / "dynamics.csv"), read_rows(tmp_path / "cut" / "dynamics.csv")
-    assert [(r["epoch"], r["step"], r["layer"]) for r in resumed] == [(r["epoch"], r["step"], r["layer"]) for r in whole]
+    assert [(r["epoch"], r["step"], r["layer"]) for r in resumed] == [
+        (r["epoch"], r["step"], r["layer"]) for r in whole
+    ]
     with np.load(tmp_path / "cut" / "filters.npz") as z:
         assert sorted(z.files) == ["epoch_0", "epoch_1", "epoch_2"]
 
 
 # -- every model's stages ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", ["small", "paper"])
 @pytest.mark.parametrize("name", list_models())
@@ -147,13 +174,18 @@ def test_stages_capture_maps_of_every_model(name, variant):
     stages = model_stages(model)
     modules = dict(model.named_modules())
     shapes = {}
-    handles = [modules[s.output].register_forward_hook(lambda _m, _i, out, n=s.name: shapes.__setitem__(n, out.shape))
-               for s in stages]
+    handles = [
+        modules[s.output].register_forward_hook(lambda _m, _i, out, n=s.name: shapes.__setitem__(n, out.shape))
+        for s in stages
+    ]
     model(x)
     for h in handles:
         h.remove()
-    assert [s.name for s in stages] == (["stem", "layer1", "layer2", "layer3", "layer4"] if name.startswith("resnet")
-                                        else [f"block{i}" for i in range(1, 6)])
+    assert [s.name for s in stages] == (
+        ["stem", "layer1", "layer2", "layer3", "layer4"]
+        if name.startswith("resnet")
+        else [f"block{i}" for i in range(1, 6)]
+    )
     sizes = [shapes[s.name][-1] for s in stages]
     assert all(len(shapes[s.name]) == 4 and shapes[s.name][0] == 2 for s in stages)
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0]
@@ -162,6 +194,7 @@ def test_stages_capture_maps_of_every_model(name, variant):
 
 
 # -- after training ----------------------------------------------------------------------------------------------
+
 
 def test_grad_cam_finds_a_planted_patch():
     """Class 1 images carry a bright 4x4 patch somewhere in noise: Grad-CAM must light the patch up."""
@@ -174,14 +207,21 @@ def test_grad_cam_finds_a_planted_patch():
         mask = torch.zeros(n, 16, 16, dtype=torch.bool)
         for i in range(n):
             r, c = where[i].tolist()
-            mask[i, r:r + 4, c:c + 4] = True
+            mask[i, r : r + 4, c : c + 4] = True
             if y[i] == 1:
-                x[i, 0, r:r + 4, c:c + 4] = 1.0
+                x[i, 0, r : r + 4, c : c + 4] = 1.0
         return x, y, mask
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                          nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
     opt = torch.optim.Adam(model.parameters(), 1e-2)
     for _ in range(150):
         x, y, _ = batch(64)
@@ -228,7 +268,9 @@ def test_landscape_at_distance_zero_is_the_model_loss():
     for name, p in model.named_parameters():  # restored
         assert torch.equal(p, before[name])
     w = model.layer1[0].conv1.weight
-    assert torch.allclose(direction["layer1.0.conv1.weight"].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-4)
+    assert torch.allclose(
+        direction["layer1.0.conv1.weight"].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-4
+    )
     assert not direction["bn1.weight"].any() and not direction["fc.bias"].any()
     # batch statistics leave the running statistics untouched
     mean = model.bn1.running_mean.clone()
@@ -255,7 +297,7 @@ def test_insight_of_a_run_and_of_a_study(tmp_path, dynamic_run, capsys):
     assert {r["slice"] for r in read_rows(plain / "insight" / "landscape.csv")} == {"direction"}  # no init.pt
     page = (study / "report.html").read_text()
     assert "How the weights update" in page and "What the networks learn" in page
-    assert page.count("weight dynamics\"") == 1  # only the run trained with --dynamics has curves
+    assert page.count('weight dynamics"') == 1  # only the run trained with --dynamics has curves
 
 
 def test_insight_refuses_an_unknown_layer(dynamic_run, capsys):
@@ -269,9 +311,33 @@ def test_tensorboard_logs_metrics_dynamics_and_histograms(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    assert main(["train", "--model", "vgg11_bn", "--dataset", "mnist", "--limit-train", "64", "--limit-test", "32",
-                 "--batch-size", "32", "--epochs", "1", "--threads", "1", "--dynamics", "--tensorboard",
-                 str(tmp_path / "tb"), "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "vgg11_bn",
+                "--dataset",
+                "mnist",
+                "--limit-train",
+                "64",
+                "--limit-test",
+                "32",
+                "--batch-size",
+                "32",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--dynamics",
+                "--tensorboard",
+                str(tmp_path / "tb"),
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     events = EventAccumulator(str(tmp_path / "tb" / "run"), size_guidance={"histograms": 0}).Reload()
     scalars = events.Tags()["scalars"]
     assert "epoch/test_top1" in scalars and "update_ratio/features.0" in scalars and "grad_norm/classifier" in scalars
@@ -289,5 +355,7 @@ def test_weights_vs_init_measures_direction_and_scale():
         model.conv.weight.mul_(0.5)  # same direction, half the size
         model.fc.weight.copy_(torch.randn_like(model.fc.weight))  # a new direction
     rows = {r["layer"]: r for r in weights_vs_init(model, init, model_stages(model))}
-    assert rows["conv"]["cosine"] == pytest.approx(1.0) and rows["conv"]["final_norm"] == pytest.approx(rows["conv"]["init_norm"] / 2)
+    assert rows["conv"]["cosine"] == pytest.approx(1.0) and rows["conv"]["final_norm"] == pytest.approx(
+        rows["conv"]["init_norm"] / 2
+    )
     assert abs(rows["fc"]["cosine"]) < 0.99

@@ -1,4 +1,5 @@
 """The per-layer architecture view: `cnnbench models NAME --layers`, the papers' tables, the report's stages."""
+
 import csv
 import re
 from pathlib import Path
@@ -57,7 +58,9 @@ def test_layer_values_on_a_hand_checked_model():
     _, rows = model_layer_table("resnet18", "small", (3, 32, 32), 10)
     conv1 = rows[0]
     assert (conv1.name, conv1.type, conv1.stage, conv1.output_shape) == ("conv1", "Conv2d", "stem", (1, 64, 32, 32))
-    assert conv1.params == 3 * 64 * 9 and conv1.macs == 3 * 64 * 9 * 32 * 32 and conv1.activation_bytes == 64 * 32 * 32 * 4
+    assert (
+        conv1.params == 3 * 64 * 9 and conv1.macs == 3 * 64 * 9 * 32 * 32 and conv1.activation_bytes == 64 * 32 * 32 * 4
+    )
     relu = next(r for r in rows if r.name == "relu")
     assert relu.activation_bytes == 0  # in place: its output is its input's memory
     # the reused ReLU of a basic block appears once per call, its (zero) parameters counted once
@@ -68,7 +71,10 @@ def test_layer_values_on_a_hand_checked_model():
 
 def test_vgg_table_matches_the_study_and_torchvision():
     table = paper_table("vgg")
-    header, layers = table.splitlines()[0], next(line for line in table.splitlines() if line.startswith("| weight layers"))
+    header, layers = (
+        table.splitlines()[0],
+        next(line for line in table.splitlines() if line.startswith("| weight layers")),
+    )
     assert [c.strip() for c in header.strip("|").split("|")][1:] == ["A", "A-LRN", "B", "C", "D", "E"]
     assert [int(c) for c in layers.strip("|").split("|")[1:]] == [11, 11, 13, 16, 16, 19]  # the study's Table 1
     params = next(line for line in table.splitlines() if line.startswith("| parameters"))

@@ -3,9 +3,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from cnnbench.models.complexity import count_params
 from cnnbench.errors import ConfigError
 from cnnbench.models import create_model, list_models, register_model, resolve_variant
+from cnnbench.models.complexity import count_params
 
 ALL = list_models()
 
@@ -83,7 +83,9 @@ def test_variant_auto_resolves_by_input_size():
 def test_small_and_paper_variants_differ_where_documented():
     small, paper = create_model("resnet18", variant="small"), create_model("resnet18", variant="paper")
     assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1) and isinstance(small.maxpool, nn.Identity)
-    assert paper.conv1.kernel_size == (7, 7) and paper.conv1.stride == (2, 2) and isinstance(paper.maxpool, nn.MaxPool2d)
+    assert (
+        paper.conv1.kernel_size == (7, 7) and paper.conv1.stride == (2, 2) and isinstance(paper.maxpool, nn.MaxPool2d)
+    )
     vs, vp = create_model("vgg16", variant="small"), create_model("vgg16", variant="paper")
     assert isinstance(vs.classifier, nn.Linear) and vs.classifier.in_features == 512
     assert [m.out_features for m in vp.classifier if isinstance(m, nn.Linear)] == [4096, 4096, 10]
@@ -97,7 +99,9 @@ def test_vgg_columns_follow_table1():
     assert [c.kernel_size[0] for c in convs("vgg16_c")].count(1) == 3
     assert all(c.kernel_size == (3, 3) for c in convs("vgg16"))
     lrn = create_model("vgg11_lrn", variant="small").features
-    assert isinstance(lrn[2], nn.LocalResponseNorm) and not any(isinstance(m, nn.LocalResponseNorm) for m in convs("vgg11"))
+    assert isinstance(lrn[2], nn.LocalResponseNorm) and not any(
+        isinstance(m, nn.LocalResponseNorm) for m in convs("vgg11")
+    )
 
 
 def test_unknown_model_suggests_nearest_name():

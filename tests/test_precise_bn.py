@@ -63,8 +63,17 @@ def test_budget_is_capped_at_a_tenth_of_the_training_split():
 
 
 def test_training_is_the_same_with_or_without_it_and_the_saved_statistics_are_recomputed(tmp_path):
-    base = TrainConfig(model="resnet18", dataset="mnist", epochs=1, limit_train=320, limit_test=64, batch_size=32,
-                       lr=0.05, deterministic=True, precision="fp32")
+    base = TrainConfig(
+        model="resnet18",
+        dataset="mnist",
+        epochs=1,
+        limit_train=320,
+        limit_test=64,
+        batch_size=32,
+        lr=0.05,
+        deterministic=True,
+        precision="fp32",
+    )
     fit(base.replace(precise_bn=0), tmp_path / "off")
     fit(base.replace(precise_bn=64), tmp_path / "on")
     off = load_file(tmp_path / "off" / "checkpoints" / "last.pt")["model"]

@@ -1,4 +1,5 @@
 """Using a trained run: `cnnbench predict` on image files and `cnnbench export` (ONNX, torch.export)."""
+
 import csv
 import json
 
@@ -14,8 +15,16 @@ from cnnbench.engine.evaluate import evaluate
 from cnnbench.engine.predict import load_trained
 from cnnbench.engine.train import data_options
 
-CFG = TrainConfig(model="resnet18", dataset="mnist", epochs=1, limit_train=600, limit_test=50, batch_size=32, lr=0.05,
-                  precision="fp32")
+CFG = TrainConfig(
+    model="resnet18",
+    dataset="mnist",
+    epochs=1,
+    limit_train=600,
+    limit_test=50,
+    batch_size=32,
+    lr=0.05,
+    precision="fp32",
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +59,16 @@ def test_predict_gives_the_runs_own_predictions_for_image_files(trained, tmp_pat
     # the same model on the same images through the training pipeline (padding to 32, its mean and std)
     model, prep = load_trained(trained, torch.device("cpu"))
     data = load_dataset("mnist", None, data_options(CFG))
-    logits = evaluate(model, data.test_x[: len(images)], data.test_y[: len(images)], data, torch.device("cpu"),
-                      "fp32", 64, channels_last=False)["logits"]
+    logits = evaluate(
+        model,
+        data.test_x[: len(images)],
+        data.test_y[: len(images)],
+        data,
+        torch.device("cpu"),
+        "fp32",
+        64,
+        channels_last=False,
+    )["logits"]
     probs = torch.softmax(logits, 1)
     assert [r["class_1"] for r in rows] == [classes[i] for i in probs.argmax(1).tolist()]
     np.testing.assert_allclose([float(r["prob_1"]) for r in rows], probs.max(1).values.numpy(), rtol=1e-4, atol=1e-5)

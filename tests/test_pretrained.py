@@ -1,4 +1,5 @@
 """Fine-tuning from pretrained weights. The "pretrained" files are torchvision models built here (no download)."""
+
 import urllib.error
 
 import pytest
@@ -8,12 +9,13 @@ import torchvision
 
 from cnnbench.config import TrainConfig
 from cnnbench.engine import fit
+from cnnbench.engine import pretrained as pt
 from cnnbench.engine.train import setup
 from cnnbench.errors import ConfigError
-from cnnbench.engine import pretrained as pt
 
-TINY = dict(dataset="mnist_demo", limit_train=64, limit_test=32, batch_size=16, epochs=1, precise_bn=0,
-            eval_batch_size=32)
+TINY = dict(
+    dataset="mnist_demo", limit_train=64, limit_test=32, batch_size=16, epochs=1, precise_bn=0, eval_batch_size=32
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +45,12 @@ def test_body_loaded_strictly_head_replaced_grey_conv_summed(resnet18_file, tmp_
     # grey MNIST: the RGB stem summed over its input channels, which sees a grey image as RGB saw it repeated
     assert state["conv1.weight"].shape == (64, 1, 7, 7)
     grey = torch.rand(2, 1, 32, 32)
-    torch.testing.assert_close(F.conv2d(grey, state["conv1.weight"].float().cpu()),
-                               F.conv2d(grey.repeat(1, 3, 1, 1), source["conv1.weight"]), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        F.conv2d(grey, state["conv1.weight"].float().cpu()),
+        F.conv2d(grey.repeat(1, 3, 1, 1), source["conv1.weight"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # ImageNet's statistics (grey: their mean), not MNIST's
     assert run.data.mean.tolist() == pytest.approx([sum(pt.IMAGENET_MEAN) / 3])
     assert run.data.std.tolist() == pytest.approx([sum(pt.IMAGENET_STD) / 3])
@@ -53,8 +59,11 @@ def test_body_loaded_strictly_head_replaced_grey_conv_summed(resnet18_file, tmp_
 
 def test_two_learning_rates(resnet18_file, tmp_path):
     path, _ = resnet18_file
-    run = setup(TrainConfig(model="resnet18", variant="paper", pretrained=str(path), lr=0.05, backbone_lr_scale=0.1,
-                            **TINY), tmp_path, resume=False)
+    run = setup(
+        TrainConfig(model="resnet18", variant="paper", pretrained=str(path), lr=0.05, backbone_lr_scale=0.1, **TINY),
+        tmp_path,
+        resume=False,
+    )
     head = {id(p) for p in run.model.fc.parameters()}
     for group in run.optimizer.param_groups:
         in_head = {id(p) in head for p in group["params"]}
@@ -67,8 +76,9 @@ def test_two_learning_rates(resnet18_file, tmp_path):
 def test_frozen_backbone_stays_frozen(resnet18_file, tmp_path):
     path, source = resnet18_file
     # precise BN on: it must leave a frozen body's statistics alone too
-    cfg = TrainConfig(model="resnet18", variant="paper", pretrained=str(path), freeze_backbone=True,
-                      **{**TINY, "precise_bn": 4096})
+    cfg = TrainConfig(
+        model="resnet18", variant="paper", pretrained=str(path), freeze_backbone=True, **{**TINY, "precise_bn": 4096}
+    )
     summary = fit(cfg, tmp_path / "run")
     trained = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
     for name, value in source.items():  # weights and batch-norm statistics alike
@@ -82,8 +92,11 @@ def test_frozen_backbone_stays_frozen(resnet18_file, tmp_path):
 
 def test_frozen_backbone_optimizer_holds_the_head_only(resnet18_file, tmp_path):
     path, _ = resnet18_file
-    run = setup(TrainConfig(model="resnet18", variant="paper", pretrained=str(path), freeze_backbone=True, **TINY),
-                tmp_path, resume=False)
+    run = setup(
+        TrainConfig(model="resnet18", variant="paper", pretrained=str(path), freeze_backbone=True, **TINY),
+        tmp_path,
+        resume=False,
+    )
     optimized = [p for g in run.optimizer.param_groups for p in g["params"]]
     assert {id(p) for p in optimized} == {id(p) for p in run.model.fc.parameters()}
 
@@ -93,16 +106,26 @@ def test_weights_that_do_not_fit_are_named(resnet18_file, tmp_path):
     missing = {k: v for k, v in source.items() if k != "layer1.0.conv1.weight"}
     torch.save(missing, tmp_path / "missing.pth")
     with pytest.raises(ConfigError, match="it has layer1.0.conv1.weight which they lack"):
-        setup(TrainConfig(model="resnet18", variant="paper", pretrained=str(tmp_path / "missing.pth"), **TINY),
-              tmp_path / "a", resume=False)
+        setup(
+            TrainConfig(model="resnet18", variant="paper", pretrained=str(tmp_path / "missing.pth"), **TINY),
+            tmp_path / "a",
+            resume=False,
+        )
     extra = {**source, "layer9.weight": torch.zeros(1)}
     torch.save(extra, tmp_path / "extra.pth")
     with pytest.raises(ConfigError, match="they have layer9.weight which it lacks"):
-        setup(TrainConfig(model="resnet18", variant="paper", pretrained=str(tmp_path / "extra.pth"), **TINY),
-              tmp_path / "b", resume=False)
+        setup(
+            TrainConfig(model="resnet18", variant="paper", pretrained=str(tmp_path / "extra.pth"), **TINY),
+            tmp_path / "b",
+            resume=False,
+        )
     # the small variant's 3x3 stem cannot take the 7x7 ImageNet stem
-    with pytest.raises(ConfigError, match=r"conv1.weight is \(64, 3, 7, 7\) there and \(64, 1, 3, 3\) here.*--variant paper"):
-        setup(TrainConfig(model="resnet18", variant="small", pretrained=str(path), **TINY), tmp_path / "c", resume=False)
+    with pytest.raises(
+        ConfigError, match=r"conv1.weight is \(64, 3, 7, 7\) there and \(64, 1, 3, 3\) here.*--variant paper"
+    ):
+        setup(
+            TrainConfig(model="resnet18", variant="small", pretrained=str(path), **TINY), tmp_path / "c", resume=False
+        )
 
 
 def test_imagenet_offline_names_where_torchvision_looks(monkeypatch, tmp_path):
@@ -132,8 +155,11 @@ def test_freeze_without_weights_is_refused():
 def test_fine_tune_from_a_cnnbench_run(tmp_path):
     """A run's folder as --pretrained: its weights, its variant and its normalisation; the body really starts there."""
     first = fit(TrainConfig(model="resnet18", variant="small", **TINY), tmp_path / "pre")
-    run = setup(TrainConfig(model="resnet18", pretrained=str(tmp_path / "pre"), **{**TINY, "dataset": "mnist_demo"}),
-                tmp_path / "ft", resume=False)
+    run = setup(
+        TrainConfig(model="resnet18", pretrained=str(tmp_path / "pre"), **{**TINY, "dataset": "mnist_demo"}),
+        tmp_path / "ft",
+        resume=False,
+    )
     assert run.variant == "small"  # auto took the pretraining run's variant
     assert run.data.mean.tolist() == pytest.approx(first["normalization"]["mean"])
     pre = torch.load(tmp_path / "pre" / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -152,7 +178,9 @@ def test_study_compares_scratch_and_fine_tuned_rows(resnet18_file, tmp_path):
     assert [c.pretrained for c in spec.runs()] == [None, str(path)]
     run_study(spec, tmp_path / "study", log=lambda _: None)
     assert sorted(d.name for d in (tmp_path / "study" / "runs").iterdir()) == [
-        "resnet18-from-resnet18.pth-mnist_demo-seed0", "resnet18-mnist_demo-seed0"]
+        "resnet18-from-resnet18.pth-mnist_demo-seed0",
+        "resnet18-mnist_demo-seed0",
+    ]
     rows = read_csv(tmp_path / "study" / "comparison.csv")
     assert sorted(r["variant"] for r in rows) == ["paper", "paper, fine-tuned from resnet18.pth"]
     assert "fine-tuned from resnet18.pth" in (tmp_path / "study" / "comparison.md").read_text()

@@ -58,9 +58,9 @@ def test_idx_garbage_is_a_data_error_or_valid(blob):
         return
     # accepted: a well-formed header whose declared shape the payload fills exactly, read in C order
     ndim = blob[3]
-    shape = tuple(int.from_bytes(blob[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     assert blob[:3] == b"\x00\x00\x08" and out.shape == shape
-    assert out.tobytes() == blob[4 + 4 * ndim: 4 + 4 * ndim + int(np.prod(shape))]
+    assert out.tobytes() == blob[4 + 4 * ndim : 4 + 4 * ndim + int(np.prod(shape))]
 
 
 def _png(arr: np.ndarray) -> bytes:

@@ -1,4 +1,5 @@
 """Corruptions, attacks and `cnnbench robustness`: properties that hold for any correct implementation."""
+
 import json
 
 import numpy as np
@@ -16,7 +17,8 @@ from cnnbench.data.loader import DataOptions, load_dataset
 # Tables of the original generator that do not grow in mean pixel change (checked separately below):
 # glass_blur's first two severities differ only by a blur too small to survive 8-bit rounding, and its third
 # blurs away part of the shuffling; elastic_transform trades affine displacement (large pixel change, little
-# distortion) for elastic distortion as severity rises (it is checked for change and determinism only); frost's image weight falls as its texture weight rises.
+# distortion) for elastic distortion as severity rises (it is checked for change and determinism only); frost's
+# image weight falls as its texture weight rises.
 NOT_MONOTONE = {"glass_blur", "elastic_transform", "frost"}
 
 
@@ -95,7 +97,7 @@ def trained_digits():
     model = PixelModel(TinyNet(), data.mean, data.std, channels_last=False)
     opt = torch.optim.Adam(model.parameters(), 2e-3)
     x, y = data.train_x.float() / 255, data.train_y
-    for epoch in range(3):
+    for _epoch in range(3):
         for idx in torch.randperm(len(y)).split(64):
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
@@ -113,7 +115,10 @@ def test_attacks_stay_in_the_ball_and_pgd_is_at_least_as_strong(trained_digits):
     model, x, y = trained_digits
     clean = accuracy(model, x, y)
     assert clean > 0.85
-    assert accuracy(model, fgsm(model, x, y, 0.0), y) == clean and accuracy(model, pgd(model, x, y, 0.0, 0.01, 40), y) == clean
+    assert (
+        accuracy(model, fgsm(model, x, y, 0.0), y) == clean
+        and accuracy(model, pgd(model, x, y, 0.0, 0.01, 40), y) == clean
+    )
     g = torch.Generator().manual_seed(0)
     for eps in (0.1, 0.2):
         adv_f, adv_p = fgsm(model, x, y, eps), pgd(model, x, y, eps, 0.01, 40, g)
@@ -153,8 +158,26 @@ def fake_cifar_root(root, per_class_train=4, per_class_test=2):
 def cifar_run(tmp_path_factory):
     root = fake_cifar_root(tmp_path_factory.mktemp("data"))
     run = tmp_path_factory.mktemp("runs") / "vgg11_bn-cifar10"
-    assert main(["train", "--model", "vgg11_bn", "--dataset", "cifar10", "--data-dir", str(root), "--epochs", "1",
-                 "--batch-size", "8", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "vgg11_bn",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                str(root),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     return root, run
 
 
@@ -177,8 +200,23 @@ def test_official_npy_files_are_used_when_present(cifar_run):
         for f in folder.iterdir():
             f.unlink()
         folder.rmdir()
-    assert main(["robustness", str(run), "--corruptions", "contrast", "--attacks", "fgsm", "--eps", "0,2/255",
-                 "--severities", "1,5"]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                str(run),
+                "--corruptions",
+                "contrast",
+                "--attacks",
+                "fgsm",
+                "--eps",
+                "0,2/255",
+                "--severities",
+                "1,5",
+            ]
+        )
+        == 0
+    )
     r = json.loads((run / "robustness.json").read_text())
     assert r["source"] == "generated" and list(r["corruptions"]["contrast"]) == ["1", "5"]
     assert r["adversarial"]["fgsm"][repr(0.0)] == r["clean_top1"]  # eps 0 is exactly the clean accuracy
@@ -186,12 +224,15 @@ def test_official_npy_files_are_used_when_present(cifar_run):
     assert rows[0] == "kind,name,level,top1" and len(rows) == 1 + 1 + 2 + 2
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--corruptions", "fogg"], "did you mean 'fog'"),
-    (["--severities", "0-3"], "severities from 1 to 5"),
-    (["--eps", "-0.1"], "eps must be between 0 and 1"),
-    (["--attacks", "pgdd"], "did you mean 'pgd'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--corruptions", "fogg"], "did you mean 'fog'"),
+        (["--severities", "0-3"], "severities from 1 to 5"),
+        (["--eps", "-0.1"], "eps must be between 0 and 1"),
+        (["--attacks", "pgdd"], "did you mean 'pgd'"),
+    ],
+)
 def test_bad_input_is_one_paragraph_and_keeps_results(cifar_run, capsys, argv, message):
     _, run = cifar_run
     before = (run / "robustness.json").read_bytes() if (run / "robustness.json").exists() else None

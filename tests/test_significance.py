@@ -2,6 +2,7 @@
 
 Run folders here are written by hand (summary, metrics, misclassified examples), so each case is exact and needs
 no training; test_study.py covers the same code on really trained runs."""
+
 import csv
 import json
 
@@ -23,13 +24,31 @@ def write_run(study, model, seed, correct, **config):
     run.mkdir(parents=True)
     cfg = {**TrainConfig(model=model, dataset="mnist", seed=seed).to_dict(), **config}
     top1 = float(np.mean(correct))
-    summary = {"model": model, "variant": "small", "dataset": "mnist", "data_source": "MNIST", "seed": seed, "epochs": 2,
-               "test_images": len(correct), "test_top1": top1, "test_top5": 1.0, "test_loss": 1 - top1,
-               "train_time_s": 100.0, "time_per_epoch_s": 50.0, "images_per_s": 10.0, "params": 1000, "macs": 10,
-               "precision": "fp32", "environment": {"device_name": "CPU"}, "config": cfg}
+    summary = {
+        "model": model,
+        "variant": "small",
+        "dataset": "mnist",
+        "data_source": "MNIST",
+        "seed": seed,
+        "epochs": 2,
+        "test_images": len(correct),
+        "test_top1": top1,
+        "test_top5": 1.0,
+        "test_loss": 1 - top1,
+        "train_time_s": 100.0,
+        "time_per_epoch_s": 50.0,
+        "images_per_s": 10.0,
+        "params": 1000,
+        "macs": 10,
+        "precision": "fp32",
+        "environment": {"device_name": "CPU"},
+        "config": cfg,
+    }
     (run / "summary.json").write_text(json.dumps(summary))
-    (run / "metrics.csv").write_text("epoch,train_loss,train_acc,test_loss,test_top1,test_top5,lr,epoch_time_s\n"
-                                     f"1,1.0,0.5,1.0,{top1},1.0,0.1,50\n2,0.5,0.8,0.5,{top1},1.0,0.0,50\n")
+    (run / "metrics.csv").write_text(
+        "epoch,train_loss,train_acc,test_loss,test_top1,test_top5,lr,epoch_time_s\n"
+        f"1,1.0,0.5,1.0,{top1},1.0,0.1,50\n2,0.5,0.8,0.5,{top1},1.0,0.0,50\n"
+    )
     with open(run / "misclassified.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "true", "pred", "confidence"])
@@ -42,8 +61,8 @@ def table(b, c, both=850, rng=None):
     a = np.zeros(N, bool)
     bb = np.zeros(N, bool)
     a[:b] = True
-    bb[b:b + c] = True
-    a[b + c:b + c + both] = bb[b + c:b + c + both] = True
+    bb[b : b + c] = True
+    a[b + c : b + c + both] = bb[b + c : b + c + both] = True
     order = (rng or np.random.default_rng(0)).permutation(N)
     return a[order], bb[order]
 
@@ -62,7 +81,10 @@ def test_one_seed_significant_difference_is_named_with_its_interval_and_test(tmp
     assert pair.mcnemar[:2] == (40, 10) and pair.mcnemar[2] < 0.001 and pair.significant
     assert pair.diff == pytest.approx(0.03) and pair.ci[0] > 0
     text = " ".join(findings(groups, [pair])["mnist"])
-    assert "resnet18 is more accurate than vgg16_bn by 3.00 points (95% CI" in text and "McNemar p < 0.001, b = 40, c = 10" in text
+    assert (
+        "resnet18 is more accurate than vgg16_bn by 3.00 points (95% CI" in text
+        and "McNemar p < 0.001, b = 40, c = 10" in text
+    )
     assert "spread over seeds is unknown" in text
 
 
@@ -150,9 +172,27 @@ def test_study_writes_pairs_csv_and_shows_pairs(tmp_path):
     assert main(["report", str(tmp_path)]) == 0
     with open(tmp_path / "pairs.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[:13] == ["dataset", "model_a", "model_b", "seeds", "top1_a", "top1_b", "diff_top1", "diff_ci_low",
-                                  "diff_ci_high", "ci_method", "mcnemar_b", "mcnemar_c", "mcnemar_p"]
-    assert (rows[0]["model_a"], rows[0]["mcnemar_b"], rows[0]["mcnemar_c"], rows[0]["wins_a"]) == ("resnet18", "40", "10", "1")
+    assert list(rows[0])[:13] == [
+        "dataset",
+        "model_a",
+        "model_b",
+        "seeds",
+        "top1_a",
+        "top1_b",
+        "diff_top1",
+        "diff_ci_low",
+        "diff_ci_high",
+        "ci_method",
+        "mcnemar_b",
+        "mcnemar_c",
+        "mcnemar_p",
+    ]
+    assert (rows[0]["model_a"], rows[0]["mcnemar_b"], rows[0]["mcnemar_c"], rows[0]["wins_a"]) == (
+        "resnet18",
+        "40",
+        "10",
+        "1",
+    )
     with open(tmp_path / "comparison.csv") as f:
         comp = list(csv.DictReader(f))
     low, high = float(comp[0]["test_top1_ci_low"]), float(comp[0]["test_top1_ci_high"])

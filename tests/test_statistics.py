@@ -1,11 +1,18 @@
 """The statistics behind every verdict, checked against hand-computed cases (no training needed)."""
+
 import math
 
 import numpy as np
 import pytest
 
-from cnnbench.analysis.statistics import (mcnemar_exact, paired_bootstrap_diff, seeds_needed, t_interval, t_test_p,
-                                          wilson_interval)
+from cnnbench.analysis.statistics import (
+    mcnemar_exact,
+    paired_bootstrap_diff,
+    seeds_needed,
+    t_interval,
+    t_test_p,
+    wilson_interval,
+)
 
 
 def correctness(b: int, c: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,14 +36,18 @@ def test_wilson_interval_known_values():
     low, high = wilson_interval(50, 100)
     assert (low, high) == (pytest.approx(0.4038, abs=1e-4), pytest.approx(0.5962, abs=1e-4))
     low, high = wilson_interval(0, 10)  # upper bound z^2 / (n + z^2) when nothing is right
-    assert low == 0 and high == pytest.approx(1.959964 ** 2 / (10 + 1.959964 ** 2), rel=1e-6)
+    assert low == 0 and high == pytest.approx(1.959964**2 / (10 + 1.959964**2), rel=1e-6)
     low, high = wilson_interval(10, 10)
-    assert high == 1 and low == pytest.approx(10 / (10 + 1.959964 ** 2), rel=1e-6)
+    assert high == 1 and low == pytest.approx(10 / (10 + 1.959964**2), rel=1e-6)
 
 
 def test_t_interval_and_t_test_by_hand():
     mean, low, high = t_interval([1.0, 2.0, 3.0])  # sd 1, t(0.975, 2) = 4.3027
-    assert mean == 2 and high - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5) and mean - low == pytest.approx(high - mean)
+    assert (
+        mean == 2
+        and high - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+        and mean - low == pytest.approx(high - mean)
+    )
     assert t_interval([0.5]) is None
     assert t_test_p([0.01, 0.01, 0.01]) == 0.0 and t_test_p([0.0, 0.0]) == 1.0
     assert t_test_p([1.0, -1.0, 0.5, -0.5]) == pytest.approx(1.0)

@@ -29,9 +29,21 @@ def study(tmp_path_factory):
 def test_study_writes_every_run_and_artifact(study):
     out, report = study
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert runs == ["vgg11_bn-mnist_demo-seed0", "vgg11_bn-mnist_demo-seed1", "vgg13_bn-mnist_demo-seed0", "vgg13_bn-mnist_demo-seed1"]
+    assert runs == [
+        "vgg11_bn-mnist_demo-seed0",
+        "vgg11_bn-mnist_demo-seed1",
+        "vgg13_bn-mnist_demo-seed0",
+        "vgg13_bn-mnist_demo-seed1",
+    ]
     for run in (out / "runs").iterdir():
-        for name in ["summary.json", "metrics.csv", "curves.png", "confusion.png", "misclassified.png", "per_class.csv"]:
+        for name in [
+            "summary.json",
+            "metrics.csv",
+            "curves.png",
+            "confusion.png",
+            "misclassified.png",
+            "per_class.csv",
+        ]:
             assert (run / name).stat().st_size > 0, (run.name, name)
     assert (out / "datasets" / "mnist_demo" / "samples.png").exists()
     assert (out / "datasets" / "mnist_demo" / "accuracy.png").exists()
@@ -51,11 +63,25 @@ def test_report_shows_the_numbers_of_comparison_csv(study):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
     for r in rows:
-        v = {k: float(r[k]) for k in ("test_top1", "test_top1_std", "test_top1_mean_ci_low", "test_top1_mean_ci_high",
-                                       "test_top1_min", "test_top1_max", "test_top5", "test_top5_std", "test_loss")}
+        v = {
+            k: float(r[k])
+            for k in (
+                "test_top1",
+                "test_top1_std",
+                "test_top1_mean_ci_low",
+                "test_top1_mean_ci_high",
+                "test_top1_min",
+                "test_top1_max",
+                "test_top5",
+                "test_top5_std",
+                "test_loss",
+            )
+        }
         spread = f" ± {v['test_top1_std'] * 100:.2f}" if v["test_top1_std"] else ""
-        top1 = (f"{v['test_top1']:.2%}{spread} [{v['test_top1_mean_ci_low']:.2%}, "
-                f"{v['test_top1_mean_ci_high']:.2%}] ({v['test_top1_min']:.2%} to {v['test_top1_max']:.2%})")
+        top1 = (
+            f"{v['test_top1']:.2%}{spread} [{v['test_top1_mean_ci_low']:.2%}, "
+            f"{v['test_top1_mean_ci_high']:.2%}] ({v['test_top1_min']:.2%} to {v['test_top1_max']:.2%})"
+        )
         top5 = f"{v['test_top5']:.2%}" + (f" ± {v['test_top5_std'] * 100:.2f}" if v["test_top5_std"] else "")
         row_html = f"<tr><td>{r['model']}</td>"
         cells = page.split(row_html, 1)[1].split("</tr>", 1)[0]
@@ -67,8 +93,25 @@ def test_comparison_table_aggregates_seeds(study):
     out, _ = study
     with open(out / "comparison.csv") as f:
         rows = list(csv.DictReader(f))
-    required = ["model", "variant", "dataset", "data_source", "seeds", "params", "macs", "test_loss", "test_top1", "test_top5",
-                "test_top1_std", "train_time_s", "images_per_s", "infer_images_per_s", "peak_memory_mb", "device", "precision"]
+    required = [
+        "model",
+        "variant",
+        "dataset",
+        "data_source",
+        "seeds",
+        "params",
+        "macs",
+        "test_loss",
+        "test_top1",
+        "test_top5",
+        "test_top1_std",
+        "train_time_s",
+        "images_per_s",
+        "infer_images_per_s",
+        "peak_memory_mb",
+        "device",
+        "precision",
+    ]
     assert all(c in rows[0] for c in required)
     # the figures `cnnbench profile` gives are measured in every run too: a process needs >100 MB, and
     # evaluation (no backward pass, large batches) is faster than training
@@ -76,8 +119,10 @@ def test_comparison_table_aggregates_seeds(study):
     assert all(float(r["infer_images_per_s"]) > float(r["images_per_s"]) for r in rows)
     assert [r["model"] for r in rows] == ["vgg11_bn", "vgg13_bn"]
     for row in rows:
-        tops = [json.loads((out / "runs" / f"{row['model']}-mnist_demo-seed{s}" / "summary.json").read_text())["test_top1"]
-                for s in (0, 1)]
+        tops = [
+            json.loads((out / "runs" / f"{row['model']}-mnist_demo-seed{s}" / "summary.json").read_text())["test_top1"]
+            for s in (0, 1)
+        ]
         assert float(row["test_top1"]) == pytest.approx(sum(tops) / 2)
         assert row["seeds"] == "0 1" and row["variant"] == "small"
     md = (out / "comparison.md").read_text()
@@ -94,10 +139,14 @@ def test_pairs_are_tested_on_the_runs_own_predictions(study):
         per_seed = list(csv.DictReader(f))
     assert [r["seed"] for r in per_seed] == ["0", "1"]
     for r in per_seed:
-        a, b = (json.loads((out / "runs" / f"{r[k]}-mnist_demo-seed{r['seed']}" / "summary.json").read_text())
-                for k in ("model_a", "model_b"))
+        a, b = (
+            json.loads((out / "runs" / f"{r[k]}-mnist_demo-seed{r['seed']}" / "summary.json").read_text())
+            for k in ("model_a", "model_b")
+        )
         n = a["test_images"]
-        assert (int(r["mcnemar_b"]) - int(r["mcnemar_c"])) / n == pytest.approx(a["test_top1"] - b["test_top1"], abs=1e-6)
+        assert (int(r["mcnemar_b"]) - int(r["mcnemar_c"])) / n == pytest.approx(
+            a["test_top1"] - b["test_top1"], abs=1e-6
+        )
         assert float(r["diff_ci_low"]) <= float(r["diff_top1"]) <= float(r["diff_ci_high"])
     with open(out / "pairs.csv") as f:
         (pair,) = list(csv.DictReader(f))
@@ -122,7 +171,9 @@ def test_finished_run_with_other_settings_is_not_mixed_in(study, tmp_path):
     spec = StudySpec(("vgg11_bn",), ("mnist_demo",), (0,), STUDY_BASE.replace(lr=0.02))
     with pytest.raises(ConfigError, match=r"other settings than this study asks for \(lr: 0.01 -> 0.02\)"):
         run_study(spec, copy, log=lambda _: None)
-    assert json.loads((copy / "runs" / "vgg11_bn-mnist_demo-seed0" / "summary.json").read_text())["config"]["lr"] == 0.01
+    assert (
+        json.loads((copy / "runs" / "vgg11_bn-mnist_demo-seed0" / "summary.json").read_text())["config"]["lr"] == 0.01
+    )
 
 
 def test_settings_missing_from_an_older_run_count_as_their_defaults():
@@ -142,9 +193,17 @@ def test_published_modern_study_is_what_the_preset_trains():
     preset_runs = {run_dir_for(studies, c).name: c for c in resolve_study("modern", seeds=(0, 1, 2, 3)).runs()}
     # studies/modern holds every run of the preset; the second seed and the two-seed report are quoted beside it.
     assert {run_dir_for(studies, c).name for c in resolve_study("modern").runs()} <= {
-        d.name for d in (studies / "modern" / "runs").iterdir()}
-    for study in ("modern", "modern-seed1", "modern-seed2", "modern-seed3", "modern-cifar10-2seeds",
-                  "modern-cifar10-seeds", "modern-mnist"):
+        d.name for d in (studies / "modern" / "runs").iterdir()
+    }
+    for study in (
+        "modern",
+        "modern-seed1",
+        "modern-seed2",
+        "modern-seed3",
+        "modern-cifar10-2seeds",
+        "modern-cifar10-seeds",
+        "modern-mnist",
+    ):
         run_dirs = sorted((studies / study / "runs").iterdir())
         assert run_dirs, study
         for run_dir in run_dirs:
@@ -171,8 +230,16 @@ def test_report_renders_in_headless_chromium(study):
     _, report = study
     errors = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                    "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -196,7 +263,15 @@ def test_presets_are_complete():
     fast = {c.model: c for c in resolve_study("fast").runs()}
     assert set(fast) == {"vgg16_bn", "resnet18"}
     for c in fast.values():
-        assert (c.dataset, c.epochs, c.batch_size, c.lr, c.cutout, c.ema, c.precise_bn) == ("cifar10", 30, 512, 0.4, 8, 0.99, 4096)
+        assert (c.dataset, c.epochs, c.batch_size, c.lr, c.cutout, c.ema, c.precise_bn) == (
+            "cifar10",
+            30,
+            512,
+            0.4,
+            8,
+            0.99,
+            4096,
+        )
 
 
 def test_command_line_options_win_over_a_presets_per_dataset_settings(tmp_path):
@@ -228,8 +303,25 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
     out, _ = study
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    assert main(["robustness", str(copy), "--limit-test", "20", "--corruptions", "shot_noise,rotate",
-                 "--severities", "1,5", "--eps", "0.1", "--baseline", "vgg13_bn"]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                str(copy),
+                "--limit-test",
+                "20",
+                "--corruptions",
+                "shot_noise,rotate",
+                "--severities",
+                "1,5",
+                "--eps",
+                "0.1",
+                "--baseline",
+                "vgg13_bn",
+            ]
+        )
+        == 0
+    )
 
     def rows():
         with open(copy / "comparison.csv") as f:
@@ -269,12 +361,20 @@ def test_published_robustness_is_the_default_run():
     from cnnbench.analysis.robustness.evaluate import CPU_DEFAULT_IMAGES, DIGIT_ATTACK, NATURAL_ATTACK
 
     studies = Path(__file__).resolve().parents[1] / "studies"
-    for run, corruptions, attack in [(f"modern-mnist/runs/{m}-mnist-seed0", DIGITS, DIGIT_ATTACK) for m in MODERN_MODELS] + [
-            (f"modern-seed2/runs/{m}-cifar10-seed2", CIFAR, NATURAL_ATTACK) for m in MODERN_MODELS]:
+    for run, corruptions, attack in [
+        (f"modern-mnist/runs/{m}-mnist-seed0", DIGITS, DIGIT_ATTACK) for m in MODERN_MODELS
+    ] + [(f"modern-seed2/runs/{m}-cifar10-seed2", CIFAR, NATURAL_ATTACK) for m in MODERN_MODELS]:
         r = json.loads((studies / run / "robustness.json").read_text())
-        assert r["images"] == CPU_DEFAULT_IMAGES and r["source"] == "generated" and list(r["corruptions"]) == list(corruptions)
+        assert (
+            r["images"] == CPU_DEFAULT_IMAGES
+            and r["source"] == "generated"
+            and list(r["corruptions"]) == list(corruptions)
+        )
         assert all(list(sev) == ["1", "2", "3", "4", "5"] for sev in r["corruptions"].values())
-        assert r["attack_settings"]["eps"] == pytest.approx(list(attack.eps)) and r["attack_settings"]["pgd_steps"] == attack.steps
+        assert (
+            r["attack_settings"]["eps"] == pytest.approx(list(attack.eps))
+            and r["attack_settings"]["pgd_steps"] == attack.steps
+        )
 
 
 def test_published_insight_is_the_default_run():
@@ -295,8 +395,25 @@ def test_published_insight_is_the_default_run():
 
 def test_compare_through_the_command_line_on_a_tiny_slice(tmp_path, capsys):
     out = tmp_path / "cli-study"
-    argv = ["compare", "--models", "vgg11_bn,resnet18", "--datasets", "mnist", "--limit-train", "64", "--limit-test", "32",
-            "--epochs", "1", "--batch-size", "32", "--threads", "1", "--out", str(out)]
+    argv = [
+        "compare",
+        "--models",
+        "vgg11_bn,resnet18",
+        "--datasets",
+        "mnist",
+        "--limit-train",
+        "64",
+        "--limit-test",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     with open(out / "comparison.csv", newline="") as f:

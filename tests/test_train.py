@@ -18,7 +18,9 @@ TINY = dict(model="vgg11_bn", dataset="mnist", limit_train=128, limit_test=64, b
 def learned_run(tmp_path_factory):
     """A short real run: 2,000 MNIST images, one epoch."""
     out = tmp_path_factory.mktemp("runs") / "mnist-vgg11"
-    cfg = TrainConfig(model="vgg11_bn", dataset="mnist", epochs=1, limit_train=2000, limit_test=1000, batch_size=16, lr=0.01)
+    cfg = TrainConfig(
+        model="vgg11_bn", dataset="mnist", epochs=1, limit_train=2000, limit_test=1000, batch_size=16, lr=0.01
+    )
     return out, fit(cfg, out)
 
 
@@ -36,12 +38,37 @@ def test_run_folder_contents(learned_run):
         assert (out / name).is_file(), name
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s", "images_per_s",
-                            "infer_images_per_s", "peak_memory_mb"]
+    assert list(rows[0]) == [
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_top1",
+        "test_top5",
+        "lr",
+        "epoch_time_s",
+        "images_per_s",
+        "infer_images_per_s",
+        "peak_memory_mb",
+    ]
     assert len(rows) == 1 and float(rows[0]["test_top1"]) == pytest.approx(summary["test_top1"])
     saved = json.loads((out / "summary.json").read_text())
-    for key in ["model", "dataset", "data_source", "epochs", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5",
-                "train_time_s", "params", "macs", "variant", "environment"]:
+    for key in [
+        "model",
+        "dataset",
+        "data_source",
+        "epochs",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_top1",
+        "test_top5",
+        "train_time_s",
+        "params",
+        "macs",
+        "variant",
+        "environment",
+    ]:
         assert key in saved, key
     assert 0 <= saved["train_acc"] <= 1 and 0 <= saved["test_top1"] <= 1
     assert saved["variant"] == "small" and saved["dataset"] == "mnist" and "MNIST" in saved["data_source"]
@@ -56,7 +83,9 @@ def test_log_uses_the_study_format(learned_run):
     text = (out / "log.txt").read_text()
     assert re.search(
         r"^start time: .+\n----- epoch 1 -----\nFinish Training 1 epoch, Loss: \d\.\d{6}, Acc\.: \d\.\d{6}\n"
-        r"Test Loss: \d\.\d{6}, Top1_Acc: \d\.\d{6} , Top5_Acc: \d\.\d{6}\nEnd time: .+\n$", text)
+        r"Test Loss: \d\.\d{6}, Top1_Acc: \d\.\d{6} , Top5_Acc: \d\.\d{6}\nEnd time: .+\n$",
+        text,
+    )
 
 
 def test_predictions_match_summary(learned_run):
@@ -125,7 +154,9 @@ def test_resume_refuses_changed_settings(tmp_path):
 
 def test_resume_of_a_finished_run_checks_settings_too(learned_run):
     out, summary = learned_run
-    cfg = TrainConfig(model="vgg11_bn", dataset="mnist", epochs=1, limit_train=2000, limit_test=1000, batch_size=16, lr=0.01)
+    cfg = TrainConfig(
+        model="vgg11_bn", dataset="mnist", epochs=1, limit_train=2000, limit_test=1000, batch_size=16, lr=0.01
+    )
     assert fit(cfg, out, resume=True) == summary  # same settings: the finished run's summary
     with pytest.raises(ConfigError, match=r"different settings \(epochs: 1 -> 3\)"):
         fit(cfg.replace(epochs=3), out, resume=True)
@@ -141,8 +172,17 @@ class StepLosses(Callback):
 
 @pytest.mark.parametrize("check_every", [1, 3])
 def test_divergence_is_checked_every_check_every_steps_and_callbacks_see_every_step(tmp_path, check_every):
-    cfg = TrainConfig(**{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "label_smoothing": 0.0,
-                         "check_every": check_every, "epochs": 1})
+    cfg = TrainConfig(
+        **{
+            **TINY,
+            "model": "vgg11",
+            "lr": 10.0,
+            "schedule": "constant",
+            "label_smoothing": 0.0,
+            "check_every": check_every,
+            "epochs": 1,
+        }
+    )
     seen = StepLosses()
     with pytest.raises(TrainingError, match=r"epoch 1, step (\d+)") as e:
         fit(cfg, tmp_path / "nan", callbacks=[seen])
@@ -213,6 +253,10 @@ def test_global_torch_settings_are_restored_after_a_run(tmp_path):
     fit(TrainConfig(**{**TINY, "epochs": 1, "threads": 1, "deterministic": True}), tmp_path / "a")
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
     with pytest.raises(TrainingError):  # also when the run fails
-        fit(TrainConfig(**{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "threads": 1,
-                           "deterministic": True}), tmp_path / "b")
+        fit(
+            TrainConfig(
+                **{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "threads": 1, "deterministic": True}
+            ),
+            tmp_path / "b",
+        )
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before

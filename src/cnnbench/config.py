@@ -1,4 +1,5 @@
 """Run configuration: one frozen dataclass, saved into every run folder, loadable from JSON or YAML."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,9 @@ class TrainConfig:
     augment: bool = True  # random crop (pad crop_padding) always; horizontal flip for natural images only
     crop_padding: int = 4  # pixels of zero padding the random crop may shift by (augment on)
     cutout: int = 0  # side in pixels of a square blanked at a random place in every training image (augment on); 0: off
-    ema: float = 0.0  # evaluate an exponential moving average of the weights with this decay per step (warmed up); 0: off
+    ema: float = (
+        0.0  # evaluate an exponential moving average of the weights with this decay per step (warmed up); 0: off
+    )
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # ask PyTorch for deterministic kernels (bit-identical CPU reruns)
     precision: str = "auto"  # auto (bf16 where the hardware runs it fast) | fp32 | bf16 | fp16
@@ -51,14 +54,24 @@ class TrainConfig:
     pad_to: int | None = 32  # zero-pad smaller images (MNIST's 28 px) to this size
     resize: int | None = None  # resize images (bilinear) to this square size first; None keeps their size
     eval_batch_size: int = 512  # images per evaluation batch
-    check_every: int | None = None  # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
-    test_split: float | None = None  # share of each class an image folder holding only class folders holds out for testing; None: 0.2
-    pretrained: str | None = None  # start from weights: imagenet (torchvision's, paper variants) or a file/run folder; None: from scratch
-    backbone_lr_scale: float = 0.1  # with pretrained weights: the pretrained body learns at lr times this, the new classifier at lr
+    check_every: int | None = (
+        None  # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
+    )
+    test_split: float | None = (
+        None  # share of each class an image folder holding only class folders holds out for testing; None: 0.2
+    )
+    pretrained: str | None = (
+        None  # start from weights: imagenet (torchvision's, paper variants) or a file/run folder; None: from scratch
+    )
+    backbone_lr_scale: float = (
+        0.1  # with pretrained weights: the pretrained body learns at lr times this, the new classifier at lr
+    )
     freeze_backbone: bool = False  # with pretrained weights: train the new classifier only (a linear probe)
-    precise_bn: int = 4096  # training images whose batch-norm statistics replace the running ones before each evaluation (at most a tenth of the split); 0: off
+    # training images whose batch-norm statistics replace the running ones before each evaluation (at most a tenth
+    # of the split); 0: off
+    precise_bn: int = 4096
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return validate(dataclasses.replace(self, **changes))
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,8 +105,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if f.type.startswith("float") and isinstance(value, (int, float)) and not math.isfinite(value):
-            raise ConfigError(f"{f.name} must be a finite number (got {value!r}); give a plain number such as "
-                              f"{getattr(TrainConfig(), f.name)!r}, its default.")
+            raise ConfigError(
+                f"{f.name} must be a finite number (got {value!r}); give a plain number such as "
+                f"{getattr(TrainConfig(), f.name)!r}, its default."
+            )
     _choice("variant", cfg.variant, VARIANTS)
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("schedule", cfg.schedule, SCHEDULES)
@@ -105,10 +120,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be a positive whole number (got {value!r}).")
     if cfg.batch_size < 2:
-        raise ConfigError(f"batch_size must be at least 2 (got {cfg.batch_size}): batch norm cannot train on one image, "
-                          "so every batch would be skipped and nothing would train. Use --batch-size 2 or more.")
+        raise ConfigError(
+            f"batch_size must be at least 2 (got {cfg.batch_size}): batch norm cannot train on one image, "
+            "so every batch would be skipped and nothing would train. Use --batch-size 2 or more."
+        )
     if not cfg.lr > 0:
-        raise ConfigError(f"The learning rate must be a positive number (got {cfg.lr!r}); try 0.05 for SGD or 1e-3 for Adam.")
+        raise ConfigError(
+            f"The learning rate must be a positive number (got {cfg.lr!r}); try 0.05 for SGD or 1e-3 for Adam."
+        )
     if cfg.weight_decay < 0:
         raise ConfigError(f"weight_decay must be zero or positive (got {cfg.weight_decay!r}).")
     if not 0 <= cfg.label_smoothing < 1:
@@ -126,8 +145,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if not isinstance(cfg.cutout, int) or isinstance(cfg.cutout, bool) or cfg.cutout < 0:
         raise ConfigError(f"cutout must be a whole number of pixels, 0 (off) or more (got {cfg.cutout!r}).")
     if not 0 <= cfg.ema < 1:
-        raise ConfigError(f"ema is the moving average's decay per step: 0 (off) or a number below 1 such as 0.999 "
-                          f"(got {cfg.ema!r}).")
+        raise ConfigError(
+            f"ema is the moving average's decay per step: 0 (off) or a number below 1 such as 0.999 (got {cfg.ema!r})."
+        )
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")
     for name in ("resize", "pad_to"):
@@ -141,13 +161,19 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.test_split is not None and not 0 < cfg.test_split < 1:
         raise ConfigError(f"test_split must be a fraction between 0 and 1, such as 0.2 (got {cfg.test_split!r}).")
     if cfg.pretrained is not None and not str(cfg.pretrained).strip():
-        raise ConfigError("pretrained must be 'imagenet' or the path of a weights file or run folder (got an empty value).")
+        raise ConfigError(
+            "pretrained must be 'imagenet' or the path of a weights file or run folder (got an empty value)."
+        )
     if not cfg.backbone_lr_scale > 0:
-        raise ConfigError(f"backbone_lr_scale must be a positive number, such as 0.1 (got {cfg.backbone_lr_scale!r}); "
-                          "to keep the pretrained body fixed, use --freeze-backbone.")
+        raise ConfigError(
+            f"backbone_lr_scale must be a positive number, such as 0.1 (got {cfg.backbone_lr_scale!r}); "
+            "to keep the pretrained body fixed, use --freeze-backbone."
+        )
     if cfg.freeze_backbone and cfg.pretrained is None:
-        raise ConfigError("--freeze-backbone keeps pretrained weights fixed, but no --pretrained weights were given: "
-                          "pass --pretrained imagenet or --pretrained PATH, or drop --freeze-backbone.")
+        raise ConfigError(
+            "--freeze-backbone keeps pretrained weights fixed, but no --pretrained weights were given: "
+            "pass --pretrained imagenet or --pretrained PATH, or drop --freeze-backbone."
+        )
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads must be at least 1 (got {cfg.threads!r}).")
     return cfg
@@ -207,5 +233,7 @@ def read_config_mapping(path: str | Path) -> dict:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ConfigError(f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}".replace("\n", " ")) from None
+        raise ConfigError(
+            f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}".replace("\n", " ")
+        ) from None
     return {} if data is None else data

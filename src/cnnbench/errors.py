@@ -1,6 +1,7 @@
 """User-facing errors: the CLI prints their message as one paragraph and exits with code 2."""
+
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

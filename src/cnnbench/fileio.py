@@ -1,4 +1,5 @@
 """Atomic file writes: a kill never leaves a half-written file behind (temp file, fsync, rename)."""
+
 from __future__ import annotations
 
 import csv
@@ -6,8 +7,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False) -> Path:

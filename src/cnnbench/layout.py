@@ -1,4 +1,5 @@
 """Where a run or a study keeps what (paths only): every floor may use it, it imports nothing of cnnbench's."""
+
 from __future__ import annotations
 
 import re

@@ -1,9 +1,10 @@
 """A study: a grid of runs (models x data sets x seeds) in one folder, resumable, ending in a report."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,18 +31,27 @@ class Preset:
 
 PRESETS = {
     "demo": Preset(
-        "demo", "VGG16-BN against ResNet18 (small-image variants) on the MNIST subset shipped with cnnbench: "
+        "demo",
+        "VGG16-BN against ResNet18 (small-image variants) on the MNIST subset shipped with cnnbench: "
         "runs offline in a few minutes on 2 CPU cores",
         # 4 epochs at batch 64: at batch 128 the 117 steps of 3 epochs leave VGG16 near chance (measured: 30% top-1).
-        ("vgg16_bn", "resnet18"), ("mnist_demo",), {"mnist_demo": {"epochs": 4}},
-        {"variant": "small", "batch_size": 64, "lr": 0.05}),
+        ("vgg16_bn", "resnet18"),
+        ("mnist_demo",),
+        {"mnist_demo": {"epochs": 4}},
+        {"variant": "small", "batch_size": 64, "lr": 0.05},
+    ),
     "paper": Preset(
-        "paper", "The study's setup as far as it is known: VGG16 with the FC-4096 head against ResNet18 with the "
+        "paper",
+        "The study's setup as far as it is known: VGG16 with the FC-4096 head against ResNet18 with the "
         "ImageNet stem (paper variants), MNIST for 5 epochs and CIFAR-10 for 25",
-        ("vgg16", "resnet18"), ("mnist", "cifar10"), {"mnist": {"epochs": 5}, "cifar10": {"epochs": 25}},
-        {"variant": "paper"}),
+        ("vgg16", "resnet18"),
+        ("mnist", "cifar10"),
+        {"mnist": {"epochs": 5}, "cifar10": {"epochs": 25}},
+        {"variant": "paper"},
+    ),
     "modern": Preset(
-        "modern", "VGG16-BN against ResNet18, small-image variants, cnnbench's default recipe (one-cycle SGD, label "
+        "modern",
+        "VGG16-BN against ResNet18, small-image variants, cnnbench's default recipe (one-cycle SGD, label "
         "smoothing, bf16 where fast): MNIST for 2 epochs at batch 128; CIFAR-10 for 8 epochs at batch 64 with "
         "crops shifted by up to 2 pixels and label smoothing 0.2",
         # CIFAR-10: 8 epochs leave VGG16-BN under-fitted, so the crop shifts 2 pixels, not 4 (85.92% -> 86.26%
@@ -49,20 +59,36 @@ PRESETS = {
         # precise_bn 0: the published runs (studies/modern*) predate precise batch norm, and the preset reproduces
         # them (a choice about reproduction, not tuned: recomputing their final statistics moved test top-1 by
         # -0.19 to 0.00 points, docs/precise_bn_effect.json).
-        ("vgg16_bn", "resnet18"), ("mnist", "cifar10"),
-        {"mnist": {"epochs": 2},
-         "cifar10": {"epochs": 8, "batch_size": 64, "lr": 0.05, "crop_padding": 2, "label_smoothing": 0.2}},
-        {"variant": "small", "precise_bn": 0}),
+        ("vgg16_bn", "resnet18"),
+        ("mnist", "cifar10"),
+        {
+            "mnist": {"epochs": 2},
+            "cifar10": {"epochs": 8, "batch_size": 64, "lr": 0.05, "crop_padding": 2, "label_smoothing": 0.2},
+        },
+        {"variant": "small", "precise_bn": 0},
+    ),
     "fast": Preset(
-        "fast", "VGG16-BN against ResNet18 (small-image variants) on CIFAR-10 with a recipe for large batches on a GPU: "
+        "fast",
+        "VGG16-BN against ResNet18 (small-image variants) on CIFAR-10 with a recipe for large batches on a GPU: "
         "batch 512 at peak learning rate 0.4, label smoothing 0.2, crops shifted by up to 4 pixels, flips, 8-pixel "
         "cutout, a moving average of the weights (decay 0.99), precise batch norm; 30 epochs; flip test-time "
         "augmentation reported as its own column",
         # Not yet tuned on a GPU (none was lent): the values follow the linear scaling rule from the default recipe
         # (0.1 at batch 128) and common CIFAR-10 practice. RESULTS.md says how it compares on the CPU.
-        ("vgg16_bn", "resnet18"), ("cifar10",), {"cifar10": {"epochs": 30}},
-        {"variant": "small", "batch_size": 512, "lr": 0.4, "label_smoothing": 0.2, "crop_padding": 4, "cutout": 8,
-         "ema": 0.99, "precise_bn": 4096}),
+        ("vgg16_bn", "resnet18"),
+        ("cifar10",),
+        {"cifar10": {"epochs": 30}},
+        {
+            "variant": "small",
+            "batch_size": 512,
+            "lr": 0.4,
+            "label_smoothing": 0.2,
+            "crop_padding": 4,
+            "cutout": 8,
+            "ema": 0.99,
+            "precise_bn": 4096,
+        },
+    ),
 }
 
 
@@ -80,18 +106,34 @@ class StudySpec:
         starts = [{"pretrained": None, "freeze_backbone": False}, {}] if self.with_scratch else [{}]
         return [
             validate(self.base.replace(model=m, dataset=d, seed=s, **self.per_dataset.get(d, {}), **start))
-            for d in self.datasets for m in self.models for start in starts for s in self.seeds
+            for d in self.datasets
+            for m in self.models
+            for start in starts
+            for s in self.seeds
         ]
 
     def to_dict(self) -> dict:
-        return {"models": list(self.models), "datasets": list(self.datasets), "seeds": list(self.seeds),
-                "per_dataset": self.per_dataset, "preset": self.preset, "with_scratch": self.with_scratch,
-                "base": self.base.to_dict()}
+        return {
+            "models": list(self.models),
+            "datasets": list(self.datasets),
+            "seeds": list(self.seeds),
+            "per_dataset": self.per_dataset,
+            "preset": self.preset,
+            "with_scratch": self.with_scratch,
+            "base": self.base.to_dict(),
+        }
 
 
-def resolve_study(preset: str | None = None, models: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                  seeds: Sequence[int] = (0,), file_options: dict | None = None, flag_options: dict | None = None,
-                  where_file: str = "The config file", with_scratch: bool = False) -> StudySpec:
+def resolve_study(
+    preset: str | None = None,
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0,),
+    file_options: dict | None = None,
+    flag_options: dict | None = None,
+    where_file: str = "The config file",
+    with_scratch: bool = False,
+) -> StudySpec:
     """The one path from a preset, a config file's options and command-line options to a study.
 
     Without a preset, models or data sets: the demo preset. Options set in the file or by flags win over the
@@ -112,23 +154,45 @@ def resolve_study(preset: str | None = None, models: Sequence[str] | None = None
     per_dataset = {d: {k: v for k, v in o.items() if k not in chosen} for d, o in (p.per_dataset.items() if p else ())}
     fallback = p or PRESETS["demo"]  # --models alone runs on the demo's data, --datasets alone the demo's models
     if with_scratch and base.pretrained is None:
-        raise ConfigError("--with-scratch adds runs from scratch beside fine-tuned ones, but no --pretrained weights "
-                          "were given: pass --pretrained imagenet or --pretrained PATH, or drop --with-scratch.")
-    return StudySpec(tuple(models or fallback.models), tuple(datasets or fallback.datasets), tuple(seeds), base,
-                     per_dataset, preset, with_scratch)
+        raise ConfigError(
+            "--with-scratch adds runs from scratch beside fine-tuned ones, but no --pretrained weights "
+            "were given: pass --pretrained imagenet or --pretrained PATH, or drop --with-scratch."
+        )
+    return StudySpec(
+        tuple(models or fallback.models),
+        tuple(datasets or fallback.datasets),
+        tuple(seeds),
+        base,
+        per_dataset,
+        preset,
+        with_scratch,
+    )
 
 
 def _write_dataset_overview(out: Path, data) -> None:
     from .report.plots import class_samples_grid
 
     folder = dataset_dir_for(out, data.name)
-    write_json(folder / "dataset.json", {
-        "name": data.name, "source": data.source, "classes": data.classes, "train_images": len(data.train_y),
-        "test_images": len(data.test_y), "input_shape": list(data.train_x.shape[1:]), "natural": data.natural,
-        **({"test_files": list(data.test_files)} if data.test_files else {}),
-    })
-    class_samples_grid(data.train_x.cpu().numpy(), data.train_y.cpu().numpy(), data.classes, folder / "samples.png",
-                       title=f"{data.name}: training images per class")
+    write_json(
+        folder / "dataset.json",
+        {
+            "name": data.name,
+            "source": data.source,
+            "classes": data.classes,
+            "train_images": len(data.train_y),
+            "test_images": len(data.test_y),
+            "input_shape": list(data.train_x.shape[1:]),
+            "natural": data.natural,
+            **({"test_files": list(data.test_files)} if data.test_files else {}),
+        },
+    )
+    class_samples_grid(
+        data.train_x.cpu().numpy(),
+        data.train_y.cpu().numpy(),
+        data.classes,
+        folder / "samples.png",
+        title=f"{data.name}: training images per class",
+    )
 
 
 def _write_run_evaluation(run_dir: Path, model: str, data) -> None:
@@ -154,11 +218,18 @@ def _check_finished_runs_match(out: Path, configs: Sequence[TrainConfig]) -> Non
                 raise ConfigError(
                     f"{run_dir} is a finished run with other settings than this study asks for ({changes}), so the "
                     "comparison would mix recipes. Move that folder out of the study (it is kept as it is), or "
-                    "write this study to another --out folder.")
+                    "write this study to another --out folder."
+                )
 
 
-def run_study(spec: StudySpec, out: str | Path, callbacks: Callable[[], Sequence[Callback]] = lambda: (),
-              log: Callable[[str], None] = print, robustness=None, insight=None) -> Path:
+def run_study(
+    spec: StudySpec,
+    out: str | Path,
+    callbacks: Callable[[], Sequence[Callback]] = lambda: (),
+    log: Callable[[str], None] = print,
+    robustness=None,
+    insight=None,
+) -> Path:
     """Run every (data set, model, seed) of ``spec`` under ``out`` (finished runs are skipped, interrupted ones
     resumed), then write the report. Returns the report's path.
 

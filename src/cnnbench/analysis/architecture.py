@@ -4,6 +4,7 @@ Read from the model itself: forward hooks record every layer's output, the same 
 ``count_flops`` (and so ``cnnbench profile``) uses counts its work, and everything runs on the meta device, so
 even the 224 px paper variants cost no memory or time.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,11 @@ class LayerRow:
 def _counted_modules(model: nn.Module) -> dict[nn.Module, str]:
     """Leaves, and any module with parameters of its own: every parameter then sits in exactly one row. The model
     itself is counted too, for what its forward() does outside any submodule (its row is kept only if not empty)."""
-    counted = {m: n for n, m in model.named_modules()
-               if n and (not any(m.children()) or any(True for _ in m.parameters(recurse=False)))}
+    counted = {
+        m: n
+        for n, m in model.named_modules()
+        if n and (not any(m.children()) or any(True for _ in m.parameters(recurse=False)))
+    }
     return {**counted, model: OUTSIDE}
 
 
@@ -84,18 +88,30 @@ def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Lay
             continue
         seen.add(module)
         numel = math.prod(shape) if shape else 0
-        rows.append(LayerRow(name, type(module).__name__, stage_of(name, stages), shape, params, int(flops) // 2,
-                             0 if getattr(module, "inplace", False) else numel * ACTIVATION_BYTES))
+        rows.append(
+            LayerRow(
+                name,
+                type(module).__name__,
+                stage_of(name, stages),
+                shape,
+                params,
+                int(flops) // 2,
+                0 if getattr(module, "inplace", False) else numel * ACTIVATION_BYTES,
+            )
+        )
     return rows
 
 
-def model_layer_table(name: str, variant: str = "auto", input_shape: tuple[int, int, int] = (3, 32, 32),
-                      num_classes: int = 10) -> tuple[str, list[LayerRow]]:
+def model_layer_table(
+    name: str, variant: str = "auto", input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10
+) -> tuple[str, list[LayerRow]]:
     """The resolved variant and layer table of a registered model, built on the meta device."""
     need = min_input_size(name)  # also refuses an unknown name, with the nearest one
     if min(input_shape[1:]) < need:
-        raise ConfigError(f"{name} needs inputs of at least {need}x{need} pixels (it halves the image five times); "
-                          f"got {input_shape[1]}x{input_shape[2]}. Give a larger --input, e.g. {input_shape[0]}x{need}x{need}.")
+        raise ConfigError(
+            f"{name} needs inputs of at least {need}x{need} pixels (it halves the image five times); "
+            f"got {input_shape[1]}x{input_shape[2]}. Give a larger --input, e.g. {input_shape[0]}x{need}x{need}."
+        )
     variant = resolve_variant(variant, max(input_shape[1:]))
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes, in_chans=input_shape[0], variant=variant)
@@ -106,8 +122,10 @@ def stage_totals(rows: list[LayerRow]) -> list[dict]:
     """Parameters, MACs and activation memory per stage, in execution order (the head last), with the stage's
     last output shape and the resolution its convolutions work at (``works_at``; empty for the head)."""
     order = list(dict.fromkeys(r.stage for r in rows if r.stage != HEAD)) + [HEAD]
-    totals = {s: {"stage": s, "params": 0, "macs": 0, "activation_bytes": 0, "output_shape": "", "works_at": ""}
-              for s in order}
+    totals = {
+        s: {"stage": s, "params": 0, "macs": 0, "activation_bytes": 0, "output_shape": "", "works_at": ""}
+        for s in order
+    }
     for r in rows:
         t = totals[r.stage]
         if not t["works_at"] and r.macs and len(r.output_shape) == 4:  # the resolution its first convolution makes
@@ -120,8 +138,11 @@ def stage_totals(rows: list[LayerRow]) -> list[dict]:
 
 
 def grand_total(rows: list[LayerRow]) -> dict:
-    return {"params": sum(r.params for r in rows), "macs": sum(r.macs for r in rows),
-            "activation_bytes": sum(r.activation_bytes for r in rows)}
+    return {
+        "params": sum(r.params for r in rows),
+        "macs": sum(r.macs for r in rows),
+        "activation_bytes": sum(r.activation_bytes for r in rows),
+    }
 
 
 def where_computation_goes(model: str, stages: list[dict]) -> str:
@@ -132,8 +153,11 @@ def where_computation_goes(model: str, stages: list[dict]) -> str:
     top = max(stages, key=lambda s: s["macs"])
     heaviest_params = max(stages, key=lambda s: s["params"])
     first_two = stages[:2]
-    return (f"{model}: {top['macs'] / total_macs:.0%} of its {total_macs / 1e6:,.0f} M MACs sit in {top['stage']} "
-            f"({'at ' + top['works_at'] if top['works_at'] else 'the classifier'}); its first two stages ({', '.join(s['stage'] for s in first_two)}) do "
-            f"{sum(s['macs'] for s in first_two) / total_macs:.0%} of the work with "
-            f"{sum(s['params'] for s in first_two) / total_params:.1%} of the parameters, while "
-            f"{heaviest_params['stage']} holds {heaviest_params['params'] / total_params:.0%} of them.")
+    return (
+        f"{model}: {top['macs'] / total_macs:.0%} of its {total_macs / 1e6:,.0f} M MACs sit in {top['stage']} "
+        f"({'at ' + top['works_at'] if top['works_at'] else 'the classifier'}); its first two stages "
+        f"({', '.join(s['stage'] for s in first_two)}) do "
+        f"{sum(s['macs'] for s in first_two) / total_macs:.0%} of the work with "
+        f"{sum(s['params'] for s in first_two) / total_params:.1%} of the parameters, while "
+        f"{heaviest_params['stage']} holds {heaviest_params['params'] / total_params:.0%} of them."
+    )

@@ -1,6 +1,7 @@
 """The papers' configuration tables (VGG's Table 1, ResNet's Table 2) in Markdown, read from the registered
 models themselves (paper variants, 224 px, 1,000 classes, on the meta device), so they cannot drift from what
 cnnbench trains."""
+
 from __future__ import annotations
 
 import torch
@@ -61,14 +62,18 @@ def vgg_table() -> str:
     models = [_paper_model(n) for n in names]
     tables = [layer_table(m, PAPER_INPUT) for m in models]
     blocks = [_vgg_blocks(m) for m in models]
-    rows = [["model"] + [f"`{n}`" for n in names],
-            ["weight layers"] + [str(depth(m)) for m in models],
-            ["input"] + ["224 x 224 RGB image"] * len(names)]
+    rows = [
+        ["model"] + [f"`{n}`" for n in names],
+        ["weight layers"] + [str(depth(m)) for m in models],
+        ["input"] + ["224 x 224 RGB image"] * len(names),
+    ]
     for i in range(len(blocks[0])):
         rows.append([f"block {i + 1}"] + ["<br>".join(b[i]) for b in blocks])
         rows.append([""] + ["maxpool"] * len(names))
-    head = ["<br>".join(f"FC-{m.out_features}" for m in model.classifier if isinstance(m, nn.Linear)) + "<br>soft-max"
-            for model in models]
+    head = [
+        "<br>".join(f"FC-{m.out_features}" for m in model.classifier if isinstance(m, nn.Linear)) + "<br>soft-max"
+        for model in models
+    ]
     rows.append(["head"] + head)
     rows.append(["parameters"] + [_params(m) for m in models])
     rows.append(["MACs"] + [_gmacs(t) for t in tables])
@@ -89,7 +94,8 @@ def resnet_table() -> str:
     tables = [layer_table(m, PAPER_INPUT) for m in models]
     sizes = {s["stage"]: "x".join(s["output_shape"].split("x")[-2:]) for s in stage_totals(tables[0])}
     stem = models[0]
-    conv1 = f"{stem.conv1.kernel_size[0]}x{stem.conv1.kernel_size[1]}, {stem.conv1.out_channels}, stride {stem.conv1.stride[0]}"
+    kh, kw = stem.conv1.kernel_size
+    conv1 = f"{kh}x{kw}, {stem.conv1.out_channels}, stride {stem.conv1.stride[0]}"
     conv1_size = "x".join(map(str, next(r.output_shape for r in tables[0] if r.name == "conv1")[-2:]))
     rows = [["conv1", conv1_size] + [conv1] * len(names)]
     for i in (1, 2, 3, 4):

@@ -3,6 +3,7 @@
 Throughput is the median over timed repeats after warm-up, on synthetic input of the given shape (as
 timm's benchmark.py reports it); speeds on a shared machine vary, so compare models measured in one call.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -13,8 +14,15 @@ import torch
 import torch.nn as nn
 
 from ..engine.memory import PeakMemory
-from ..engine.runtime import (autocast, compile_model, resolve_device, resolve_precision, short_reason, synchronize,
-                              warm_up_calls)
+from ..engine.runtime import (
+    autocast,
+    compile_model,
+    resolve_device,
+    resolve_precision,
+    short_reason,
+    synchronize,
+    warm_up_calls,
+)
 from ..errors import ConfigError
 from ..models import create_model, min_input_size
 from ..models.complexity import count_flops, count_params
@@ -59,8 +67,9 @@ def _median_rate(step, batch: int, cfg: ProfileConfig, device: torch.device) -> 
     return batch / statistics.median(times)
 
 
-def _compiled_or_eager(model: nn.Module, cfg: ProfileConfig, record: dict, what: str, call, device, precision,
-                       inference: bool = False) -> nn.Module:
+def _compiled_or_eager(
+    model: nn.Module, cfg: ProfileConfig, record: dict, what: str, call, device, precision, inference: bool = False
+) -> nn.Module:
     """The module to time: compiled where asked, its first call (the compiling) timed into ``<what>_compile_s``;
     eager, with the reason in ``<what>_compile_error``, where compiling fails."""
     if not cfg.compile:
@@ -99,10 +108,19 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
 
     model.eval()
     record = {
-        "model": name, "variant": model.variant, "input": f"{c}x{h}x{w}", "batch_size": cfg.batch_size,
-        "params": params, "macs": flops // 2, "flops": flops, "precision": precision, "device": str(device),
-        "channels_last": cfg.channels_last, "compile": cfg.compile_mode if cfg.compile else None,
-        "train_images_per_s": None, "peak_memory_mb": None,
+        "model": name,
+        "variant": model.variant,
+        "input": f"{c}x{h}x{w}",
+        "batch_size": cfg.batch_size,
+        "params": params,
+        "macs": flops // 2,
+        "flops": flops,
+        "precision": precision,
+        "device": str(device),
+        "channels_last": cfg.channels_last,
+        "compile": cfg.compile_mode if cfg.compile else None,
+        "train_images_per_s": None,
+        "peak_memory_mb": None,
     }
     infer_model = _compiled_or_eager(model, cfg, record, "infer", lambda m: m(x), device, precision, inference=True)
 
@@ -115,8 +133,9 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = nn.CrossEntropyLoss()
-        train_model = _compiled_or_eager(model, cfg, record, "train", lambda m: loss_fn(m(x), y).backward(), device,
-                                         precision)
+        train_model = _compiled_or_eager(
+            model, cfg, record, "train", lambda m: loss_fn(m(x), y).backward(), device, precision
+        )
 
         def train_step():
             with autocast(device, precision):
@@ -129,11 +148,26 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
         with PeakMemory(device, interval=0.002) as mem:
             train_step()
         peak = record["peak_memory_mb"] = mem.peak_mb()
-        record["peak_memory_note"] = (f"{mem.kind} during one step ({peak - mem.base_mb:.0f} MB above before it)"
-                                      if peak is not None and mem.base_mb is not None else "not measurable on this platform")
+        record["peak_memory_note"] = (
+            f"{mem.kind} during one step ({peak - mem.base_mb:.0f} MB above before it)"
+            if peak is not None and mem.base_mb is not None
+            else "not measurable on this platform"
+        )
         record["train_images_per_s"] = _median_rate(train_step, cfg.batch_size, cfg, device)
     return record
 
 
-PROFILE_COLUMNS = ["model", "variant", "input", "batch_size", "params", "macs", "flops", "precision", "device",
-                   "train_images_per_s", "infer_images_per_s", "peak_memory_mb"]
+PROFILE_COLUMNS = [
+    "model",
+    "variant",
+    "input",
+    "batch_size",
+    "params",
+    "macs",
+    "flops",
+    "precision",
+    "device",
+    "train_images_per_s",
+    "infer_images_per_s",
+    "peak_memory_mb",
+]

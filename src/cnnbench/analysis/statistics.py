@@ -4,11 +4,12 @@ Which difference between two models is real and which is noise (issue #13): a Wi
 accuracy, McNemar's exact test and a paired bootstrap for two models on the same test images, and
 t-intervals over seeds.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats
@@ -47,8 +48,9 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     return McNemar(b, c, min(p, 1.0))
 
 
-def paired_bootstrap_diff(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10_000, seed: int = 0,
-                          level: float = LEVEL) -> tuple[float, float, float]:
+def paired_bootstrap_diff(
+    correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10_000, seed: int = 0, level: float = LEVEL
+) -> tuple[float, float, float]:
     """Accuracy of A minus accuracy of B with a percentile bootstrap interval, resampling test examples
     (the same examples for both models, so the pairing is kept).
 
@@ -103,5 +105,7 @@ def seeds_needed(mean_difference: float, sd_difference: float, level: float = LE
 def _paired_bools(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"paired correctness needs two 1-D arrays of the same non-zero length (got {a.shape} and {b.shape})")
+        raise ValueError(
+            f"paired correctness needs two 1-D arrays of the same non-zero length (got {a.shape} and {b.shape})"
+        )
     return a, b

@@ -5,6 +5,7 @@ holds out a test split (``hold_out``). Decoding runs on a thread pool (PIL relea
 progress line on a terminal; the decoded arrays are cached, keyed by the files' names, sizes and modification
 times and by the resize, so the next run or the next model of a study starts in seconds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -135,7 +136,9 @@ def _check_member(info: tarfile.TarInfo, archive: Path) -> None:
     if info.name.startswith("/") or norm == ".." or norm.startswith("../") or "/../" in f"/{norm}/":
         raise DataError(f"Refusing archive {archive}: member {info.name!r} points outside the archive's folder.")
     if info.issym() or info.islnk():
-        raise DataError(f"Refusing archive {archive}: member {info.name!r} is a link; archives of images must hold plain files.")
+        raise DataError(
+            f"Refusing archive {archive}: member {info.name!r} is a link; archives of images must hold plain files."
+        )
 
 
 class _Progress:
@@ -152,7 +155,9 @@ class _Progress:
         if self.tty and (now - self._last > 0.2 or self.done == self.total):
             self._last = now
             end = "\n" if self.done == self.total else ""
-            sys.stderr.write(f"\rdecoding {self.what}: {self.done:,}/{self.total:,} images ({self.done / self.total:.0%}){end}")
+            sys.stderr.write(
+                f"\rdecoding {self.what}: {self.done:,}/{self.total:,} images ({self.done / self.total:.0%}){end}"
+            )
             sys.stderr.flush()
 
 
@@ -164,21 +169,29 @@ def _decode_chunk(source: _Source, entries: list[_Entry], blobs: list[bytes] | N
             images.append(decode_image(data, source.label(e.name)))
         except (DataError, OSError) as err:
             images.append(None)
-            failures.append((source.label(e.name), str(err).split(": ", 1)[-1] if isinstance(err, DataError) else str(err)))
+            failures.append(
+                (source.label(e.name), str(err).split(": ", 1)[-1] if isinstance(err, DataError) else str(err))
+            )
     return images, failures
 
 
 def _decode(source: _Source, entries: list[_Entry]) -> list[np.ndarray]:
     """Decode every entry on a thread pool; every unreadable file is named in one error."""
     blobs = source.read_all(entries)
-    chunks = [(entries[i:i + _CHUNK], None if blobs is None else blobs[i:i + _CHUNK]) for i in range(0, len(entries), _CHUNK)]
+    chunks = [
+        (entries[i : i + _CHUNK], None if blobs is None else blobs[i : i + _CHUNK])
+        for i in range(0, len(entries), _CHUNK)
+    ]
     progress = _Progress(len(entries), str(source.path))
     images, failures = [], []
     mean_bytes = sum(source.sizes[e.key] for e in entries) / max(len(entries), 1)
     workers = min(8, os.cpu_count() or 1) if mean_bytes >= _POOL_MIN_MEAN_BYTES else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda c: _decode_chunk(source, *c), chunks) if workers > 1 else \
-            (_decode_chunk(source, *c) for c in chunks)
+        results = (
+            pool.map(lambda c: _decode_chunk(source, *c), chunks)
+            if workers > 1
+            else (_decode_chunk(source, *c) for c in chunks)
+        )
         for chunk_images, chunk_failures in results:
             images += chunk_images
             failures += chunk_failures
@@ -186,13 +199,16 @@ def _decode(source: _Source, entries: list[_Entry]) -> list[np.ndarray]:
     if failures:
         named = "; ".join(f"{name} ({why.rstrip('.')})" for name, why in failures[:_MAX_NAMED])
         more = f"; and {len(failures) - _MAX_NAMED} more" if len(failures) > _MAX_NAMED else ""
-        raise DataError(f"{len(failures)} of the {len(entries)} images in {source.path} cannot be read: {named}{more}. "
-                        "Remove or replace these files, then run again.")
+        raise DataError(
+            f"{len(failures)} of the {len(entries)} images in {source.path} cannot be read: {named}{more}. "
+            "Remove or replace these files, then run again."
+        )
     return images
 
 
-def _stack(images: list[np.ndarray], entries: list[_Entry], classes: list[str], where: str,
-           resize: int | None) -> ImageSplit:
+def _stack(
+    images: list[np.ndarray], entries: list[_Entry], classes: list[str], where: str, resize: int | None
+) -> ImageSplit:
     """One array of a group's images: grey promoted to RGB where the folder mixes them, and images of different
     sizes resized to ``resize`` x ``resize`` (bilinear, antialiased, aspect ratio not kept) while loading."""
     if len({im.shape[2] for im in images}) > 1:  # mixed grey and colour: promote everything to RGB
@@ -205,7 +221,8 @@ def _stack(images: list[np.ndarray], entries: list[_Entry], classes: list[str], 
                 f"Images in {where} have different sizes ({', '.join(f'{h}x{w}' for h, w in sorted(sizes)[:4])}"
                 f"{' ...' if len(sizes) > 4 else ''}). cnnbench holds a data set as one tensor: pass --resize N to "
                 f"resize every image to N x N at load time (bilinear, aspect ratio not kept), for example "
-                f"--resize {median} (the median of the images' shorter sides).")
+                f"--resize {median} (the median of the images' shorter sides)."
+            )
         images = [resize_images(im.transpose(2, 0, 1)[None], resize)[0].transpose(1, 2, 0) for im in images]
     labels = np.asarray([classes.index(e.cls) for e in entries], dtype=np.int64)
     return ImageSplit(np.stack(images), labels, classes, tuple(e.name for e in entries))
@@ -213,25 +230,33 @@ def _stack(images: list[np.ndarray], entries: list[_Entry], classes: list[str], 
 
 def _check_classes(groups: dict[str, list[_Entry]], path: Path, split_layout: bool) -> None:
     if not path.is_file():  # a class folder without images is a mistake worth naming (an archive has no empty folders)
-        for folder in ([path / s for s in SPLITS] if split_layout else [path]):
+        for folder in [path / s for s in SPLITS] if split_layout else [path]:
             for d in sorted(folder.iterdir()) if folder.is_dir() else ():
                 if d.is_dir() and not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir()):
-                    raise DataError(f"Class folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}). Add images or "
-                                    "remove the folder.")
+                    raise DataError(
+                        f"Class folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}). Add images or "
+                        "remove the folder."
+                    )
     if split_layout:
         for split in SPLITS:
             if not groups.get(split):
-                raise DataError(f"{path} has no images under '{split}/<class>/'. A folder with train and test folders "
-                                f"needs both, each holding one folder per class (or give only class folders, and "
-                                f"cnnbench holds out a test split).")
+                raise DataError(
+                    f"{path} has no images under '{split}/<class>/'. A folder with train and test folders "
+                    f"needs both, each holding one folder per class (or give only class folders, and "
+                    f"cnnbench holds out a test split)."
+                )
         classes = [sorted({e.cls for e in groups[s]}) for s in SPLITS]
         if classes[0] != classes[1]:
-            raise DataError(f"{path}: the class folders of train ({', '.join(classes[0])}) and test "
-                            f"({', '.join(classes[1])}) differ; both splits need the same classes.")
+            raise DataError(
+                f"{path}: the class folders of train ({', '.join(classes[0])}) and test "
+                f"({', '.join(classes[1])}) differ; both splits need the same classes."
+            )
     elif not groups.get(ALL):
-        raise DataError(f"{path} holds no images in class folders. Lay it out as <class>/<image> (cnnbench holds out "
-                        f"a test split) or as train/<class>/<image> and test/<class>/<image>; images end in "
-                        f"{', '.join(IMAGE_SUFFIXES)}.")
+        raise DataError(
+            f"{path} holds no images in class folders. Lay it out as <class>/<image> (cnnbench holds out "
+            f"a test split) or as train/<class>/<image> and test/<class>/<image>; images end in "
+            f"{', '.join(IMAGE_SUFFIXES)}."
+        )
 
 
 def _cache_file(source: _Source, resize: int | None) -> Path:
@@ -244,8 +269,10 @@ def _load_cached(path: Path) -> dict[str, ImageSplit] | None:
         with np.load(path, allow_pickle=False) as z:
             groups = [str(g) for g in z["groups"]]
             classes = [str(c) for c in z["classes"]]
-            return {g: ImageSplit(z[f"{g}_images"], z[f"{g}_labels"], classes, tuple(str(f) for f in z[f"{g}_files"]))
-                    for g in groups}
+            return {
+                g: ImageSplit(z[f"{g}_images"], z[f"{g}_labels"], classes, tuple(str(f) for f in z[f"{g}_files"]))
+                for g in groups
+            }
     except (OSError, KeyError, ValueError):  # absent, or a partial or older file: decode again
         return None
 
@@ -273,8 +300,10 @@ def read_image_folder(path: str | os.PathLike, resize: int | None = None, cache:
     loading (needed when their sizes differ). Decoded arrays are cached (see ``cache_root``)."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"Image-folder data set {path} does not exist. Give a folder or a .tar holding <class>/<image> "
-                        "files, or train/<class>/* and test/<class>/*.")
+        raise DataError(
+            f"Image-folder data set {path} does not exist. Give a folder or a .tar holding <class>/<image> "
+            "files, or train/<class>/* and test/<class>/*."
+        )
     source = _Source(path)
     cache_file = _cache_file(source, resize)
     if cache:
@@ -289,10 +318,15 @@ def read_image_folder(path: str | os.PathLike, resize: int | None = None, cache:
     classes = sorted({e.cls for e in entries})
     images = _decode(source, entries)
     out, start = {}, 0
-    for group in (SPLITS if split_layout else (ALL,)):
+    for group in SPLITS if split_layout else (ALL,):
         members = groups[group]
-        out[group] = _stack(images[start:start + len(members)], members, classes,
-                            f"{path}/{group}" if split_layout else str(path), resize)
+        out[group] = _stack(
+            images[start : start + len(members)],
+            members,
+            classes,
+            f"{path}/{group}" if split_layout else str(path),
+            resize,
+        )
         start += len(members)
     if cache:
         _save_cached(cache_file, out)
@@ -307,8 +341,10 @@ def hold_out(labels: np.ndarray, classes: list[str], fraction: float, seed: int 
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) < 2:
-            raise DataError(f"Class {classes[int(c)]!r} has only {len(idx)} image: holding out a test split needs at least two "
-                            "images per class. Add images to it, or give train/ and test/ folders yourself.")
+            raise DataError(
+                f"Class {classes[int(c)]!r} has only {len(idx)} image: holding out a test split needs at least two "
+                "images per class. Add images to it, or give train/ and test/ folders yourself."
+            )
         n_test = min(len(idx) - 1, max(1, round(fraction * len(idx))))
         idx = rng.permutation(idx)
         test.append(idx[:n_test])

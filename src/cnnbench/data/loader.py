@@ -3,11 +3,12 @@
 On a 2-core CPU, DataLoader workers and per-image PIL transforms steal the cores training needs;
 a few tensor operations per batch cost almost nothing next to the model's step.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -57,16 +58,28 @@ class Dataset:
     def image_size(self) -> int:
         return int(self.train_x.shape[-1])
 
-    def normalized_by(self, mean, std) -> "Dataset":
+    def normalized_by(self, mean, std) -> Dataset:
         """The same images, normalised with other statistics (those pretrained weights were trained with)."""
         as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float32, device=self.mean.device)  # noqa: E731
         return dataclasses.replace(self, mean=as_tensor(mean), std=as_tensor(std))
 
-    def to(self, device: torch.device | str) -> "Dataset":
+    def to(self, device: torch.device | str) -> Dataset:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Dataset(self.name, self.source, self.classes, self.natural, move(self.train_x), move(self.train_y),
-                       move(self.test_x), move(self.test_y), move(self.val_x), move(self.val_y),
-                       move(self.mean), move(self.std), self.test_files)
+        return Dataset(
+            self.name,
+            self.source,
+            self.classes,
+            self.natural,
+            move(self.train_x),
+            move(self.train_y),
+            move(self.test_x),
+            move(self.test_y),
+            move(self.val_x),
+            move(self.val_y),
+            move(self.mean),
+            move(self.std),
+            self.test_files,
+        )
 
 
 def balanced_indices(labels: np.ndarray, n: int, order: np.ndarray | None = None) -> np.ndarray:
@@ -103,7 +116,10 @@ def _limit(y, n, what) -> slice | np.ndarray:
 
 def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
     # Slice first, so that resizing touches only the images that are used.
-    keep_train, keep_test = _limit(raw.train_y, options.limit_train, "train"), _limit(raw.test_y, options.limit_test, "test")
+    keep_train, keep_test = (
+        _limit(raw.train_y, options.limit_train, "train"),
+        _limit(raw.test_y, options.limit_test, "test"),
+    )
     train_x, train_y = raw.train_x[keep_train], raw.train_y[keep_train]
     test_x, test_y = raw.test_x[keep_test], raw.test_y[keep_test]
     test_files = tuple(np.asarray(raw.test_files)[keep_test]) if raw.test_files else ()
@@ -111,7 +127,10 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
     val_x = val_y = None
     if options.val_split:
         if not 0 < options.val_split < len(train_y):
-            raise ConfigError(f"--val-split must be between 1 and the training set's size minus one ({len(train_y) - 1}); got {options.val_split}.")
+            raise ConfigError(
+                f"--val-split must be between 1 and the training set's size minus one ({len(train_y) - 1}); got "
+                f"{options.val_split}."
+            )
         # A fixed shuffle (not the run's seed) so every run of a comparison holds out the same images.
         order = np.random.default_rng(0).permutation(len(train_y))
         val_idx = balanced_indices(train_y, options.val_split, order)
@@ -122,15 +141,29 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
     # Statistics in float64 over the (possibly limited) training split only: the test set stays unseen.
     flat = tx.transpose(0, 1).reshape(tx.shape[1], -1).double() / 255.0
     mean, std = flat.mean(1).float(), flat.std(1).clamp_min(1e-3).float()
-    return Dataset(raw.name, raw.source, raw.classes, raw.natural, tx, torch.from_numpy(train_y),
-                   torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), val_x, val_y, mean, std,
-                   test_files)
+    return Dataset(
+        raw.name,
+        raw.source,
+        raw.classes,
+        raw.natural,
+        tx,
+        torch.from_numpy(train_y),
+        torch.from_numpy(np.ascontiguousarray(test_x)),
+        torch.from_numpy(test_y),
+        val_x,
+        val_y,
+        mean,
+        std,
+        test_files,
+    )
 
 
 def load_dataset(name: str, data_dir=None, options: DataOptions = DataOptions()) -> Dataset:
     """Load a named data set (``mnist``, ``cifar10``, ``imagefolder:PATH``, ...) into memory, ready to train on."""
-    return prepare(load_raw(name, data_dir, download=options.download, resize=options.resize,
-                            test_split=options.test_split), options)
+    return prepare(
+        load_raw(name, data_dir, download=options.download, resize=options.resize, test_split=options.test_split),
+        options,
+    )
 
 
 @dataclass(frozen=True)
@@ -218,4 +251,7 @@ def train_batches(
 
 def eval_batches(x: torch.Tensor, y: torch.Tensor, data: Dataset, batch_size: int, channels_last: bool = True):
     for start in range(0, len(y), batch_size):
-        yield normalize(x[start : start + batch_size], data.mean, data.std, channels_last), y[start : start + batch_size]
+        yield (
+            normalize(x[start : start + batch_size], data.mean, data.std, channels_last),
+            y[start : start + batch_size],
+        )

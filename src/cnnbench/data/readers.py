@@ -1,4 +1,5 @@
 """Readers for the file formats data sets come in; each validates its input and names the bad file."""
+
 from __future__ import annotations
 
 import gzip
@@ -23,7 +24,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"Cannot read idx file {path}: {e}. Replace it with a good copy of the original file.") from None
+        raise DataError(
+            f"Cannot read idx file {path}: {e}. Replace it with a good copy of the original file."
+        ) from None
     return parse_idx(data, name=str(path))
 
 
@@ -70,6 +73,11 @@ def resize_images(x: np.ndarray, size: int | None) -> np.ndarray:
 
     if size is None or x.shape[-2:] == (size, size):
         return x
-    t = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)).float(), size=(size, size), mode="bilinear",
-                      antialias=True, align_corners=False)
+    t = F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(x)).float(),
+        size=(size, size),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
     return t.round().clamp(0, 255).to(torch.uint8).numpy()

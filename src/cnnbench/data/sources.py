@@ -3,14 +3,15 @@
 Each source returns uint8 images (N x C x H x W) with labels and class names, and says which copy it
 read ("CIFAR-10 (JPEG copy)"), so that runs record their data's provenance.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -75,19 +76,32 @@ def _mnist_like(tv_name: str, pretty: str, classes: list[str]):
             paths = [_find_idx(raw, s) for s in stems]
         if any(p is None for p in paths):
             missing = [s for s, p in zip(stems, paths) if p is None]
-            raise _not_found(pretty, [raw], f"the idx files {', '.join(missing)} (optionally .gz) in {raw}", download, failure)
+            raise _not_found(
+                pretty, [raw], f"the idx files {', '.join(missing)} (optionally .gz) in {raw}", download, failure
+            )
         tx, ty, vx, vy = (read_idx(p) for p in paths)
         _check_pair(tx, ty, paths[0], paths[1])
         _check_pair(vx, vy, paths[2], paths[3])
-        return RawDataset(tv_name.lower().replace("fashionmnist", "fashion_mnist"), f"{pretty} (idx files in {raw})", classes,
-                          _nchw(tx), ty.astype(np.int64), _nchw(vx), vy.astype(np.int64), natural=False)
+        return RawDataset(
+            tv_name.lower().replace("fashionmnist", "fashion_mnist"),
+            f"{pretty} (idx files in {raw})",
+            classes,
+            _nchw(tx),
+            ty.astype(np.int64),
+            _nchw(vx),
+            vy.astype(np.int64),
+            natural=False,
+        )
 
     return load
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, ipath, lpath) -> None:
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"{ipath} ({images.shape}) and {lpath} ({labels.shape}) do not match: expected N images of HxW and N labels.")
+        raise DataError(
+            f"{ipath} ({images.shape}) and {lpath} ({labels.shape}) do not match: expected N images of HxW and "
+            f"N labels."
+        )
 
 
 def _torchvision_download(tv_name: str, root: Path) -> str | None:
@@ -116,7 +130,13 @@ def _torchvision_arrays(tv_name: str, root: Path):
         tr, te = cls(str(root), train=True), cls(str(root), train=False)
     except RuntimeError:
         return None
-    return _nchw(np.asarray(tr.data)), np.asarray(tr.targets), _nchw(np.asarray(te.data)), np.asarray(te.targets), list(tr.classes)
+    return (
+        _nchw(np.asarray(tr.data)),
+        np.asarray(tr.targets),
+        _nchw(np.asarray(te.data)),
+        np.asarray(te.targets),
+        list(tr.classes),
+    )
 
 
 def _torchvision_natural(tv_name: str, name: str, pretty: str, folder: str, fallbacks: tuple[str, ...] = ()):
@@ -133,8 +153,16 @@ def _torchvision_natural(tv_name: str, name: str, pretty: str, folder: str, fall
                     if ALL in splits:
                         raise DataError(f"{path} has no train/ and test/ folders: it is not a copy of {pretty}.")
                     tr, te = splits["train"], splits["test"]
-                    return RawDataset(name, f"{pretty} (JPEG copy: {path})", tr.classes, _nchw(tr.images), tr.labels,
-                                      _nchw(te.images), te.labels, natural=True)
+                    return RawDataset(
+                        name,
+                        f"{pretty} (JPEG copy: {path})",
+                        tr.classes,
+                        _nchw(tr.images),
+                        tr.labels,
+                        _nchw(te.images),
+                        te.labels,
+                        natural=True,
+                    )
         failure = None
         if arrays is None and download:
             failure = _torchvision_download(tv_name, root)
@@ -150,7 +178,11 @@ def _torchvision_natural(tv_name: str, name: str, pretty: str, folder: str, fall
 
 
 def _not_found(pretty: str, where: list[Path], expected: str, download: bool, failure: str | None = None) -> DataError:
-    tried = f"tried to download it, which failed ({failure or 'the files were still missing afterwards'}), and " if download else ""
+    tried = (
+        f"tried to download it, which failed ({failure or 'the files were still missing afterwards'}), and "
+        if download
+        else ""
+    )
     return DataError(
         f"{pretty} was not found: cnnbench {tried}looked in {', '.join(str(w) for w in where)}. It expects {expected}. "
         "Point --data-dir (or the CNNBENCH_DATA environment variable) at a folder laid out like torchvision's "
@@ -168,42 +200,70 @@ def _imagefolder(path: str, resize: int | None = None, test_split: float | None 
         fraction = DEFAULT_TEST_SPLIT if test_split is None else test_split
         train_idx, test_idx = hold_out(images.labels, images.classes, fraction)
         files = np.asarray(images.files)
-        tr = dataclasses.replace(images, images=images.images[train_idx], labels=images.labels[train_idx],
-                                 files=tuple(files[train_idx]))
-        te = dataclasses.replace(images, images=images.images[test_idx], labels=images.labels[test_idx],
-                                 files=tuple(files[test_idx]))
+        tr = dataclasses.replace(
+            images, images=images.images[train_idx], labels=images.labels[train_idx], files=tuple(files[train_idx])
+        )
+        te = dataclasses.replace(
+            images, images=images.images[test_idx], labels=images.labels[test_idx], files=tuple(files[test_idx])
+        )
         source = f"ImageFolder {path} ({fraction:.0%} of each class held out as the test split, fixed seed)"
     else:
         if test_split is not None:
-            raise DataError(f"{path} has its own test folder, so there is nothing to hold out: drop --test-split "
-                            "(it is for folders holding only class folders).")
+            raise DataError(
+                f"{path} has its own test folder, so there is nothing to hold out: drop --test-split "
+                "(it is for folders holding only class folders)."
+            )
         tr, te = groups["train"], groups["test"]
         source = f"ImageFolder {path}"
     # Grey images are treated like digits (no flips); colour images as natural photographs.
     natural = tr.images.shape[-1] == 3
-    return RawDataset(f"imagefolder:{path}", source, tr.classes, _nchw(tr.images), tr.labels,
-                      _nchw(te.images), te.labels, natural=natural, test_files=te.files if ALL in groups else ())
+    return RawDataset(
+        f"imagefolder:{path}",
+        source,
+        tr.classes,
+        _nchw(tr.images),
+        tr.labels,
+        _nchw(te.images),
+        te.labels,
+        natural=natural,
+        test_files=te.files if ALL in groups else (),
+    )
 
 
 BUILTIN = Path(__file__).resolve().parent / "builtin"
 
 
 def _mnist_demo(root: Path, download: bool) -> RawDataset:
-    """5,000 / 1,000 class-balanced MNIST images (N x 1 x 28 x 28) shipped inside the package (scripts/make_demo_data.py)."""
+    """5,000 / 1,000 class-balanced MNIST images (N x 1 x 28 x 28) shipped inside the package
+    (scripts/make_demo_data.py)."""
     with np.load(BUILTIN / "mnist_demo.npz") as z:
-        return RawDataset("mnist_demo", "MNIST demo subset (5,000 train / 1,000 test, class-balanced, shipped with cnnbench)",
-                          DIGITS, z["train_x"], z["train_y"].astype(np.int64), z["test_x"],
-                          z["test_y"].astype(np.int64), natural=False)
+        return RawDataset(
+            "mnist_demo",
+            "MNIST demo subset (5,000 train / 1,000 test, class-balanced, shipped with cnnbench)",
+            DIGITS,
+            z["train_x"],
+            z["train_y"].astype(np.int64),
+            z["test_x"],
+            z["test_y"].astype(np.int64),
+            natural=False,
+        )
 
 
 SOURCES: dict[str, tuple[str, Callable[[Path, bool], RawDataset]]] = {
     "mnist_demo": ("MNIST subset shipped with cnnbench, 5k/1k (offline demo)", _mnist_demo),
     "mnist": ("MNIST handwritten digits, 28x28 grey, 60k/10k", _mnist_like("MNIST", "MNIST", DIGITS)),
-    "fashion_mnist": ("Fashion-MNIST clothing, 28x28 grey, 60k/10k", _mnist_like("FashionMNIST", "Fashion-MNIST", FASHION)),
-    "cifar10": ("CIFAR-10 natural images, 32x32 RGB, 50k/10k",
-                _torchvision_natural("CIFAR10", "cifar10", "CIFAR-10", "cifar-10-batches-py", ("cifar10-jpeg.tar", "cifar10"))),
-    "cifar100": ("CIFAR-100 natural images, 32x32 RGB, 50k/10k",
-                 _torchvision_natural("CIFAR100", "cifar100", "CIFAR-100", "cifar-100-python")),
+    "fashion_mnist": (
+        "Fashion-MNIST clothing, 28x28 grey, 60k/10k",
+        _mnist_like("FashionMNIST", "Fashion-MNIST", FASHION),
+    ),
+    "cifar10": (
+        "CIFAR-10 natural images, 32x32 RGB, 50k/10k",
+        _torchvision_natural("CIFAR10", "cifar10", "CIFAR-10", "cifar-10-batches-py", ("cifar10-jpeg.tar", "cifar10")),
+    ),
+    "cifar100": (
+        "CIFAR-100 natural images, 32x32 RGB, 50k/10k",
+        _torchvision_natural("CIFAR100", "cifar100", "CIFAR-100", "cifar-100-python"),
+    ),
     "svhn": ("SVHN house numbers, 32x32 RGB, 73k/26k", _torchvision_natural("SVHN", "svhn", "SVHN", "")),
 }
 
@@ -221,8 +281,13 @@ def check_dataset_name(name: str) -> None:
     raise DataError(f"Unknown data set {name!r}.{hint} Choose one of {', '.join(dataset_names())}.")
 
 
-def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
-             resize: int | None = None, test_split: float | None = None) -> RawDataset:
+def load_raw(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    resize: int | None = None,
+    test_split: float | None = None,
+) -> RawDataset:
     """Load a named data set (or ``imagefolder:PATH``) as uint8 arrays. ``resize``: an image folder whose images
     differ in size has them resized to it while loading (the named data sets are resized after loading).
     ``test_split``: the share of each class an image folder without a test folder holds out (default 0.2)."""
@@ -230,8 +295,10 @@ def load_raw(name: str, data_dir: str | os.PathLike | None = None, download: boo
     if name.startswith("imagefolder:"):
         return _imagefolder(name.split(":", 1)[1], resize, test_split)
     if test_split is not None:
-        raise DataError(f"{name} comes with its own test split: drop --test-split (it is for image folders holding "
-                        "only class folders).")
+        raise DataError(
+            f"{name} comes with its own test split: drop --test-split (it is for image folders holding "
+            "only class folders)."
+        )
     root = resolve_data_root(data_dir)
     raw = SOURCES[name][1](root, download)
     # Provenance relative to the data root, so published results do not carry one machine's absolute paths.

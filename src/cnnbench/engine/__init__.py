@@ -1,4 +1,5 @@
 """Training and evaluation."""
+
 from .callbacks import Callback, ConsoleProgress
 from .evaluate import confusion_matrix, evaluate, per_class_metrics
 from .train import fit

@@ -4,6 +4,7 @@ The average is what gets evaluated, checkpointed as ``ema_model`` and used by pr
 buffers are averaged along with the weights, and precise batch norm (when on) recomputes them for the averaged
 weights before each evaluation.
 """
+
 from __future__ import annotations
 
 import torch

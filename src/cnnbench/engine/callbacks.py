@@ -1,4 +1,5 @@
 """Observers of the training loop: progress display, and anything else that plugs in without editing it."""
+
 from __future__ import annotations
 
 import sys
@@ -54,12 +55,15 @@ class ConsoleProgress(Callback):
         rate = step / max(now - self.t0, 1e-9)
         eta = (self.steps - step) / max(rate, 1e-9)
         bar = "#" * done + "." * (self.width - done)
-        self._write(f"\repoch {epoch}/{run.config.epochs} [{bar}] {step}/{self.steps} loss {float(loss):.4f} {eta:4.0f}s left ")
+        self._write(
+            f"\repoch {epoch}/{run.config.epochs} [{bar}] {step}/{self.steps} loss {float(loss):.4f} {eta:4.0f}s left "
+        )
 
     def on_epoch_end(self, run, row: dict) -> None:
         prefix = "\r" if self.tty else ""
         self._write(
-            f"{prefix}epoch {row['epoch']}/{run.config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+            f"{prefix}epoch {row['epoch']}/{run.config.epochs}: train loss {row['train_loss']:.4f} acc "
+            f"{row['train_acc']:.4f} | "
             f"test loss {row['test_loss']:.4f} top1 {row['test_top1']:.4f} top5 {row['test_top5']:.4f} | "
             f"{row['epoch_time_s']:.1f}s, {row['images_per_s']:.0f} img/s" + " " * 10 + "\n"
         )
@@ -67,6 +71,7 @@ class ConsoleProgress(Callback):
     def on_train_end(self, run, summary: dict) -> None:
         self._write(
             f"done: {summary['model']} on {summary['dataset']}: test top-1 {summary['test_top1']:.2%}, "
-            f"top-5 {summary['test_top5']:.2%}, loss {summary['test_loss']:.4f}, trained {summary['train_time_s']:.0f}s "
+            f"top-5 {summary['test_top5']:.2%}, loss {summary['test_loss']:.4f}, trained "
+            f"{summary['train_time_s']:.0f}s "
             f"-> {run.out}\n"
         )

@@ -1,4 +1,5 @@
 """Checkpoints: written atomically, read with ``weights_only=True`` (a pickle cannot run code on load)."""
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,8 @@ def load_file(path: str | Path, map_location="cpu") -> dict[str, Any]:
         if "weights_only" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
             raise TrainingError(
                 f"Refusing to load {path}: it holds Python objects other than tensors and plain data, "
-                "which could run code when unpickled. Only load checkpoints you trust, and only ones written by cnnbench."
+                "which could run code when unpickled. Only load checkpoints you trust, and only ones written by "
+                "cnnbench."
             ) from None
         raise TrainingError(f"Checkpoint {path} is corrupt ({e}).") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:

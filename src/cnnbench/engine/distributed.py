@@ -1,4 +1,5 @@
 """Multi-process training under torchrun: ranks, all-reduce, and who writes (rank 0 only)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Evaluation: loss, top-1/top-5 and the logits, and the per-class statistics derived from predictions."""
+
 from __future__ import annotations
 
 import time
@@ -35,11 +36,24 @@ def evaluate(
     logits_t = torch.cat(logits)
     synchronize(device)
     elapsed = time.perf_counter() - start
-    return {**loss_and_accuracy_from_logits(logits_t, y.to(logits_t.device)), "logits": logits_t.cpu(), "time_s": elapsed}
+    return {
+        **loss_and_accuracy_from_logits(logits_t, y.to(logits_t.device)),
+        "logits": logits_t.cpu(),
+        "time_s": elapsed,
+    }
 
 
-def flip_tta_top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, data: Dataset,
-                  device: torch.device, precision: str = "fp32", batch_size: int = 512, channels_last: bool = True) -> float:
+def flip_tta_top1(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logits: torch.Tensor,
+    data: Dataset,
+    device: torch.device,
+    precision: str = "fp32",
+    batch_size: int = 512,
+    channels_last: bool = True,
+) -> float:
     """Top-1 of flip test-time augmentation: the mean of the softmax on each image and on its mirror image
     (``logits``: the plain evaluation's, so only the mirrored pass runs)."""
     mirrored = evaluate(model, x.flip(3), y, data, device, precision, batch_size, channels_last)["logits"]

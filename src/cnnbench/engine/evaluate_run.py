@@ -1,10 +1,11 @@
 """``cnnbench evaluate RUN_DIR``: a finished (or interrupted) run's checkpoint, re-evaluated in full detail."""
+
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,11 +27,16 @@ def load_run_model(run_dir: Path, device: torch.device, full_test_set: bool = Fa
     run's --limit-test). ``warn`` receives what went wrong on the way (a corrupt last.pt, so prev.pt was used);
     by default it is printed to stderr."""
     if not (run_dir / "config.json").exists():
-        raise ConfigError(f"{run_dir} is not a cnnbench run folder (it has no config.json). Give the --out folder of `cnnbench train`.")
+        raise ConfigError(
+            f"{run_dir} is not a cnnbench run folder (it has no config.json). Give the --out folder of "
+            f"`cnnbench train`."
+        )
     cfg = config_from_dict(read_json(run_dir / "config.json"), where=f"{run_dir / 'config.json'}")
     state = latest_state(run_dir, warn)
     options = data_options(cfg)
-    data = load_dataset(cfg.dataset, cfg.data_dir, dataclasses.replace(options, limit_test=None) if full_test_set else options)
+    data = load_dataset(
+        cfg.dataset, cfg.data_dir, dataclasses.replace(options, limit_test=None) if full_test_set else options
+    )
     data = _as_normalized_in_training(run_dir, cfg, data)
     model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=cfg.variant)
     model.load_state_dict(evaluated_weights(state))
@@ -57,8 +63,10 @@ def latest_state(run_dir: Path, warn=None) -> dict:
     for problem in problems:
         (warn or _print_warning)(problem)
     if state is None:
-        raise ConfigError(f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out "
-                          f"{run_dir} --resume`). Published studies leave the weights out: their runs need training again.")
+        raise ConfigError(
+            f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out "
+            f"{run_dir} --resume`). Published studies leave the weights out: their runs need training again."
+        )
     return state
 
 
@@ -73,7 +81,9 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", draw: Callable | Non
     dev = resolve_device(device)
     cfg, data, model, epoch = load_run_model(run_dir, dev)
     precision = cfg.precision if dev.type == cfg.device else "fp32"
-    result = evaluate(model, data.test_x.to(dev), data.test_y.to(dev), data.to(dev), dev, precision, cfg.eval_batch_size)
+    result = evaluate(
+        model, data.test_x.to(dev), data.test_y.to(dev), data.to(dev), dev, precision, cfg.eval_batch_size
+    )
     logits = result.pop("logits")
     summary = {"epoch": epoch, **result, **write_evaluation_files(run_dir, logits, data.test_y, data.classes)}
     write_json(run_dir / "evaluation.json", summary)
@@ -90,13 +100,23 @@ def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.T
     probs = torch.softmax(logits.float(), 1).numpy()
     cm = confusion_matrix(targets_np, preds, len(classes))
     per_class = per_class_metrics(cm, classes)
-    write_csv(run_dir / "confusion_matrix.csv",
-              [{"true": c, **{p: int(v) for p, v in zip(classes, row)}} for c, row in zip(classes, cm)], ["true"] + classes)
+    write_csv(
+        run_dir / "confusion_matrix.csv",
+        [{"true": c, **{p: int(v) for p, v in zip(classes, row)}} for c, row in zip(classes, cm)],
+        ["true"] + classes,
+    )
     write_csv(run_dir / "per_class.csv", per_class, ["class", "precision", "recall", "f1", "support"])
     wrong = np.flatnonzero(preds != targets_np)
     wrong = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")]
-    rows = [{"index": int(i), "true": classes[targets_np[i]], "pred": classes[preds[i]],
-             "confidence": float(probs[i, preds[i]])} for i in wrong]
+    rows = [
+        {
+            "index": int(i),
+            "true": classes[targets_np[i]],
+            "pred": classes[preds[i]],
+            "confidence": float(probs[i, preds[i]]),
+        }
+        for i in wrong
+    ]
     write_csv(run_dir / "misclassified.csv", rows, ["index", "true", "pred", "confidence"])
     return {
         "confusion_matrix": cm.tolist(),

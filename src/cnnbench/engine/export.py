@@ -1,5 +1,6 @@
 """`cnnbench export`: a trained run as a file other programs load (ONNX, or a torch.export program), with its
 preprocessing in a JSON file beside it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,10 +35,21 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
         try:
             import onnxscript  # noqa: F401  (torch.onnx's exporter needs it; a clear message if it is missing)
         except ImportError:
-            raise ConfigError("ONNX export needs the onnx and onnxscript packages: pip install 'cnnbench[onnx]' "
-                              "(or use --format pt2).") from None
-        torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=["logits"],
-                          dynamic_shapes=({0: batch},), dynamo=True, external_data=False, verbose=False)
+            raise ConfigError(
+                "ONNX export needs the onnx and onnxscript packages: pip install 'cnnbench[onnx]' "
+                "(or use --format pt2)."
+            ) from None
+        torch.onnx.export(
+            model,
+            (example,),
+            str(out),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
     meta = out.with_suffix(".json")
     write_json(meta, {"model": str(out.name), "format": fmt, **prep.to_dict()})
     return out, meta

@@ -1,4 +1,5 @@
 """Ctrl-C during training: finish the current step, save a checkpoint, then stop (a second Ctrl-C stops at once)."""
+
 from __future__ import annotations
 
 import signal

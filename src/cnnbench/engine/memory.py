@@ -1,4 +1,5 @@
 """Peak memory of training: the CUDA allocator's counter on a GPU, the process's resident memory on a CPU."""
+
 from __future__ import annotations
 
 import os
@@ -62,9 +63,9 @@ class PeakRSS:
 
 
 class PeakMemory:
-    """Peak memory while the ``with`` block runs, in MB: PyTorch's allocated peak on CUDA, resident peak of the process on CPU
-    (so on CPU it includes whatever the process holds: the data set in memory, the libraries). ``base_mb`` is the same
-    measure when the block began, so ``peak_mb() - base_mb`` is what the block added."""
+    """Peak memory while the ``with`` block runs, in MB: PyTorch's allocated peak on CUDA, resident peak of the
+    process on CPU (so on CPU it includes whatever the process holds: the data set in memory, the libraries).
+    ``base_mb`` is the same measure when the block began, so ``peak_mb() - base_mb`` is what the block added."""
 
     def __init__(self, device: torch.device, interval: float = 0.02):
         self.device = device

@@ -6,9 +6,10 @@ steps at a high learning rate they can be far from the current ones, and an eval
 chance although the weights are fine. Only buffers change: the weights, and so the training that follows,
 are the same with or without it.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
@@ -34,8 +35,14 @@ def precise_bn_images(requested: int, n_train: int) -> int:
 
 
 @torch.no_grad()
-def recompute_bn_statistics(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], images: int,
-                            device: torch.device, precision: str, ctx: DistContext = DistContext()) -> int:
+def recompute_bn_statistics(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    images: int,
+    device: torch.device,
+    precision: str,
+    ctx: DistContext = DistContext(),
+) -> int:
     """Set every batch-norm layer's running mean and variance to their average over the first ``images`` images
     of ``batches`` (each batch weighted equally, as pycls does); returns the images used (0: nothing changed).
 
@@ -76,8 +83,16 @@ def recompute_bn_statistics(model: nn.Module, batches: Iterable[tuple[torch.Tens
     return used
 
 
-def precise_bn_pass(model: nn.Module, data: Dataset, cfg: TrainConfig, augment: Augment | None, epoch: int,
-                    device: torch.device, precision: str, ctx: DistContext = DistContext()) -> int:
+def precise_bn_pass(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    augment: Augment | None,
+    epoch: int,
+    device: torch.device,
+    precision: str,
+    ctx: DistContext = DistContext(),
+) -> int:
     """Recompute the statistics on ``cfg.precise_bn`` training images (capped at MAX_SHARE), batched and augmented
     as in training. Its own random stream, seeded by the run's seed and ``epoch``: the run's generator, and so
     the training, is untouched. Returns the images used."""

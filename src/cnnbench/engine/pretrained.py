@@ -4,6 +4,7 @@ The body is loaded strictly (every tensor present, every shape equal), the class
 set's classes, and a grey data set gets the pretrained RGB first convolution summed over its input channels (as
 timm does), which answers a grey image exactly as the RGB network answers that image repeated in three channels.
 """
+
 from __future__ import annotations
 
 import urllib.error
@@ -50,9 +51,11 @@ def _torchvision_weights(model_name: str) -> PretrainedWeights:
         weights = tvm.get_model_weights(model_name).DEFAULT
     except ValueError:
         with_weights = [n for n in tvm.list_models(module=tvm) if n.startswith(("vgg", "resnet"))]
-        raise ConfigError(f"torchvision has no ImageNet weights for {model_name} (it has them for "
-                          f"{', '.join(sorted(with_weights))}). Choose one of those models, or pass --pretrained PATH "
-                          "to weights of your own.") from None
+        raise ConfigError(
+            f"torchvision has no ImageNet weights for {model_name} (it has them for "
+            f"{', '.join(sorted(with_weights))}). Choose one of those models, or pass --pretrained PATH "
+            "to weights of your own."
+        ) from None
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
@@ -61,24 +64,31 @@ def _torchvision_weights(model_name: str) -> PretrainedWeights:
             f"Could not get torchvision's ImageNet weights for {model_name} ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'no details'}). torchvision downloads them once from "
             f"{weights.url} and then reads {where} (the folder follows $TORCH_HOME). Offline, copy that file "
-            f"there from a machine that has it, or pass --pretrained PATH to a state_dict file.") from None
+            f"there from a machine that has it, or pass --pretrained PATH to a state_dict file."
+        ) from None
     return PretrainedWeights(state, IMAGENET_MEAN, IMAGENET_STD, f"torchvision {weights} (ImageNet)", variant="paper")
 
 
 def _from_run(run_dir: Path) -> PretrainedWeights:
-    from .evaluate_run import latest_state
     from ..fileio import read_json
+    from .evaluate_run import latest_state
 
     state = latest_state(run_dir)
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
     config = read_json(run_dir / "config.json")
     norm = summary.get("normalization")
     if norm is None:
-        raise ConfigError(f"{run_dir} does not record the normalisation it trained with (it has no finished "
-                          "summary.json). Finish that run first (`cnnbench train --resume`), or pass its weights file.")
-    return PretrainedWeights(evaluated_weights(state), tuple(norm["mean"]), tuple(norm["std"]),
-                             f"cnnbench run {run_dir.name} ({config.get('model')} on {config.get('dataset')}, "
-                             f"epoch {state.get('epoch')})", variant=config.get("variant"))
+        raise ConfigError(
+            f"{run_dir} does not record the normalisation it trained with (it has no finished "
+            "summary.json). Finish that run first (`cnnbench train --resume`), or pass its weights file."
+        )
+    return PretrainedWeights(
+        evaluated_weights(state),
+        tuple(norm["mean"]),
+        tuple(norm["std"]),
+        f"cnnbench run {run_dir.name} ({config.get('model')} on {config.get('dataset')}, epoch {state.get('epoch')})",
+        variant=config.get("variant"),
+    )
 
 
 def _from_file(path: Path) -> PretrainedWeights:
@@ -89,13 +99,17 @@ def _from_file(path: Path) -> PretrainedWeights:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickles of other objects, truncated files, not a torch file at all
-        raise ConfigError(f"Cannot read weights from {path} ({type(e).__name__}: {str(e).splitlines()[0]}). Give a "
-                          "state_dict saved with torch.save(model.state_dict(), PATH), a cnnbench checkpoint or a "
-                          "cnnbench run folder.") from None
+        raise ConfigError(
+            f"Cannot read weights from {path} ({type(e).__name__}: {str(e).splitlines()[0]}). Give a "
+            "state_dict saved with torch.save(model.state_dict(), PATH), a cnnbench checkpoint or a "
+            "cnnbench run folder."
+        ) from None
     state = obj.get("model", obj.get("state_dict", obj)) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"{path} holds no state_dict (a mapping of parameter names to tensors). Save one with "
-                          "torch.save(model.state_dict(), PATH).")
+        raise ConfigError(
+            f"{path} holds no state_dict (a mapping of parameter names to tensors). Save one with "
+            "torch.save(model.state_dict(), PATH)."
+        )
     if run is not None:
         return PretrainedWeights(state, run.mean, run.std, f"{path.name} of {run.description}", run.variant)
     # A bare state_dict: torchvision's layout, trained (as torchvision's are) on ImageNet-normalised images.
@@ -109,13 +123,17 @@ def load_pretrained(source: str, model_name: str) -> PretrainedWeights:
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise ConfigError(f"--pretrained {source}: the folder is not a cnnbench run (it has no config.json). Give "
-                              "a run folder, a weights file, or 'imagenet'.")
+            raise ConfigError(
+                f"--pretrained {source}: the folder is not a cnnbench run (it has no config.json). Give "
+                "a run folder, a weights file, or 'imagenet'."
+            )
         return _from_run(path)
     if path.is_file():
         return _from_file(path)
-    raise ConfigError(f"--pretrained {source}: no such file or folder. Give 'imagenet', a state_dict file, a cnnbench "
-                      "checkpoint or a cnnbench run folder.")
+    raise ConfigError(
+        f"--pretrained {source}: no such file or folder. Give 'imagenet', a state_dict file, a cnnbench "
+        "checkpoint or a cnnbench run folder."
+    )
 
 
 def normalization_for(weights: PretrainedWeights, in_chans: int) -> tuple[list[float], list[float]]:
@@ -141,20 +159,32 @@ def apply_pretrained(model: nn.Module, weights: PretrainedWeights) -> list[str]:
             + (f": it has {listed(missing)} which they lack" if missing else "")
             + (f"{';' if missing else ':'} they have {listed(unexpected)} which it lacks" if unexpected else "")
             + ". Pretrained weights must come from the same architecture (and variant: --variant paper for "
-              "torchvision's).")
+            "torchvision's)."
+        )
     loaded = {}
     for name, value in source.items():
         want = target[name].shape
-        if value.shape != want and value.ndim == 4 and value.shape[1] == 3 and want[1] == 1 and value.shape[0] == want[0] \
-                and value.shape[2:] == want[2:]:
+        if (
+            value.shape != want
+            and value.ndim == 4
+            and value.shape[1] == 3
+            and want[1] == 1
+            and value.shape[0] == want[0]
+            and value.shape[2:] == want[2:]
+        ):
             value = value.sum(dim=1, keepdim=True)  # RGB filters on a grey image: the sum sees what RGB saw
         if value.shape != want:
             raise ConfigError(
                 f"The pretrained weights ({weights.description}) do not fit this model: {name} is "
                 f"{tuple(value.shape)} there and {tuple(want)} here. "
-                + ("The first convolution differs: weights for the paper variant (7x7 stem) need --variant paper, "
-                   "and a run's weights need that run's variant. " if name.startswith(("conv1", "features.0")) else "")
-                + "Pretrained weights must come from the same architecture.")
+                + (
+                    "The first convolution differs: weights for the paper variant (7x7 stem) need --variant paper, "
+                    "and a run's weights need that run's variant. "
+                    if name.startswith(("conv1", "features.0"))
+                    else ""
+                )
+                + "Pretrained weights must come from the same architecture."
+            )
         loaded[name] = value
     model.load_state_dict({**target, **loaded})
     return [k for k in target if is_head_parameter(k, head)]

@@ -1,4 +1,5 @@
 """What a run folder records: per-epoch metric rows, the study-format log, test predictions and the summary."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,13 +10,25 @@ import torch
 from ..fileio import write_csv, write_json, write_npz, write_text
 from .runtime import environment
 
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "lr", "epoch_time_s",
-                  "images_per_s", "infer_images_per_s", "peak_memory_mb"]
+METRIC_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_top1",
+    "test_top5",
+    "lr",
+    "epoch_time_s",
+    "images_per_s",
+    "infer_images_per_s",
+    "peak_memory_mb",
+]
 VAL_COLUMNS = ["val_loss", "val_top1", "val_top5"]
 
 
-def epoch_row(epoch: int, stats: dict, test: dict, test_images: int, peak_memory_mb: float | None,
-              val: dict | None = None) -> dict:
+def epoch_row(
+    epoch: int, stats: dict, test: dict, test_images: int, peak_memory_mb: float | None, val: dict | None = None
+) -> dict:
     """One metrics.csv row from the epoch's training tally and its evaluations."""
     row = {
         "epoch": epoch,
@@ -58,8 +71,13 @@ def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
 
 
 def save_predictions(run, logits: torch.Tensor) -> None:
-    write_npz(run.out / "predictions.npz", logits=logits.numpy().astype(np.float32), targets=run.data.test_y.cpu().numpy(),
-              preds=logits.argmax(1).numpy(), classes=np.array(run.data.classes))
+    write_npz(
+        run.out / "predictions.npz",
+        logits=logits.numpy().astype(np.float32),
+        targets=run.data.test_y.cpu().numpy(),
+        preds=logits.argmax(1).numpy(),
+        classes=np.array(run.data.classes),
+    )
 
 
 def _median(values: list) -> float | None:
@@ -101,7 +119,9 @@ def finish(run) -> dict:
         "images_per_s": images / max(train_time, 1e-9),
         # median over epochs; max over epochs (rows from before this change lack them: None)
         "infer_images_per_s": _median([r.get("infer_images_per_s") for r in run.rows]),
-        "peak_memory_mb": max((r["peak_memory_mb"] for r in run.rows if r.get("peak_memory_mb") is not None), default=None),
+        "peak_memory_mb": max(
+            (r["peak_memory_mb"] for r in run.rows if r.get("peak_memory_mb") is not None), default=None
+        ),
         "peak_memory_kind": run.memory.kind,
         "params": run.params,
         "macs": run.flops // 2,

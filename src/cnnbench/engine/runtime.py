@@ -1,11 +1,12 @@
 """Device, precision and environment: resolved once per run and recorded with it."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
 import sys
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -30,11 +31,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine. Use --device cpu or auto.")
+        raise ConfigError(
+            "--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine. Use --device cpu or auto."
+        )
     return torch.device(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -46,7 +49,7 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -115,9 +118,13 @@ def environment(device: torch.device, precision: str) -> dict:
 def restored_torch_state():
     """Put back the process-wide settings a run changes (threads, deterministic algorithms, cudnn.benchmark, matmul
     precision) when it ends, so a second ``fit`` in the same process, or the caller's code, gets its own."""
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
-             torch.get_float32_matmul_precision())
+    saved = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.get_float32_matmul_precision(),
+    )
     try:
         yield
     finally:

@@ -1,8 +1,9 @@
 """Learning-rate schedules as per-step multipliers of the peak rate (for ``LambdaLR``)."""
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 
 def lr_multiplier(schedule: str, total_steps: int, warmup_fraction: float) -> Callable[[int], float]:

@@ -1,4 +1,5 @@
 """A run's resumable state: what a checkpoint holds, and putting it back."""
+
 from __future__ import annotations
 
 import torch
@@ -24,21 +25,24 @@ def save_state(run) -> None:
     """Checkpoint everything a resume needs (main process only)."""
     if not run.dist.is_main:
         return
-    save_checkpoint(run.out / "checkpoints", {
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "epoch": run.epoch,
-        "rows": run.rows,
-        "start_time": run.start_time,
-        "rng": _rng_state(run),
-        "config": run.config.to_dict(),
-        "variant": run.variant,
-        "partial": run.partial,
-        # the moving average (what was evaluated) and its update count, for evaluate/predict/export and resume
-        **({"ema_model": run.average.module.state_dict(), "ema": run.average.state_dict()} if run.average else {}),
-    })
+    save_checkpoint(
+        run.out / "checkpoints",
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "epoch": run.epoch,
+            "rows": run.rows,
+            "start_time": run.start_time,
+            "rng": _rng_state(run),
+            "config": run.config.to_dict(),
+            "variant": run.variant,
+            "partial": run.partial,
+            # the moving average (what was evaluated) and its update count, for evaluate/predict/export and resume
+            **({"ema_model": run.average.module.state_dict(), "ema": run.average.state_dict()} if run.average else {}),
+        },
+    )
 
 
 def restore_state(run) -> None:

@@ -1,13 +1,14 @@
 """The training loop: ``fit(config, out)`` trains one model on one data set into a self-contained run folder."""
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -26,11 +27,27 @@ from .evaluate import evaluate, flip_tta_top1
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .memory import PeakMemory
 from .precise_bn import precise_bn_pass
-from .pretrained import (apply_pretrained, classifier_name, freeze_body, is_head_parameter, keep_frozen_statistics,
-                         load_pretrained, normalization_for)
+from .pretrained import (
+    apply_pretrained,
+    classifier_name,
+    freeze_body,
+    is_head_parameter,
+    keep_frozen_statistics,
+    load_pretrained,
+    normalization_for,
+)
 from .records import epoch_row, finish, save_predictions, write_epoch_files
-from .runtime import (autocast, compile_model, device_name, resolve_device, resolve_precision, restored_torch_state,
-                      short_reason, synchronize, warm_up_calls)
+from .runtime import (
+    autocast,
+    compile_model,
+    device_name,
+    resolve_device,
+    resolve_precision,
+    restored_torch_state,
+    short_reason,
+    synchronize,
+    warm_up_calls,
+)
 from .schedules import lr_multiplier
 from .state import restore_state, save_state
 
@@ -81,12 +98,14 @@ def training_augment(cfg: TrainConfig) -> Augment | None:
     return Augment(crop_padding=cfg.crop_padding, flip=True, cutout=cfg.cutout) if cfg.augment else None
 
 
-def evaluated_model(run: "Run") -> nn.Module:
+def evaluated_model(run: Run) -> nn.Module:
     """The weights evaluations measure: the moving average where the run keeps one (--ema), else the model."""
     return run.average.module if run.average is not None else run.model
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float | None = None
+) -> list[dict]:
     """Weight decay on conv/linear weights only: decaying biases and norm scales hurts (Goyal et al. 2017).
     With ``backbone_lr_scale`` (fine-tuning), everything but the classifier learns at ``lr`` times it."""
     head = classifier_name(model) if backbone_lr_scale is not None else None
@@ -95,9 +114,14 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float, backbone_lr_s
         if p.requires_grad:
             in_body = head is not None and not is_head_parameter(name, head)
             groups.setdefault((in_body, p.ndim > 1), []).append(p)
-    return [{"params": params, "weight_decay": weight_decay if decayed else 0.0,
-             "lr": lr * backbone_lr_scale if in_body else lr}
-            for (in_body, decayed), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))]
+    return [
+        {
+            "params": params,
+            "weight_decay": weight_decay if decayed else 0.0,
+            "lr": lr * backbone_lr_scale if in_body else lr,
+        }
+        for (in_body, decayed), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
+    ]
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -165,10 +189,14 @@ class EpochTally:
     time_s: float = 0.0  # time spent in this epoch before a resume
 
     @classmethod
-    def start(cls, device: torch.device, partial: dict | None) -> "EpochTally":
+    def start(cls, device: torch.device, partial: dict | None) -> EpochTally:
         p = partial or {"loss_sum": 0.0, "correct": 0, "seen": 0, "time_s": 0.0}
-        return cls(torch.full((), p["loss_sum"], device=device, dtype=torch.float64),
-                   torch.full((), p["correct"], device=device, dtype=torch.int64), p["seen"], p["time_s"])
+        return cls(
+            torch.full((), p["loss_sum"], device=device, dtype=torch.float64),
+            torch.full((), p["correct"], device=device, dtype=torch.int64),
+            p["seen"],
+            p["time_s"],
+        )
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         self.loss_sum += loss.detach().double() * len(y)
@@ -198,7 +226,9 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
     check_every = cfg.check_every or (1 if device.type == "cpu" else CHECK_EVERY_GPU)
     tally = EpochTally.start(device, partial)
     t0 = time.perf_counter()
-    batches = train_batches(run.data, cfg.batch_size, run.generator, augment, cfg.channels_last, ctx.rank, ctx.world_size)
+    batches = train_batches(
+        run.data, cfg.batch_size, run.generator, augment, cfg.channels_last, ctx.rank, ctx.world_size
+    )
     for step, (x, y) in enumerate(batches, start=1):
         if step <= done:  # already trained before the interruption; drawing the batch keeps the RNG in step
             continue
@@ -209,14 +239,20 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
         if step % check_every == 0 or step == steps:
             _check_finite(run, loss, step)
         if run.stop.requested and step < steps and not ctx.enabled:
-            run.partial = {"step": step, "generator": epoch_start_generator, "loss_sum": tally.loss_sum.item(),
-                           "correct": int(tally.correct.item()), "seen": tally.seen,
-                           "time_s": tally.time_s + time.perf_counter() - t0}
+            run.partial = {
+                "step": step,
+                "generator": epoch_start_generator,
+                "loss_sum": tally.loss_sum.item(),
+                "correct": int(tally.correct.item()),
+                "seen": tally.seen,
+                "time_s": tally.time_s + time.perf_counter() - t0,
+            }
             raise TrainingInterrupted
     synchronize(device)
     elapsed = tally.time_s + time.perf_counter() - t0
-    loss_total, correct_total, seen_total = all_reduce_sum([tally.loss_sum.item(), float(tally.correct.item()),
-                                                            float(tally.seen)], ctx)
+    loss_total, correct_total, seen_total = all_reduce_sum(
+        [tally.loss_sum.item(), float(tally.correct.item()), float(tally.seen)], ctx
+    )
     return {
         "train_loss": loss_total / max(seen_total, 1),
         "train_acc": correct_total / max(seen_total, 1),
@@ -246,8 +282,11 @@ def _check_finite(run: Run, loss: torch.Tensor, step: int) -> None:
     stops every rank at the same step (a lone rank stopping would leave the others waiting in an all-reduce)."""
     value = all_reduce_sum([loss.item()], run.dist)[0] / run.dist.world_size
     if not math.isfinite(value):
-        kept = (f"The last good checkpoint (epoch {run.epoch}) is kept in {run.out / 'checkpoints'}. "
-                if run.epoch else "No epoch had finished, so there is no checkpoint to keep. ")
+        kept = (
+            f"The last good checkpoint (epoch {run.epoch}) is kept in {run.out / 'checkpoints'}. "
+            if run.epoch
+            else "No epoch had finished, so there is no checkpoint to keep. "
+        )
         raise TrainingError(
             f"The training loss became {value} at epoch {run.epoch + 1}, step {step}: training diverged. {kept}"
             f"Try a lower learning rate (for example --lr {run.config.lr / 10:g})."
@@ -255,7 +294,11 @@ def _check_finite(run: Run, loss: torch.Tensor, step: int) -> None:
 
 
 def _out_of_memory(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower() or "can't allocate memory" in str(e).lower()
+    return (
+        isinstance(e, torch.OutOfMemoryError)
+        or "out of memory" in str(e).lower()
+        or "can't allocate memory" in str(e).lower()
+    )
 
 
 def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None) -> Run:
@@ -297,12 +340,32 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     optimizer = make_optimizer(cfg, model)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     total_steps = cfg.epochs * steps_per_epoch(len(data.train_y), cfg.batch_size, ctx.world_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total_steps, cfg.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_multiplier(cfg.schedule, total_steps, cfg.warmup_fraction)
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
-    return Run(cfg, out, data, model, variant, device, precision, device_name(device), optimizer, scheduler, scaler,
-               generator, params, flops, start_time=str(datetime.now()), memory=PeakMemory(device), dist=ctx,
-               pretrained=weights.description if weights is not None else None, average=average)
+    return Run(
+        cfg,
+        out,
+        data,
+        model,
+        variant,
+        device,
+        precision,
+        device_name(device),
+        optimizer,
+        scheduler,
+        scaler,
+        generator,
+        params,
+        flops,
+        start_time=str(datetime.now()),
+        memory=PeakMemory(device),
+        dist=ctx,
+        pretrained=weights.description if weights is not None else None,
+        average=average,
+    )
 
 
 def fit(
@@ -338,8 +401,9 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
             write_text(out / TEST_FILES, "".join(f"{name}\n" for name in run.data.test_files))
     step_model = _step_model(run)
     if run.config.compile:
-        step_model = _compile_before_training(run, compile_model(step_model, run.config.compile_mode), step_model,
-                                              nn.CrossEntropyLoss())
+        step_model = _compile_before_training(
+            run, compile_model(step_model, run.config.compile_mode), step_model, nn.CrossEntropyLoss()
+        )
     criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
     callbacks = callbacks if run.dist.is_main else ()
     for cb in callbacks:
@@ -411,11 +475,15 @@ def _compile_before_training(run: Run, step_model: nn.Module, eager: nn.Module, 
 
 def check_output_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is an existing file, not a folder; nothing was written. Give a folder path "
-                          "(new or holding a run), or move the file away.")
+        raise ConfigError(
+            f"--out {out} is an existing file, not a folder; nothing was written. Give a folder path "
+            "(new or holding a run), or move the file away."
+        )
 
 
-def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> None:
+def _train_and_record_epoch(
+    run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]
+) -> None:
     """Train one epoch, evaluate, record the row and checkpoint; stop here if Ctrl-C asked for it."""
     cfg = run.config
     stats = train_one_epoch(run, step_model, criterion, callbacks)
@@ -429,9 +497,17 @@ def _train_and_record_epoch(run: Run, step_model: nn.Module, criterion: nn.Modul
         if run.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
             save_predictions(run, test["logits"])
             if run.data.natural:  # flips are label-preserving: report flip test-time augmentation beside top-1
-                run.test_top1_tta = flip_tta_top1(evaluated_model(run), run.data.test_x, run.data.test_y, test["logits"],
-                                                  run.data, run.device, run.precision, cfg.eval_batch_size,
-                                                  cfg.channels_last)
+                run.test_top1_tta = flip_tta_top1(
+                    evaluated_model(run),
+                    run.data.test_x,
+                    run.data.test_y,
+                    test["logits"],
+                    run.data,
+                    run.device,
+                    run.precision,
+                    cfg.eval_batch_size,
+                    cfg.channels_last,
+                )
         save_state(run)
         write_epoch_files(run)
     for cb in callbacks:
@@ -446,13 +522,22 @@ def _precise_bn(run: Run) -> float:
     if run.config.freeze_backbone:  # a frozen body keeps its pretrained statistics
         return 0.0
     start = time.perf_counter()
-    if precise_bn_pass(evaluated_model(run), run.data, run.config, training_augment(run.config), run.epoch, run.device,
-                       run.precision, run.dist):
+    if precise_bn_pass(
+        evaluated_model(run),
+        run.data,
+        run.config,
+        training_augment(run.config),
+        run.epoch,
+        run.device,
+        run.precision,
+        run.dist,
+    ):
         synchronize(run.device)
     return time.perf_counter() - start
 
 
 def _evaluate_split(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict:
     cfg = run.config
-    return evaluate(evaluated_model(run), x, y, run.data, run.device, run.precision, cfg.eval_batch_size,
-                    cfg.channels_last)
+    return evaluate(
+        evaluated_model(run), x, y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last
+    )

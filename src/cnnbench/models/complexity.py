@@ -3,6 +3,7 @@
 MACs are counted with ``torch.utils.flop_counter`` (convolutions and matrix products, the terms
 published figures count); by its convention FLOPs = 2 x MACs.
 """
+
 from __future__ import annotations
 
 import torch

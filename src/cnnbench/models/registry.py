@@ -1,9 +1,10 @@
 """A small model registry in the style of torchvision's ``models/_api.py``."""
+
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 

@@ -1,4 +1,5 @@
 """ResNet v1.5 (stride 2 in the 3x3 conv) on torchvision's ``BasicBlock``/``Bottleneck``/``ResNet``."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -36,7 +37,9 @@ class ResNet(_TorchvisionResNet):
 def _register(name: str) -> None:
     block, layers = ARCHS[name]
     register_model(name)(
-        lambda num_classes, in_chans, variant, _b=block, _l=layers, **kw: ResNet(_b, _l, num_classes, in_chans, variant, **kw)
+        lambda num_classes, in_chans, variant, _b=block, _l=layers, **kw: ResNet(
+            _b, _l, num_classes, in_chans, variant, **kw
+        )
     )
 
 

@@ -3,6 +3,7 @@
 Tokens: an int is a 3x3 conv with that many channels, ``(c, 1)`` a 1x1 conv (column C),
 "M" a 2x2 max-pool, "LRN" local response normalisation (column A-LRN).
 """
+
 from __future__ import annotations
 
 import torch
@@ -89,7 +90,9 @@ def _vgg(cfg: str, batch_norm: bool, num_classes: int, in_chans: int, variant: s
 def _register(name: str, cfg: str) -> None:
     for suffix, bn in (("", False), ("_bn", True)):
         register_model(name + suffix)(
-            lambda num_classes, in_chans, variant, _cfg=cfg, _bn=bn, **kw: _vgg(_cfg, _bn, num_classes, in_chans, variant, **kw)
+            lambda num_classes, in_chans, variant, _cfg=cfg, _bn=bn, **kw: _vgg(
+                _cfg, _bn, num_classes, in_chans, variant, **kw
+            )
         )
 
 

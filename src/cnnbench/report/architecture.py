@@ -1,5 +1,6 @@
 """The report's architecture section: per data set, where each model's parameters, MACs and activation memory
 sit, stage by stage (analysis.architecture counts them on the meta device from the model's own definition)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,11 @@ import numpy as np
 from ..analysis.architecture import model_layer_table, stage_totals, where_computation_goes
 from .plots import _figure_module, save_figure
 
-PANELS = (("params", "parameters (millions)", 1e6), ("macs", "MACs per image (millions)", 1e6),
-          ("activation_bytes", "activation memory per image (MiB, float32)", 2**20))
+PANELS = (
+    ("params", "parameters (millions)", 1e6),
+    ("macs", "MACs per image (millions)", 1e6),
+    ("activation_bytes", "activation memory per image (MiB, float32)", 2**20),
+)
 
 
 def architecture_rows(groups, input_shape: tuple[int, int, int], num_classes: int) -> list[dict]:
@@ -19,7 +23,9 @@ def architecture_rows(groups, input_shape: tuple[int, int, int], num_classes: in
     for model, variant in dict.fromkeys((g.model, g.variant) for g in groups):
         _, layers = model_layer_table(model, variant, input_shape, num_classes)
         stages = stage_totals(layers)
-        rows.append({"label": f"{model} ({variant})", "stages": stages, "sentence": where_computation_goes(model, stages)})
+        rows.append(
+            {"label": f"{model} ({variant})", "stages": stages, "sentence": where_computation_goes(model, stages)}
+        )
     return rows
 
 
@@ -35,8 +41,16 @@ def stage_figure(rows: list[dict], path: str | Path, title: str) -> Path:
             values = [s[key] / scale for s in row["stages"]]
             bars = ax.bar(x, values, width, label=row["label"])
             for bar, stage in zip(bars, row["stages"]):
-                ax.annotate(stage["stage"], (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                            va="bottom", fontsize=6, rotation=90, xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    stage["stage"],
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
         ax.set_xticks(range(max(len(r["stages"]) for r in rows)))
         ax.set_xticklabels([f"stage {k + 1}" for k in range(max(len(r["stages"]) for r in rows))], fontsize=7)
         ax.set_ylabel(label, fontsize=8)

@@ -1,4 +1,5 @@
 """The written comparison of a study: comparison.csv/.md, pairs.csv and the findings, from run folders alone."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,19 @@ from ..layout import COMPARISON_CSV, COMPARISON_MD
 from ..models.registry import variant_description
 from .robustness import robustness_markdown
 from .significance import Pair, pair_finding, points, write_pairs
-from .tables import (COMPARISON_COLUMNS, TOP1_LEGEND, Group, has_validation, megabytes, millions, minutes, pct,
-                     rate, study_reference, top1_cell)
+from .tables import (
+    COMPARISON_COLUMNS,
+    TOP1_LEGEND,
+    Group,
+    has_validation,
+    megabytes,
+    millions,
+    minutes,
+    pct,
+    rate,
+    study_reference,
+    top1_cell,
+)
 
 
 def write_comparison(study_dir: Path, groups: list[Group], pairs: list[Pair]) -> list[dict]:
@@ -29,16 +41,25 @@ def verdict(pair: Pair) -> str:
 def pair_cells(pair: Pair) -> dict:
     """One pair as the report's table shows it (markdown and HTML alike)."""
     ci, m = pair.ci, pair.mcnemar
-    return {"a": pair.a, "b": pair.b, "seeds": " ".join(map(str, pair.seeds)), "diff": points(pair.diff),
-            "ci": f"{points(ci[0])} to {points(ci[1])}" if ci else "-", "method": pair.ci_method or "-",
-            "mcnemar": f"{m[0]} / {m[1]}, p {'<' if m[2] < 0.001 else '='} {max(m[2], 0.001):.3f}" if m else "-",
-            "wins": f"{pair.wins_a} of {len(pair.seeds)}", "verdict": verdict(pair)}
+    return {
+        "a": pair.a,
+        "b": pair.b,
+        "seeds": " ".join(map(str, pair.seeds)),
+        "diff": points(pair.diff),
+        "ci": f"{points(ci[0])} to {points(ci[1])}" if ci else "-",
+        "method": pair.ci_method or "-",
+        "mcnemar": f"{m[0]} / {m[1]}, p {'<' if m[2] < 0.001 else '='} {max(m[2], 0.001):.3f}" if m else "-",
+        "wins": f"{pair.wins_a} of {len(pair.seeds)}",
+        "verdict": verdict(pair),
+    }
 
 
-PAIRS_LEGEND = ("A − B: difference in test top-1 (percentage points), A being the more accurate on average; its 95% "
-                "interval is a paired bootstrap over test images with one seed and a paired t-interval over seeds "
-                "with several. McNemar: examples only A gets right / only B gets right and the exact test's p "
-                "(with several seeds, the counts summed and the largest per-seed p). Per-seed tests: pairs_by_seed.csv.")
+PAIRS_LEGEND = (
+    "A − B: difference in test top-1 (percentage points), A being the more accurate on average; its 95% "
+    "interval is a paired bootstrap over test images with one seed and a paired t-interval over seeds "
+    "with several. McNemar: examples only A gets right / only B gets right and the exact test's p "
+    "(with several seeds, the counts summed and the largest per-seed p). Per-seed tests: pairs_by_seed.csv."
+)
 
 
 def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
@@ -46,36 +67,66 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
         has_val = has_validation(gs)
-        out += [f"## {dataset}", "", f"Data: {gs[0].first['data_source']}. Metrics at the last epoch. {TOP1_LEGEND} "
-                "Inference images/s: test-set evaluation speed (median over epochs); peak memory: process resident "
-                "peak on CPU (data set included), allocator peak on CUDA." + (
-                    " Validation top-1: on images held out of the training split (--val-split), the number to choose "
-                    "recipes on." if has_val else ""), "",
-                "| model | variant | seeds | epochs | params | MACs | test loss | test top-1 | test top-5 | "
-                + ("validation top-1 | " if has_val else "")
-                + "training time | per epoch | train images/s | inference images/s | peak memory | device, precision |",
-                "|---" * (15 + has_val) + "|"]
+        out += [
+            f"## {dataset}",
+            "",
+            f"Data: {gs[0].first['data_source']}. Metrics at the last epoch. {TOP1_LEGEND} "
+            "Inference images/s: test-set evaluation speed (median over epochs); peak memory: process resident "
+            "peak on CPU (data set included), allocator peak on CUDA."
+            + (
+                " Validation top-1: on images held out of the training split (--val-split), the number to choose "
+                "recipes on."
+                if has_val
+                else ""
+            ),
+            "",
+            "| model | variant | seeds | epochs | params | MACs | test loss | test top-1 | test top-5 | "
+            + ("validation top-1 | " if has_val else "")
+            + "training time | per epoch | train images/s | inference images/s | peak memory | device, precision |",
+            "|---" * (15 + has_val) + "|",
+        ]
         for g in gs:
             r = g.row()
-            val = (f"{pct(r['val_top1'], r['val_top1_std'])} | " if r["val_top1"] is not None else "- | ") if has_val else ""
+            val = (
+                (f"{pct(r['val_top1'], r['val_top1_std'])} | " if r["val_top1"] is not None else "- | ")
+                if has_val
+                else ""
+            )
             out.append(
-                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}){g.start} | {len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
+                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}){g.start} | "
+                f"{len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
                 f"{r['test_loss']:.4f} | {top1_cell(r)} | {pct(r['test_top5'], r['test_top5_std'])} | {val}"
                 f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | "
-                f"{rate(r['infer_images_per_s'])} | {megabytes(r['peak_memory_mb'])} | {r['device']}, {r['precision']} |")
+                f"{rate(r['infer_images_per_s'])} | {megabytes(r['peak_memory_mb'])} | {r['device']}, "
+                f"{r['precision']} |"
+            )
         ds_pairs = [p for p in pairs if p.dataset == dataset]
         if ds_pairs:
-            out += ["", "Pairs of models, on the same test images and seeds:", "",
-                    "| model A | model B | seeds | A − B (points) | 95% CI | interval | McNemar b / c, p | A wins | verdict |",
-                    "|---|---|---|---|---|---|---|---|---|"]
-            out += ["| {a} | {b} | {seeds} | {diff} | {ci} | {method} | {mcnemar} | {wins} | {verdict} |".format(**pair_cells(p))
-                    for p in ds_pairs]
+            out += [
+                "",
+                "Pairs of models, on the same test images and seeds:",
+                "",
+                "| model A | model B | seeds | A − B (points) | 95% CI | interval | McNemar b / c, p | A wins | "
+                "verdict |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            out += [
+                "| {a} | {b} | {seeds} | {diff} | {ci} | {method} | {mcnemar} | {wins} | {verdict} |".format(
+                    **pair_cells(p)
+                )
+                for p in ds_pairs
+            ]
             out += ["", PAIRS_LEGEND]
         out += robustness_markdown(gs)
         if study_reference(dataset):
             table, ref = study_reference(dataset)
-            out += ["", f"The study's {table} for comparison (its own setup and hardware; training time as printed):", "",
-                    "| model | test loss | top-1 | top-5 | training time |", "|---|---|---|---|---|"]
+            out += [
+                "",
+                f"The study's {table} for comparison (its own setup and hardware; training time as printed):",
+                "",
+                "| model | test loss | top-1 | top-5 | training time |",
+                "|---|---|---|---|---|",
+            ]
             out += [f"| {m} | {loss:.4f} | {pct(t1)} | {pct(t5)} | {t} |" for m, loss, t1, t5, t in ref]
         out.append("")
     return "\n".join(out)
@@ -91,20 +142,29 @@ def findings(groups: list[Group], pairs: list[Pair]) -> dict[str, list[str]]:
         if len(gs) == 1:
             g = gs[0]
             r = g.row()
-            notes.append(f"{g.label} ({g.variant}{g.start}) reached {top1_cell(r)} test top-1 in {minutes(g.mean('train_time_s'))} "
-                         "of training.")
+            notes.append(
+                f"{g.label} ({g.variant}{g.start}) reached {top1_cell(r)} test top-1 in "
+                f"{minutes(g.mean('train_time_s'))} "
+                "of training."
+            )
         for pair in (p for p in pairs if p.dataset == dataset):
             notes += pair_finding(pair)
             a, b = by_label[pair.a], by_label[pair.b]
             time_ratio = a.mean("train_time_s") / max(b.mean("train_time_s"), 1e-9)
-            cost = f"{time_ratio:.2f}x the training time" if abs(time_ratio - 1) > 0.05 else "about the same training time"
-            notes.append(f"{pair.a} takes {cost} of {pair.b} ({minutes(a.mean('train_time_s'))} vs "
-                         f"{minutes(b.mean('train_time_s'))}) with {a.first['params'] / max(b.first['params'], 1):.2f}x the "
-                         f"parameters ({millions(a.first['params'])} vs {millions(b.first['params'])}); test loss "
-                         f"{a.mean('test_loss'):.4f} vs {b.mean('test_loss'):.4f}.")
+            cost = (
+                f"{time_ratio:.2f}x the training time" if abs(time_ratio - 1) > 0.05 else "about the same training time"
+            )
+            notes.append(
+                f"{pair.a} takes {cost} of {pair.b} ({minutes(a.mean('train_time_s'))} vs "
+                f"{minutes(b.mean('train_time_s'))}) with {a.first['params'] / max(b.first['params'], 1):.2f}x the "
+                f"parameters ({millions(a.first['params'])} vs {millions(b.first['params'])}); test loss "
+                f"{a.mean('test_loss'):.4f} vs {b.mean('test_loss'):.4f}."
+            )
         if len(gs) > 1:
             fastest = min(gs, key=lambda g: g.mean("time_per_epoch_s"))
-            notes.append(f"Fastest to train: {fastest.label} at {fastest.mean('images_per_s'):.0f} images/s "
-                         f"({fastest.mean('time_per_epoch_s'):.1f} s per epoch).")
+            notes.append(
+                f"Fastest to train: {fastest.label} at {fastest.mean('images_per_s'):.0f} images/s "
+                f"({fastest.mean('time_per_epoch_s'):.1f} s per epoch)."
+            )
         result[dataset] = notes
     return result

@@ -1,4 +1,5 @@
 """The study report: one self-contained HTML file (figures embedded), rebuilt from run folders alone."""
+
 from __future__ import annotations
 
 import base64
@@ -13,12 +14,23 @@ from ..layout import dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
 from .architecture import architecture_rows, stage_figure
-from .insight import landscape_overlay, run_insight_figures, study_cka_figures
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
+from .insight import landscape_overlay, run_insight_figures, study_cka_figures
 from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, robustness_rows, run_heatmap
 from .significance import all_pairs
-from .tables import (TOP1_LEGEND, group_runs, has_validation, load_runs, megabytes, millions, minutes, pct, rate,
-                     study_reference, top1_cell)
+from .tables import (
+    TOP1_LEGEND,
+    group_runs,
+    has_validation,
+    load_runs,
+    megabytes,
+    millions,
+    minutes,
+    pct,
+    rate,
+    study_reference,
+    top1_cell,
+)
 
 
 def _data_uri(path: Path) -> str:
@@ -52,11 +64,16 @@ def _insight_section(study_dir: Path, groups, ds_dir: Path, dataset: str) -> dic
             label = f"{g.model} s{r.summary['seed']}"
             found = run_insight_figures(r.path, label)
             runs.append({**found, "label": label, "figures": {k: _data_uri(v) for k, v in found["figures"].items()}})
-    overlay = landscape_overlay([r for g in groups for r in g.runs], ds_dir / "landscape.png", f"{dataset}: loss landscape")
-    return {"runs": runs, "cross_cka": [_data_uri(p) for p in study_cka_figures(study_dir, safe_name(dataset))],
-            "landscape": _data_uri(overlay) if overlay else None,
-            "has_dynamics": any("dynamics" in r["figures"] for r in runs),
-            "has_learned": any("cka" in r["figures"] for r in runs)}
+    overlay = landscape_overlay(
+        [r for g in groups for r in g.runs], ds_dir / "landscape.png", f"{dataset}: loss landscape"
+    )
+    return {
+        "runs": runs,
+        "cross_cka": [_data_uri(p) for p in study_cka_figures(study_dir, safe_name(dataset))],
+        "landscape": _data_uri(overlay) if overlay else None,
+        "has_dynamics": any("dynamics" in r["figures"] for r in runs),
+        "has_learned": any("cka" in r["figures"] for r in runs),
+    }
 
 
 def _architecture_section(groups, info: dict, ds_dir: Path, dataset: str) -> dict | None:
@@ -79,7 +96,10 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
     if not records:
         from ..errors import ConfigError
 
-        raise ConfigError(f"{study_dir} holds no finished runs (no runs/*/summary.json): run `cnnbench compare --out {study_dir}` first.")
+        raise ConfigError(
+            f"{study_dir} holds no finished runs (no runs/*/summary.json): run `cnnbench compare --out "
+            f"{study_dir}` first."
+        )
     groups = group_runs(records)
     study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
     baseline = choose_baseline(groups, baseline, study.get("models", []))
@@ -92,8 +112,15 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
         gs = [g for g in groups if g.dataset == dataset]
         ds_dir = dataset_dir_for(study_dir, dataset)
         info = read_json(ds_dir / "dataset.json") if (ds_dir / "dataset.json").exists() else {}
-        series = [{"label": f"{g.label} s{r.summary['seed']}", "rows": r.rows, "color_key": f"{g.model} ({g.variant}{g.start})"}
-                  for g in gs for r in g.runs]
+        series = [
+            {
+                "label": f"{g.label} s{r.summary['seed']}",
+                "rows": r.rows,
+                "color_key": f"{g.model} ({g.variant}{g.start})",
+            }
+            for g in gs
+            for r in g.runs
+        ]
         overlay = plots.accuracy_overlays(series, ds_dir / "accuracy.png", title=f"{dataset}: test top-1")
         runs = []
         for g in gs:
@@ -102,27 +129,49 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
                 heatmap = run_heatmap(r, r.path / "robustness.png")
                 if heatmap:
                     figures["robustness"] = _data_uri(heatmap)
-                runs.append({"summary": r.summary, "per_class": r.per_class, "figures": figures, "robustness": r.robustness,
-                             "config": json.dumps(r.summary["config"], indent=2),
-                             "environment": json.dumps(r.summary["environment"], indent=2), "name": r.path.name})
+                runs.append(
+                    {
+                        "summary": r.summary,
+                        "per_class": r.per_class,
+                        "figures": figures,
+                        "robustness": r.robustness,
+                        "config": json.dumps(r.summary["config"], indent=2),
+                        "environment": json.dumps(r.summary["environment"], indent=2),
+                        "name": r.path.name,
+                    }
+                )
         insight = _insight_section(study_dir, gs, ds_dir, dataset)
         architecture = _architecture_section(gs, info, ds_dir, dataset)
-        sections.append({
-            "insight": insight, "architecture": architecture,
-            "name": dataset, "info": info, "source": gs[0].first["data_source"],
-            "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
-            "overlay": _data_uri(overlay), "rows": [g.row() for g in gs], "findings": notes[dataset],
-            "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
-            "has_val": has_validation(gs),
-            "reference": study_reference(dataset), "runs": runs, "robustness": robustness_rows(gs),
-            "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
-            "robustness_source": next((g.robustness for g in gs if g.robustness), None), "baseline": baseline,
-        })
+        sections.append(
+            {
+                "insight": insight,
+                "architecture": architecture,
+                "name": dataset,
+                "info": info,
+                "source": gs[0].first["data_source"],
+                "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
+                "overlay": _data_uri(overlay),
+                "rows": [g.row() for g in gs],
+                "findings": notes[dataset],
+                "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
+                "has_val": has_validation(gs),
+                "reference": study_reference(dataset),
+                "runs": runs,
+                "robustness": robustness_rows(gs),
+                "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
+                "robustness_source": next((g.robustness for g in gs if g.robustness), None),
+                "baseline": baseline,
+            }
+        )
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
     env.globals.update(variant_description=variant_description)
     env.globals.update(pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND)
     page = env.get_template("report.html").render(
-        title=f"cnnbench study: {study_dir.name}", study=study, sections=sections,  # the template escapes the title
-        generated=datetime.now().strftime("%Y-%m-%d %H:%M"), run_count=len(records))
+        title=f"cnnbench study: {study_dir.name}",
+        study=study,
+        sections=sections,  # the template escapes the title
+        generated=datetime.now().strftime("%Y-%m-%d %H:%M"),
+        run_count=len(records),
+    )
     return write_text(study_dir / "report.html", page)

@@ -1,5 +1,6 @@
 """The report's "How the weights update" and "What the networks learn": figures and tables drawn from the files
 that training (--dynamics) and `cnnbench insight` left in each run folder."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -35,8 +36,15 @@ def flagged_layers(series: dict[str, dict], band: tuple[float, float] = HEALTHY_
         median = float(np.median(ratios))
         if not band[0] <= median <= band[1]:
             outside = float(np.mean((ratios < band[0]) | (ratios > band[1])))
-            flagged.append({"layer": layer, "stage": s["stage"], "median": median, "outside": outside,
-                            "verdict": "too slow (frozen?)" if median < band[0] else "too fast (unstable?)"})
+            flagged.append(
+                {
+                    "layer": layer,
+                    "stage": s["stage"],
+                    "median": median,
+                    "outside": outside,
+                    "verdict": "too slow (frozen?)" if median < band[0] else "too fast (unstable?)",
+                }
+            )
     return flagged
 
 
@@ -47,11 +55,17 @@ def layer_table(series: dict[str, dict]) -> list[dict]:
         by_stage[s["stage"]].append(s)
     rows = []
     for stage, layers in by_stage.items():
-        ratios = np.array([l["update_ratio"] for l in layers])  # layers x records
+        ratios = np.array([layer["update_ratio"] for layer in layers])  # layers x records
         third = max(1, ratios.shape[1] // 3)
-        rows.append({"stage": stage, "layers": len(layers), "early": float(np.median(ratios[:, :third])),
-                     "late": float(np.median(ratios[:, -third:])),
-                     "grad_norm": float(np.median([l["grad_norm"] for l in layers]))})
+        rows.append(
+            {
+                "stage": stage,
+                "layers": len(layers),
+                "early": float(np.median(ratios[:, :third])),
+                "late": float(np.median(ratios[:, -third:])),
+                "grad_norm": float(np.median([layer["grad_norm"] for layer in layers])),
+            }
+        )
     return rows
 
 
@@ -98,18 +112,25 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
     if (run_path / DYNAMICS_CSV).exists():
         series = layer_series(run_path)
         result["figures"]["dynamics"] = insight_plots.dynamics_figure(
-            series, _dead_series(run_path), HEALTHY_UPDATE_RATIO, out / "dynamics.png",
-            title=f"{label}: how the weights update")
+            series,
+            _dead_series(run_path),
+            HEALTHY_UPDATE_RATIO,
+            out / "dynamics.png",
+            title=f"{label}: how the weights update",
+        )
         result["flagged"] = flagged_layers(series)
         result["stages"] = layer_table(series)
     else:
         result["notes"].append("no dynamics.csv: trained without --dynamics (retrain with it for update curves)")
     if (run_path / FILTERS_NPZ).exists():
-        result["figures"]["filters"] = insight_plots.filters_figure(_snapshots(run_path), out / "filters.png",
-                                                                    title=f"{label}: first-layer filters by epoch")
+        result["figures"]["filters"] = insight_plots.filters_figure(
+            _snapshots(run_path), out / "filters.png", title=f"{label}: first-layer filters by epoch"
+        )
     if not (run_path / INSIGHT_JSON).exists():
-        result["notes"].append(f"no {INSIGHT_JSON}: run `cnnbench insight {run_path}` for feature maps, Grad-CAM, "
-                               "CKA and the loss landscape")
+        result["notes"].append(
+            f"no {INSIGHT_JSON}: run `cnnbench insight {run_path}` for feature maps, Grad-CAM, "
+            "CKA and the loss landscape"
+        )
         return result
     info = read_json(run_path / INSIGHT_JSON)
     result["info"] = info
@@ -117,22 +138,35 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
     with np.load(out / "feature_maps.npz") as z:
         maps = {k: z[k] for k in z.files if k != "images"}
         result["figures"]["feature_maps"] = insight_plots.feature_maps_figure(
-            z["images"], {s: maps[s] for s in info["stages"] if s in maps}, out / "feature_maps.png",
-            title=f"{label}: each stage's 8 most active channels")
+            z["images"],
+            {s: maps[s] for s in info["stages"] if s in maps},
+            out / "feature_maps.png",
+            title=f"{label}: each stage's 8 most active channels",
+        )
     with np.load(out / "gradcam.npz") as z:
         classes = list(z["classes"])
-        panels = {k: (z[f"{k}_images"], z[f"{k}_cams"], [f"{classes[p]} / {classes[t]}" for p, t in zip(z[f"{k}_pred"], z[f"{k}_true"])])
-                  for k in ("correct", "wrong") if f"{k}_images" in z.files}
+        panels = {
+            k: (
+                z[f"{k}_images"],
+                z[f"{k}_cams"],
+                [f"{classes[p]} / {classes[t]}" for p, t in zip(z[f"{k}_pred"], z[f"{k}_true"])],
+            )
+            for k in ("correct", "wrong")
+            if f"{k}_images" in z.files
+        }
     if panels:
         result["figures"]["gradcam"] = insight_plots.gradcam_figure(
-            panels, out / "gradcam.png", title=f"{label}: Grad-CAM at {info['gradcam_layer']} (pred / true)")
+            panels, out / "gradcam.png", title=f"{label}: Grad-CAM at {info['gradcam_layer']} (pred / true)"
+        )
     matrix, rows, cols = _cka_csv(out / "cka.csv")
-    result["figures"]["cka"] = insight_plots.cka_figure(matrix, rows, cols, out / "cka.png",
-                                                        title=f"{label}: linear CKA between stages")
+    result["figures"]["cka"] = insight_plots.cka_figure(
+        matrix, rows, cols, out / "cka.png", title=f"{label}: linear CKA between stages"
+    )
     curves = landscape_curves(run_path)
     if curves:
         result["figures"]["landscape"] = insight_plots.landscape_figure(
-            {k: {label: v} for k, v in curves.items()}, out / "landscape.png", title=f"{label}: loss landscape")
+            {k: {label: v} for k, v in curves.items()}, out / "landscape.png", title=f"{label}: loss landscape"
+        )
         result["landscape"] = landscape_numbers(curves)
     return result
 
@@ -168,8 +202,17 @@ def study_cka_figures(study_dir: Path, dataset_key: str) -> list[Path]:
     for path in sorted(folder.glob(f"cka-{dataset_key}-seed*-*-vs-*.csv")) if folder.exists() else []:
         matrix, rows, cols = _cka_csv(path)
         a, b = path.stem.split("-seed", 1)[1].split("-", 1)[1].split("-vs-")
-        figures.append(insight_plots.cka_figure(matrix, rows, cols, path.with_suffix(".png"), xlabel=b, ylabel=a,
-                                                title=f"{path.stem.split('-', 1)[1]}: linear CKA between stages"))
+        figures.append(
+            insight_plots.cka_figure(
+                matrix,
+                rows,
+                cols,
+                path.with_suffix(".png"),
+                xlabel=b,
+                ylabel=a,
+                title=f"{path.stem.split('-', 1)[1]}: linear CKA between stages",
+            )
+        )
     return figures
 
 

@@ -1,4 +1,5 @@
 """Figures of training dynamics and of what networks learn (drawn from the files in a run folder)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,13 @@ def _show(ax, img: np.ndarray) -> None:
     ax.set_xticks([]), ax.set_yticks([])
 
 
-def dynamics_figure(series: dict[str, dict], dead: dict[str, tuple[list, list]], band: tuple[float, float],
-                    path: str | Path, title: str = "") -> Path:
+def dynamics_figure(
+    series: dict[str, dict],
+    dead: dict[str, tuple[list, list]],
+    band: tuple[float, float],
+    path: str | Path,
+    title: str = "",
+) -> Path:
     """Update-to-weight ratio and gradient norm per layer against the training step (colour: depth), the healthy
     band shaded; and the share of dead ReLU channels per stage against the epoch.
 
@@ -55,7 +61,9 @@ def filters_figure(snapshots: dict[int, np.ndarray], path: str | Path, title: st
     """The first ``filters`` filters of the first convolution (columns) at each snapshot epoch (rows)."""
     plt = _figure_module()
     epochs = sorted(snapshots)
-    fig, axes = plt.subplots(len(epochs), filters, figsize=(0.55 * filters + 0.8, 0.6 * len(epochs) + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        len(epochs), filters, figsize=(0.55 * filters + 0.8, 0.6 * len(epochs) + 0.5), squeeze=False
+    )
     for row, epoch in zip(axes, epochs):
         w = snapshots[epoch]
         for j, ax in enumerate(row):
@@ -90,7 +98,9 @@ def feature_maps_figure(images: np.ndarray, maps: dict[str, np.ndarray], path: s
     return save_figure(fig, path)
 
 
-def gradcam_figure(panels: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], path: str | Path, title: str = "") -> Path:
+def gradcam_figure(
+    panels: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], path: str | Path, title: str = ""
+) -> Path:
     """{panel: (uint8 images, heat maps in [0, 1], captions)}: each image with its heat map over it."""
     plt = _figure_module()
     cols = max(len(v[0]) for v in panels.values())
@@ -108,8 +118,15 @@ def gradcam_figure(panels: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], 
     return save_figure(fig, path)
 
 
-def cka_figure(matrix: np.ndarray, rows: list[str], cols: list[str], path: str | Path, xlabel: str = "",
-               ylabel: str = "", title: str = "") -> Path:
+def cka_figure(
+    matrix: np.ndarray,
+    rows: list[str],
+    cols: list[str],
+    path: str | Path,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+) -> Path:
     plt = _figure_module()
     fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 2, 0.55 * len(rows) + 1.2))
     im = ax.imshow(matrix, cmap="magma", vmin=0, vmax=1)
@@ -117,8 +134,15 @@ def cka_figure(matrix: np.ndarray, rows: list[str], cols: list[str], path: str |
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                    color="black" if matrix[i, j] > 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="black" if matrix[i, j] > 0.6 else "white",
+            )
     ax.set_xlabel(xlabel, fontsize=8), ax.set_ylabel(ylabel, fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
@@ -129,7 +153,10 @@ def cka_figure(matrix: np.ndarray, rows: list[str], cols: list[str], path: str |
 def landscape_figure(curves: dict[str, dict[str, tuple[list, list]]], path: str | Path, title: str = "") -> Path:
     """{slice: {label: (x, loss)}}: one panel per slice (random direction; init -> final), one line per model."""
     plt = _figure_module()
-    xlabels = {"direction": "step along a filter-normalised random direction", "init_to_final": "t (0 = init, 1 = trained)"}
+    xlabels = {
+        "direction": "step along a filter-normalised random direction",
+        "init_to_final": "t (0 = init, 1 = trained)",
+    }
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
     for ax, (name, per) in zip(axes[0], curves.items()):
         for label, (x, loss) in per.items():

@@ -1,4 +1,5 @@
 """Figures (matplotlib, Agg backend: no display needed), written atomically as PNG."""
+
 from __future__ import annotations
 
 import io
@@ -59,12 +60,17 @@ def misclassified_figure(run_dir: str | Path, test_images: np.ndarray, label: st
 
     rows = read_csv(Path(run_dir) / "misclassified.csv")[:shown]
     index = np.array([int(r["index"]) for r in rows], dtype=np.int64)
-    return misclassified_grid(test_images[index], [f"{r['pred']} / {r['true']}" for r in rows],
-                              Path(run_dir) / "misclassified.png", title=f"{label}: misclassified (pred / true)")
+    return misclassified_grid(
+        test_images[index],
+        [f"{r['pred']} / {r['true']}" for r in rows],
+        Path(run_dir) / "misclassified.png",
+        title=f"{label}: misclassified (pred / true)",
+    )
 
 
-def class_samples_grid(images: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path,
-                       per_class: int = 8, title: str = "") -> Path:
+def class_samples_grid(
+    images: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path, per_class: int = 8, title: str = ""
+) -> Path:
     """The study's Figures 2 and 3: the first ``per_class`` images of every class, one row per class."""
     plt = _figure_module()
     k = len(classes)
@@ -115,7 +121,10 @@ def confusion_heatmaps(cm: np.ndarray, classes: list[str], path: str | Path, tit
     size = max(4.0, 0.42 * k + 1.5)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
     rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    for ax, values, name, fmt in ((axes[0], cm, "counts", "d"), (axes[1], rates, "row-normalised (recall on the diagonal)", ".2f")):
+    for ax, values, name, fmt in (
+        (axes[0], cm, "counts", "d"),
+        (axes[1], rates, "row-normalised (recall on the diagonal)", ".2f"),
+    ):
         im = ax.imshow(values, cmap="Blues")
         ax.set_title(name, fontsize=9)
         ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
@@ -125,8 +134,15 @@ def confusion_heatmaps(cm: np.ndarray, classes: list[str], path: str | Path, tit
             threshold = values.max() / 2
             for i in range(k):
                 for j in range(k):
-                    ax.text(j, i, format(values[i, j], fmt), ha="center", va="center", fontsize=6,
-                            color="white" if values[i, j] > threshold else "black")
+                    ax.text(
+                        j,
+                        i,
+                        format(values[i, j], fmt),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if values[i, j] > threshold else "black",
+                    )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -159,8 +175,9 @@ def accuracy_overlays(series: list[dict], path: str | Path, title: str = "") -> 
     return save_figure(fig, path)
 
 
-def robustness_heatmap(grid: np.ndarray, names: list[str], severities: list[int], clean: float, path: str | Path,
-                       title: str = "") -> Path:
+def robustness_heatmap(
+    grid: np.ndarray, names: list[str], severities: list[int], clean: float, path: str | Path, title: str = ""
+) -> Path:
     """Top-1 per corruption (rows) and severity (columns), annotated, beside the clean accuracy."""
     plt = _figure_module()
     fig, ax = plt.subplots(figsize=(1.1 * len(severities) + 3, 0.32 * len(names) + 1.4))
@@ -171,16 +188,28 @@ def robustness_heatmap(grid: np.ndarray, names: list[str], severities: list[int]
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=7,
-                        color="white" if grid[i, j] < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if grid[i, j] < 0.6 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
         ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
 
-def curves_by_panel(panels: dict[str, dict[str, tuple[list, list]]], clean: dict[str, float] | None, xlabel: str,
-                    path: str | Path, title: str = "") -> Path:
+def curves_by_panel(
+    panels: dict[str, dict[str, tuple[list, list]]],
+    clean: dict[str, float] | None,
+    xlabel: str,
+    path: str | Path,
+    title: str = "",
+) -> Path:
     """One panel per key of ``panels``, one line per model: {panel: {label: (x, top1)}}; clean accuracy dashed."""
     plt = _figure_module()
     n = len(panels)

@@ -1,4 +1,5 @@
 """Robustness in the report: corruption errors against a baseline model, and the figures, from robustness.json."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,10 @@ def choose_baseline(groups: list[Group], baseline: str | None, study_models: lis
     names = {g.model for g in with_results} | {g.label for g in with_results}
     if baseline is not None:
         if baseline not in names:
-            raise ConfigError(f"--baseline {baseline!r} has no robustness results in this study"
-                              f"{did_you_mean(baseline, names)}. Models with results: {', '.join(sorted(names))}.")
+            raise ConfigError(
+                f"--baseline {baseline!r} has no robustness results in this study"
+                f"{did_you_mean(baseline, names)}. Models with results: {', '.join(sorted(names))}."
+            )
         return baseline
     ordered = [m for m in study_models if m in names] or [with_results[0].model]
     return ordered[0]
@@ -52,10 +55,21 @@ def robustness_rows(groups: list[Group]) -> list[dict]:
             continue
         ce = g.corruption_errors or {}
         adversarial = {a: sorted((float(e), v) for e, v in by_eps.items()) for a, by_eps in rob["adversarial"].items()}
-        rows.append({"label": g.label, "seeds": len([r for r in g.runs if r.robustness]), "images": rob["images"],
-                     "clean": rob["clean_top1"], "mean_corruption": rob["mean_corruption_top1"], "mce": ce.get("mce"),
-                     "relative_mce": ce.get("relative_mce"), "adversarial": adversarial, "set": rob["corruption_set"],
-                     "substitutes": rob["substitutes"], "baseline": g.mce_baseline})
+        rows.append(
+            {
+                "label": g.label,
+                "seeds": len([r for r in g.runs if r.robustness]),
+                "images": rob["images"],
+                "clean": rob["clean_top1"],
+                "mean_corruption": rob["mean_corruption_top1"],
+                "mce": ce.get("mce"),
+                "relative_mce": ce.get("relative_mce"),
+                "adversarial": adversarial,
+                "set": rob["corruption_set"],
+                "substitutes": rob["substitutes"],
+                "baseline": g.mce_baseline,
+            }
+        )
     return rows
 
 
@@ -65,16 +79,27 @@ def robustness_markdown(groups: list[Group]) -> list[str]:
         return []
     fmt = lambda v: "-" if v is None else f"{v:.2%}"  # noqa: E731
     attacks = [(a, e) for a, pts in rows[0]["adversarial"].items() for e, _ in pts]
-    out = ["", f"Robustness ({rows[0]['set']}; {rows[0]['images']} test images per cell, the same for every model"
-           + (f"; substitutes: {'; '.join(f'{k}: {v}' for k, v in rows[0]['substitutes'].items())}" if rows[0]["substitutes"] else "")
-           + f"; mCE relative to {rows[0]['baseline'] or '-'}):", "",
-           "| model | seeds | clean top-1 (these images) | mean corruption top-1 | mCE | relative mCE | "
-           + " | ".join(f"{a} eps {e:.4g}" for a, e in attacks) + " |",
-           "|---" * (6 + len(attacks)) + "|"]
+    out = [
+        "",
+        f"Robustness ({rows[0]['set']}; {rows[0]['images']} test images per cell, the same for every model"
+        + (
+            f"; substitutes: {'; '.join(f'{k}: {v}' for k, v in rows[0]['substitutes'].items())}"
+            if rows[0]["substitutes"]
+            else ""
+        )
+        + f"; mCE relative to {rows[0]['baseline'] or '-'}):",
+        "",
+        "| model | seeds | clean top-1 (these images) | mean corruption top-1 | mCE | relative mCE | "
+        + " | ".join(f"{a} eps {e:.4g}" for a, e in attacks)
+        + " |",
+        "|---" * (6 + len(attacks)) + "|",
+    ]
     for r in rows:
         adv = {(a, e): v for a, pts in r["adversarial"].items() for e, v in pts}
-        out.append(f"| {r['label']} | {r['seeds']} | {fmt(r['clean'])} | {fmt(r['mean_corruption'])} | {fmt(r['mce'])} | "
-                   f"{fmt(r['relative_mce'])} | " + " | ".join(fmt(adv.get(k)) for k in attacks) + " |")
+        out.append(
+            f"| {r['label']} | {r['seeds']} | {fmt(r['clean'])} | {fmt(r['mean_corruption'])} | {fmt(r['mce'])} | "
+            f"{fmt(r['relative_mce'])} | " + " | ".join(fmt(adv.get(k)) for k in attacks) + " |"
+        )
     return out
 
 
@@ -86,9 +111,15 @@ def run_heatmap(run, path: Path) -> Path | None:
     severities = sorted({int(s) for sev in rob["corruptions"].values() for s in sev})
     grid = np.array([[rob["corruptions"][n].get(str(s), np.nan) for s in severities] for n in names])
     s = run.summary
-    return plots.robustness_heatmap(grid, names, severities, rob["clean_top1"], path,
-                                    title=f"{s['model']} ({s['variant']}) on {s['dataset']}, seed {s['seed']}: "
-                                          f"top-1 under corruptions ({rob['images']} images per cell)")
+    return plots.robustness_heatmap(
+        grid,
+        names,
+        severities,
+        rob["clean_top1"],
+        path,
+        title=f"{s['model']} ({s['variant']}) on {s['dataset']}, seed {s['seed']}: "
+        f"top-1 under corruptions ({rob['images']} images per cell)",
+    )
 
 
 def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
@@ -104,11 +135,18 @@ def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
             for s, v in sev.items():
                 by_family.setdefault(fam, {}).setdefault(label, {}).setdefault(int(s), []).append(v)
     if by_family:
-        curves = {fam: {label: (sorted(d), [float(np.mean(d[s])) for s in sorted(d)]) for label, d in per.items()}
-                  for fam, per in by_family.items()}
+        curves = {
+            fam: {label: (sorted(d), [float(np.mean(d[s])) for s in sorted(d)]) for label, d in per.items()}
+            for fam, per in by_family.items()
+        }
         clean = {label: rob["clean_top1"] for label, rob in series}
-        figures["severity"] = plots.curves_by_panel(curves, clean, "severity", folder / "robustness_severity.png",
-                                                    title=f"{dataset}: top-1 against corruption severity (mean over each family)")
+        figures["severity"] = plots.curves_by_panel(
+            curves,
+            clean,
+            "severity",
+            folder / "robustness_severity.png",
+            title=f"{dataset}: top-1 against corruption severity (mean over each family)",
+        )
     attacks = {}
     for label, rob in series:
         for attack, by_eps in rob["adversarial"].items():
@@ -117,6 +155,11 @@ def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
                 points = [(0.0, rob["clean_top1"])] + points
             attacks.setdefault(attack, {})[label] = ([p[0] for p in points], [p[1] for p in points])
     if attacks:
-        figures["eps"] = plots.curves_by_panel(attacks, None, "eps (L-inf, pixels in [0, 1])", folder / "robustness_eps.png",
-                                               title=f"{dataset}: top-1 against adversarial eps")
+        figures["eps"] = plots.curves_by_panel(
+            attacks,
+            None,
+            "eps (L-inf, pixels in [0, 1])",
+            folder / "robustness_eps.png",
+            title=f"{dataset}: top-1 against adversarial eps",
+        )
     return figures

@@ -1,5 +1,6 @@
 """Which differences between models are real: every pair of models on a data set, tested on the saved test
 predictions (McNemar, paired bootstrap) and over seeds paired by seed number (t-interval, wins)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,11 +14,40 @@ from ..fileio import write_csv
 from ..layout import PAIRS_BY_SEED_CSV, PAIRS_CSV
 from .tables import Group
 
-PAIRS_COLUMNS = ["dataset", "model_a", "model_b", "seeds", "top1_a", "top1_b", "diff_top1", "diff_ci_low",
-                 "diff_ci_high", "ci_method", "mcnemar_b", "mcnemar_c", "mcnemar_p", "wins_a", "diff_std", "t_test_p",
-                 "significant", "seeds_needed"]
-PAIRS_BY_SEED_COLUMNS = ["dataset", "model_a", "model_b", "seed", "top1_a", "top1_b", "diff_top1", "diff_ci_low",
-                         "diff_ci_high", "mcnemar_b", "mcnemar_c", "mcnemar_p"]
+PAIRS_COLUMNS = [
+    "dataset",
+    "model_a",
+    "model_b",
+    "seeds",
+    "top1_a",
+    "top1_b",
+    "diff_top1",
+    "diff_ci_low",
+    "diff_ci_high",
+    "ci_method",
+    "mcnemar_b",
+    "mcnemar_c",
+    "mcnemar_p",
+    "wins_a",
+    "diff_std",
+    "t_test_p",
+    "significant",
+    "seeds_needed",
+]
+PAIRS_BY_SEED_COLUMNS = [
+    "dataset",
+    "model_a",
+    "model_b",
+    "seed",
+    "top1_a",
+    "top1_b",
+    "diff_top1",
+    "diff_ci_low",
+    "diff_ci_high",
+    "mcnemar_b",
+    "mcnemar_c",
+    "mcnemar_p",
+]
 BOOTSTRAP_RESAMPLES = 10_000
 ALPHA = 1 - LEVEL
 
@@ -68,7 +98,11 @@ class Pair:
     def ci_method(self) -> str:
         if len(self.per_seed) > 1:
             return f"paired t over {len(self.per_seed)} seeds"
-        return "" if self.per_seed[0].ci is None else f"paired bootstrap over test images ({BOOTSTRAP_RESAMPLES} resamples)"
+        return (
+            ""
+            if self.per_seed[0].ci is None
+            else f"paired bootstrap over test images ({BOOTSTRAP_RESAMPLES} resamples)"
+        )
 
     @property
     def mcnemar(self) -> tuple[int, int, float] | None:
@@ -101,13 +135,26 @@ class Pair:
 
     def row(self) -> dict:
         m, ci = self.mcnemar, self.ci
-        return {"dataset": self.dataset, "model_a": self.a, "model_b": self.b, "seeds": " ".join(map(str, self.seeds)),
-                "top1_a": float(np.mean([s.top1_a for s in self.per_seed])),
-                "top1_b": float(np.mean([s.top1_b for s in self.per_seed])),
-                "diff_top1": self.diff, "diff_ci_low": ci[0] if ci else None, "diff_ci_high": ci[1] if ci else None,
-                "ci_method": self.ci_method, "mcnemar_b": m[0] if m else None, "mcnemar_c": m[1] if m else None,
-                "mcnemar_p": m[2] if m else None, "wins_a": self.wins_a, "diff_std": self.diff_std, "t_test_p": self.t_p,
-                "significant": self.significant, "seeds_needed": self.seeds_needed}
+        return {
+            "dataset": self.dataset,
+            "model_a": self.a,
+            "model_b": self.b,
+            "seeds": " ".join(map(str, self.seeds)),
+            "top1_a": float(np.mean([s.top1_a for s in self.per_seed])),
+            "top1_b": float(np.mean([s.top1_b for s in self.per_seed])),
+            "diff_top1": self.diff,
+            "diff_ci_low": ci[0] if ci else None,
+            "diff_ci_high": ci[1] if ci else None,
+            "ci_method": self.ci_method,
+            "mcnemar_b": m[0] if m else None,
+            "mcnemar_c": m[1] if m else None,
+            "mcnemar_p": m[2] if m else None,
+            "wins_a": self.wins_a,
+            "diff_std": self.diff_std,
+            "t_test_p": self.t_p,
+            "significant": self.significant,
+            "seeds_needed": self.seeds_needed,
+        }
 
 
 def _seed_pair(seed: int, run_a, run_b) -> SeedPair:
@@ -122,8 +169,11 @@ def _seed_pair(seed: int, run_a, run_b) -> SeedPair:
 
 def _same_test_set(a: Group, b: Group) -> bool:
     sa, sb = a.first, b.first
-    return (sa["test_images"] == sb["test_images"] and sa["data_source"] == sb["data_source"]
-            and sa["config"].get("limit_test") == sb["config"].get("limit_test"))
+    return (
+        sa["test_images"] == sb["test_images"]
+        and sa["data_source"] == sb["data_source"]
+        and sa["config"].get("limit_test") == sb["config"].get("limit_test")
+    )
 
 
 def compare_pair(a: Group, b: Group) -> Pair | None:
@@ -149,10 +199,24 @@ def all_pairs(groups: list[Group]) -> list[Pair]:
 
 def write_pairs(study_dir: Path, pairs: list[Pair]) -> None:
     write_csv(study_dir / PAIRS_CSV, [p.row() for p in pairs], PAIRS_COLUMNS)
-    rows = [{"dataset": p.dataset, "model_a": p.a, "model_b": p.b, "seed": s.seed, "top1_a": s.top1_a,
-             "top1_b": s.top1_b, "diff_top1": s.diff, "diff_ci_low": s.ci[0] if s.ci else None,
-             "diff_ci_high": s.ci[1] if s.ci else None, "mcnemar_b": s.b, "mcnemar_c": s.c, "mcnemar_p": s.p}
-            for p in pairs for s in p.per_seed]
+    rows = [
+        {
+            "dataset": p.dataset,
+            "model_a": p.a,
+            "model_b": p.b,
+            "seed": s.seed,
+            "top1_a": s.top1_a,
+            "top1_b": s.top1_b,
+            "diff_top1": s.diff,
+            "diff_ci_low": s.ci[0] if s.ci else None,
+            "diff_ci_high": s.ci[1] if s.ci else None,
+            "mcnemar_b": s.b,
+            "mcnemar_c": s.c,
+            "mcnemar_p": s.p,
+        }
+        for p in pairs
+        for s in p.per_seed
+    ]
     write_csv(study_dir / PAIRS_BY_SEED_CSV, rows, PAIRS_BY_SEED_COLUMNS)
 
 
@@ -172,31 +236,51 @@ def pair_finding(pair: Pair) -> list[str]:
     if n == 1:
         test = f"McNemar p {p_value(m[2])}, b = {m[0]}, c = {m[1]}" if m else "no McNemar test"
         if pair.significant:
-            notes.append(f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points ({interval}; {test}; "
-                         f"seed {pair.seeds[0]}).")
+            notes.append(
+                f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points ({interval}; {test}; "
+                f"seed {pair.seeds[0]})."
+            )
         else:
-            notes.append(f"{pair.a} and {pair.b}: no significant difference at this test-set size ({test}; {pair.a} "
-                         f"{points(pair.diff)} points ahead, {interval}; seed {pair.seeds[0]}).")
-        notes.append("One seed each compares two trained networks, not two architectures: the spread over seeds is "
-                     "unknown until more seeds run (--seeds 0,1,2).")
+            notes.append(
+                f"{pair.a} and {pair.b}: no significant difference at this test-set size ({test}; {pair.a} "
+                f"{points(pair.diff)} points ahead, {interval}; seed {pair.seeds[0]})."
+            )
+        notes.append(
+            "One seed each compares two trained networks, not two architectures: the spread over seeds is "
+            "unknown until more seeds run (--seeds 0,1,2)."
+        )
     else:
-        every_seed = "" if not m else ("; McNemar p < 0.001 in every seed" if m[2] < 0.001
-                                       else f"; McNemar p <= {m[2]:.3f} in every seed")
+        every_seed = (
+            ""
+            if not m
+            else ("; McNemar p < 0.001 in every seed" if m[2] < 0.001 else f"; McNemar p <= {m[2]:.3f} in every seed")
+        )
         wins = f"{pair.a} wins {pair.wins_a} of {n} seeds"
         if pair.significant:
-            notes.append(f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points on average over {n} "
-                         f"seeds ({interval} over seeds; {wins}{every_seed}).")
+            notes.append(
+                f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points on average over {n} "
+                f"seeds ({interval} over seeds; {wins}{every_seed})."
+            )
         else:
-            notes.append(f"{pair.a} and {pair.b}: no significant difference over {n} seeds ({pair.a} "
-                         f"{points(pair.diff)} points ahead on average, {interval} over seeds, paired t p "
-                         f"{p_value(pair.t_p)}; {wins}).")
+            notes.append(
+                f"{pair.a} and {pair.b}: no significant difference over {n} seeds ({pair.a} "
+                f"{points(pair.diff)} points ahead on average, {interval} over seeds, paired t p "
+                f"{p_value(pair.t_p)}; {wins})."
+            )
         if pair.diff_std is not None and pair.diff_std > abs(pair.diff) / 2:
             need = pair.seeds_needed
-            notes.append(f"The difference varies from seed to seed by {points(pair.diff_std)} points (standard "
-                         f"deviation), more than half the difference itself: more seeds are needed; "
-                         + (f"about {need} seeds in all would resolve a difference of this size at this spread."
-                            if need else "a difference this small would need more than 1,000 seeds at this spread."))
+            notes.append(
+                f"The difference varies from seed to seed by {points(pair.diff_std)} points (standard "
+                f"deviation), more than half the difference itself: more seeds are needed; "
+                + (
+                    f"about {need} seeds in all would resolve a difference of this size at this spread."
+                    if need
+                    else "a difference this small would need more than 1,000 seeds at this spread."
+                )
+            )
     if pair.unpaired_seeds[0] or pair.unpaired_seeds[1]:
-        notes.append(f"Seeds run by only one of the two are left out of this comparison "
-                     f"({pair.a}: {pair.unpaired_seeds[0] or 'none'}; {pair.b}: {pair.unpaired_seeds[1] or 'none'}).")
+        notes.append(
+            f"Seeds run by only one of the two are left out of this comparison "
+            f"({pair.a}: {pair.unpaired_seeds[0] or 'none'}; {pair.b}: {pair.unpaired_seeds[1] or 'none'})."
+        )
     return notes

@@ -1,4 +1,5 @@
 """Comparison tables and findings, computed only from what run folders hold."""
+
 from __future__ import annotations
 
 import statistics
@@ -16,12 +17,48 @@ from ..fileio import read_csv, read_json
 from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY, pretrained_label
 
 COMPARISON_COLUMNS = [
-    "model", "variant", "dataset", "data_source", "seeds", "epochs", "params", "macs", "evaluated_on", "test_images",
-    "test_loss", "test_top1", "test_top5", "test_top1_tta", "test_top1_std", "test_top5_std", "test_top1_ci_low", "test_top1_ci_high",
-    "test_top1_min", "test_top1_max", "test_top1_mean_ci_low", "test_top1_mean_ci_high", "val_images", "val_top1",
-    "val_top1_std", "train_time_s", "time_per_epoch_s", "images_per_s", "infer_images_per_s", "peak_memory_mb", "device",
-    "precision", "robust_images", "corruption_source", "robust_clean_top1", "mean_corruption_top1", "mce", "relative_mce",
-    "mce_baseline", "adv_eps", "fgsm_top1", "pgd_top1",
+    "model",
+    "variant",
+    "dataset",
+    "data_source",
+    "seeds",
+    "epochs",
+    "params",
+    "macs",
+    "evaluated_on",
+    "test_images",
+    "test_loss",
+    "test_top1",
+    "test_top5",
+    "test_top1_tta",
+    "test_top1_std",
+    "test_top5_std",
+    "test_top1_ci_low",
+    "test_top1_ci_high",
+    "test_top1_min",
+    "test_top1_max",
+    "test_top1_mean_ci_low",
+    "test_top1_mean_ci_high",
+    "val_images",
+    "val_top1",
+    "val_top1_std",
+    "train_time_s",
+    "time_per_epoch_s",
+    "images_per_s",
+    "infer_images_per_s",
+    "peak_memory_mb",
+    "device",
+    "precision",
+    "robust_images",
+    "corruption_source",
+    "robust_clean_top1",
+    "mean_corruption_top1",
+    "mce",
+    "relative_mce",
+    "mce_baseline",
+    "adv_eps",
+    "fgsm_top1",
+    "pgd_top1",
 ]
 
 # Settings that do not change what a run learns: runs that differ only in these still share a row.
@@ -115,9 +152,15 @@ class Group:
         if rob is None:
             return {}
         ce = self.corruption_errors or {}
-        row = {"robust_images": rob["images"], "corruption_source": rob["source"], "robust_clean_top1": rob["clean_top1"],
-               "mean_corruption_top1": rob["mean_corruption_top1"], "mce": ce.get("mce"),
-               "relative_mce": ce.get("relative_mce"), "mce_baseline": self.mce_baseline if ce else None}
+        row = {
+            "robust_images": rob["images"],
+            "corruption_source": rob["source"],
+            "robust_clean_top1": rob["clean_top1"],
+            "mean_corruption_top1": rob["mean_corruption_top1"],
+            "mce": ce.get("mce"),
+            "relative_mce": ce.get("relative_mce"),
+            "mce_baseline": self.mce_baseline if ce else None,
+        }
         for attack, by_eps in rob["adversarial"].items():
             nonzero = sorted((float(e), v) for e, v in by_eps.items() if float(e) > 0)
             if nonzero:  # the smallest eps: the one that separates standard models (issue #12)
@@ -132,7 +175,9 @@ class Group:
             by_device.setdefault(r.summary["environment"]["device_name"], []).append(str(r.summary["seed"]))
         if len(by_device) == 1:
             return next(iter(by_device))
-        return "; ".join(f"{d} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})" for d, seeds in by_device.items())
+        return "; ".join(
+            f"{d} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})" for d, seeds in by_device.items()
+        )
 
     def row(self) -> dict:
         s = self.first
@@ -143,20 +188,38 @@ class Group:
         mean_ci = t_interval(top1)
         val = [float(r.summary["val_top1"]) for r in self.runs if r.summary.get("val_top1") is not None]
         return {
-            "model": self.model, "variant": self.variant + self.start, "dataset": self.dataset, "data_source": s["data_source"],
-            "seeds": " ".join(str(seed) for seed in self.seeds), "epochs": s["epochs"],
-            "params": s["params"], "macs": s["macs"], "evaluated_on": "test", "test_images": n,
-            "test_loss": self.mean("test_loss"), "test_top1": self.mean("test_top1"), "test_top5": self.mean("test_top5"),
+            "model": self.model,
+            "variant": self.variant + self.start,
+            "dataset": self.dataset,
+            "data_source": s["data_source"],
+            "seeds": " ".join(str(seed) for seed in self.seeds),
+            "epochs": s["epochs"],
+            "params": s["params"],
+            "macs": s["macs"],
+            "evaluated_on": "test",
+            "test_images": n,
+            "test_loss": self.mean("test_loss"),
+            "test_top1": self.mean("test_top1"),
+            "test_top5": self.mean("test_top5"),
             "test_top1_tta": self.mean_if_known("test_top1_tta"),
-            "test_top1_std": self.std("test_top1"), "test_top5_std": self.std("test_top5"),
-            "test_top1_ci_low": ci_low, "test_top1_ci_high": ci_high, "test_top1_min": min(top1), "test_top1_max": max(top1),
-            "test_top1_mean_ci_low": mean_ci[1] if mean_ci else None, "test_top1_mean_ci_high": mean_ci[2] if mean_ci else None,
+            "test_top1_std": self.std("test_top1"),
+            "test_top5_std": self.std("test_top5"),
+            "test_top1_ci_low": ci_low,
+            "test_top1_ci_high": ci_high,
+            "test_top1_min": min(top1),
+            "test_top1_max": max(top1),
+            "test_top1_mean_ci_low": mean_ci[1] if mean_ci else None,
+            "test_top1_mean_ci_high": mean_ci[2] if mean_ci else None,
             "val_images": s["config"].get("val_split") or None if val else None,
             "val_top1": statistics.fmean(val) if val else None,
             "val_top1_std": statistics.stdev(val) if len(val) > 1 else (0.0 if val else None),
-            "train_time_s": self.mean("train_time_s"), "time_per_epoch_s": self.mean("time_per_epoch_s"),
-            "images_per_s": self.mean("images_per_s"), "infer_images_per_s": self.mean_if_known("infer_images_per_s"),
-            "peak_memory_mb": self.mean_if_known("peak_memory_mb"), "device": self.devices(), "precision": s["precision"],
+            "train_time_s": self.mean("train_time_s"),
+            "time_per_epoch_s": self.mean("time_per_epoch_s"),
+            "images_per_s": self.mean("images_per_s"),
+            "infer_images_per_s": self.mean_if_known("infer_images_per_s"),
+            "peak_memory_mb": self.mean_if_known("peak_memory_mb"),
+            "device": self.devices(),
+            "precision": s["precision"],
             **self.robustness_row(),
         }
 
@@ -188,11 +251,14 @@ def _check_one_recipe(runs: list[RunRecord]) -> None:
         other = recipe(r.summary)
         keys = [k for k in first if first[k] != other.get(k)]
         if keys:
-            changes = ", ".join(f"{k}: {first[k]!r} in {runs[0].path.name} but {other.get(k)!r} in {r.path.name}" for k in keys)
+            changes = ", ".join(
+                f"{k}: {first[k]!r} in {runs[0].path.name} but {other.get(k)!r} in {r.path.name}" for k in keys
+            )
             raise ConfigError(
                 f"{runs[0].path.parent} holds runs of {r.summary['model']} on {r.summary['dataset']} trained with "
                 f"different settings ({changes}), and averaging them into one row would mix recipes. Keep one recipe "
-                "per model in a study folder: move the other runs into a study of their own.")
+                "per model in a study folder: move the other runs into a study of their own."
+            )
 
 
 def start_of(summary: dict) -> str:
@@ -242,10 +308,14 @@ def top1_cell(row: dict) -> str:
     the t-interval of the mean and the range."""
     if row["test_top1_mean_ci_low"] is None:
         return f"{pct(row['test_top1'])} [{row['test_top1_ci_low']:.2%}, {row['test_top1_ci_high']:.2%}]"
-    return (f"{pct(row['test_top1'], row['test_top1_std'])} [{row['test_top1_mean_ci_low']:.2%}, "
-            f"{row['test_top1_mean_ci_high']:.2%}] ({row['test_top1_min']:.2%} to {row['test_top1_max']:.2%})")
+    return (
+        f"{pct(row['test_top1'], row['test_top1_std'])} [{row['test_top1_mean_ci_low']:.2%}, "
+        f"{row['test_top1_mean_ci_high']:.2%}] ({row['test_top1_min']:.2%} to {row['test_top1_max']:.2%})"
+    )
 
 
-TOP1_LEGEND = ("Top-1 is measured on the test set, once, at the last epoch. One seed: [95% Wilson interval for a test set "
-               "of this size]; several seeds: ± standard deviation over seeds (percentage points), [95% t-interval of "
-               "the mean over seeds] and (lowest to highest seed).")
+TOP1_LEGEND = (
+    "Top-1 is measured on the test set, once, at the last epoch. One seed: [95% Wilson interval for a test set "
+    "of this size]; several seeds: ± standard deviation over seeds (percentage points), [95% t-interval of "
+    "the mean over seeds] and (lowest to highest seed)."
+)

@@ -1,1 +1,2 @@
-"""Insight into training and into trained models: weight dynamics, filters, feature maps, Grad-CAM, CKA, loss landscape."""
+"""Insight into training and into trained models: weight dynamics, filters, feature maps, Grad-CAM, CKA, loss
+landscape."""

@@ -3,6 +3,7 @@ images are, invariant to orthogonal transforms and isotropic scaling, comparable
 
 Computed from the n x n Gram matrices, so layers with 65,536 features per image cost no more than narrow ones.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,9 @@ def centred_gram(features: torch.Tensor) -> torch.Tensor:
     return x @ x.T
 
 
-def cka_from_grams(k: torch.Tensor, l: torch.Tensor) -> float:
-    hsic = (k * l).sum()
-    return float(hsic / (k.norm() * l.norm()).clamp_min(1e-300))
+def cka_from_grams(k: torch.Tensor, m: torch.Tensor) -> float:
+    hsic = (k * m).sum()
+    return float(hsic / (k.norm() * m.norm()).clamp_min(1e-300))
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -31,17 +32,21 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.inference_mode()
-def stage_grams(model: nn.Module, layers: list[str], images: torch.Tensor, data, batch_size: int = 250) -> dict[str, torch.Tensor]:
+def stage_grams(
+    model: nn.Module, layers: list[str], images: torch.Tensor, data, batch_size: int = 250
+) -> dict[str, torch.Tensor]:
     """Centred Gram matrices of each named layer's output on ``images`` (uint8, on the model's device, as ``data``'s
     statistics), in eval mode, fp32."""
     modules = dict(model.named_modules())
     outputs: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
-    handles = [modules[n].register_forward_hook(lambda _m, _i, out, n=n: outputs[n].append(out.float().flatten(1).cpu()))
-               for n in layers]
+    handles = [
+        modules[n].register_forward_hook(lambda _m, _i, out, n=n: outputs[n].append(out.float().flatten(1).cpu()))
+        for n in layers
+    ]
     try:
         with eval_mode(model):
             for start in range(0, len(images), batch_size):
-                model(normalize(images[start:start + batch_size], data.mean, data.std, False))
+                model(normalize(images[start : start + batch_size], data.mean, data.std, False))
     finally:
         for h in handles:
             h.remove()

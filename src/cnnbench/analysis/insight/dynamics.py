@@ -7,6 +7,7 @@ on the training device until the epoch ends (one transfer per epoch, no host syn
 Per epoch, on a fixed probe batch of training images, the share of ReLU channels that are silent for every image
 ("dead"), per stage. The first convolution's filters are kept at every epoch.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,8 +26,18 @@ from ...fileio import read_csv, write_bytes, write_csv, write_npz
 from ...layout import DEAD_UNITS_CSV, DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS
 from .stages import first_filters, model_stages, stage_of, weight_layers
 
-DYNAMICS_COLUMNS = ["epoch", "step", "global_step", "layer", "stage", "lr", "weight_norm", "grad_norm", "update_ratio",
-                    "dist_from_init"]
+DYNAMICS_COLUMNS = [
+    "epoch",
+    "step",
+    "global_step",
+    "layer",
+    "stage",
+    "lr",
+    "weight_norm",
+    "grad_norm",
+    "update_ratio",
+    "dist_from_init",
+]
 DEAD_COLUMNS = ["epoch", "stage", "dead_fraction", "channels"]
 
 
@@ -78,11 +89,13 @@ class WeightDynamics(Callback):
         self.filters = self._kept_filters(run.out / FILTERS_NPZ, run.epoch)
         if run.epoch == 0:
             self.filters["epoch_0"] = first_filters(run.model)
-        self.probe = run.data.train_x[:self.probe_images]
+        self.probe = run.data.train_x[: self.probe_images]
         self.pending: list[tuple[int, int, float, torch.Tensor]] = []
         self.before: list[torch.Tensor] | None = None
-        self.handles = [run.optimizer.register_step_pre_hook(self._before_step),
-                        run.optimizer.register_step_post_hook(self._after_step)]
+        self.handles = [
+            run.optimizer.register_step_pre_hook(self._before_step),
+            run.optimizer.register_step_post_hook(self._after_step),
+        ]
 
     def _initial_weights(self, run) -> list[torch.Tensor] | None:
         path = run.out / INIT_WEIGHTS
@@ -126,8 +139,14 @@ class WeightDynamics(Callback):
             self.before = None
             return
         self.before = [m.weight.detach().float().clone() for _, m in self.layers]
-        self.grad_norms = torch.stack([m.weight.grad.detach().float().norm() if m.weight.grad is not None
-                                       else torch.zeros((), device=m.weight.device) for _, m in self.layers])
+        self.grad_norms = torch.stack(
+            [
+                m.weight.grad.detach().float().norm()
+                if m.weight.grad is not None
+                else torch.zeros((), device=m.weight.device)
+                for _, m in self.layers
+            ]
+        )
 
     @torch.no_grad()
     def _after_step(self, optimizer, _args, _kwargs) -> None:
@@ -135,13 +154,17 @@ class WeightDynamics(Callback):
             return
         after = [m.weight.detach().float() for _, m in self.layers]
         before_norms = torch.stack([b.norm() for b in self.before])
-        values = torch.stack([
-            torch.stack([a.norm() for a in after]),
-            self.grad_norms,
-            torch.stack([(a - b).norm() for a, b in zip(after, self.before)]) / before_norms.clamp_min(1e-12),
-            torch.stack([(a - i).norm() for a, i in zip(after, self.init)]) if self.init is not None
-            else torch.full_like(before_norms, math.nan),
-        ], 1)
+        values = torch.stack(
+            [
+                torch.stack([a.norm() for a in after]),
+                self.grad_norms,
+                torch.stack([(a - b).norm() for a, b in zip(after, self.before)]) / before_norms.clamp_min(1e-12),
+                torch.stack([(a - i).norm() for a, i in zip(after, self.init)])
+                if self.init is not None
+                else torch.full_like(before_norms, math.nan),
+            ],
+            1,
+        )
         step = self._step_in_epoch()
         self.pending.append((step, self.first_step + step, optimizer.param_groups[0]["lr"], values))
         self.before = None
@@ -153,15 +176,28 @@ class WeightDynamics(Callback):
             values = torch.stack([v for *_, v in self.pending]).cpu().numpy()  # one transfer per epoch
             for (step, global_step, lr, _), per_layer in zip(self.pending, values):
                 for (name, _), stage, (w, g, u, d) in zip(self.layers, self.stage_names, per_layer):
-                    self.rows.append({"epoch": epoch, "step": step, "global_step": global_step, "layer": name,
-                                      "stage": stage, "lr": f"{lr:.6g}", "weight_norm": f"{w:.6g}", "grad_norm": f"{g:.6g}",
-                                      "update_ratio": f"{u:.6g}", "dist_from_init": "" if math.isnan(d) else f"{d:.6g}"})
+                    self.rows.append(
+                        {
+                            "epoch": epoch,
+                            "step": step,
+                            "global_step": global_step,
+                            "layer": name,
+                            "stage": stage,
+                            "lr": f"{lr:.6g}",
+                            "weight_norm": f"{w:.6g}",
+                            "grad_norm": f"{g:.6g}",
+                            "update_ratio": f"{u:.6g}",
+                            "dist_from_init": "" if math.isnan(d) else f"{d:.6g}",
+                        }
+                    )
             self.pending = []
         probe = normalize(self.probe, run.data.mean, run.data.std, run.config.channels_last)
         with autocast(run.device, run.precision):  # the training precision: half the probe's cost on this CPU
             fractions = dead_channel_fractions(run.model, probe)
         for stage, (fraction, channels) in fractions.items():
-            self.dead_rows.append({"epoch": epoch, "stage": stage, "dead_fraction": f"{fraction:.6g}", "channels": channels})
+            self.dead_rows.append(
+                {"epoch": epoch, "stage": stage, "dead_fraction": f"{fraction:.6g}", "channels": channels}
+            )
         self.filters[f"epoch_{epoch}"] = first_filters(run.model)
         write_csv(run.out / DYNAMICS_CSV, self.rows, DYNAMICS_COLUMNS)
         write_csv(run.out / DEAD_UNITS_CSV, self.dead_rows, DEAD_COLUMNS)

@@ -5,11 +5,12 @@ correctly and wrongly classified test images, linear CKA between the model's sta
 Per study: CKA between the stages of every two models trained on the same data set with the same seed, on the same
 test images. Figures are drawn by the report from the tables written here (the report never loads a model).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -59,8 +60,10 @@ def _feature_maps(model, stages, x: torch.Tensor) -> dict[str, np.ndarray]:
     """Each stage's output for the images ``x``: the 8 channels with the largest mean activation per image."""
     modules = dict(model.named_modules())
     maps: dict[str, torch.Tensor] = {}
-    handles = [modules[s.output].register_forward_hook(lambda _m, _i, out, n=s.name: maps.__setitem__(n, out.float()))
-               for s in stages]
+    handles = [
+        modules[s.output].register_forward_hook(lambda _m, _i, out, n=s.name: maps.__setitem__(n, out.float()))
+        for s in stages
+    ]
     try:
         with torch.inference_mode(), eval_mode(model):
             model(x)
@@ -109,14 +112,18 @@ def _landscape(model, run_dir: Path, data, init: dict | None, cfg: InsightConfig
     final = trained_params(model)
     alphas = np.linspace(-1.0, 1.0, cfg.landscape_points)
     d1 = filter_normalized_direction(model, generator)
-    rows = [{"slice": "direction", "x": float(a), "y": 0.0, "loss": loss}
-            for a, loss in zip(alphas, loss_along(model, final, [d1], [(float(a),) for a in alphas], images, labels, data))]
+    rows = [
+        {"slice": "direction", "x": float(a), "y": 0.0, "loss": loss}
+        for a, loss in zip(alphas, loss_along(model, final, [d1], [(float(a),) for a in alphas], images, labels, data))
+    ]
     if init is not None:
         device = next(model.parameters()).device
         start = {n: init[n].to(device, p.dtype) for n, p in final.items()}
         line = {n: final[n] - start[n] for n in final}
         ts = np.linspace(-0.25, 1.25, cfg.landscape_points)
-        losses = loss_along(model, start, [line], [(float(t),) for t in ts], images, labels, data, batch_statistics=True)
+        losses = loss_along(
+            model, start, [line], [(float(t),) for t in ts], images, labels, data, batch_statistics=True
+        )
         rows += [{"slice": "init_to_final", "x": float(t), "y": 0.0, "loss": loss} for t, loss in zip(ts, losses)]
     else:
         log(f"  {run_dir.name}: no {INIT_WEIGHTS} (trained without --dynamics), so no init -> final line")
@@ -124,8 +131,10 @@ def _landscape(model, run_dir: Path, data, init: dict | None, cfg: InsightConfig
         d2 = filter_normalized_direction(model, generator)
         side = np.linspace(-1.0, 1.0, cfg.landscape_points // 2 + 1)
         grid = [(float(a), float(b)) for b in side for a in side]
-        rows += [{"slice": "plane", "x": a, "y": b, "loss": loss}
-                 for (a, b), loss in zip(grid, loss_along(model, final, [d1, d2], grid, images, labels, data))]
+        rows += [
+            {"slice": "plane", "x": a, "y": b, "loss": loss}
+            for (a, b), loss in zip(grid, loss_along(model, final, [d1, d2], grid, images, labels, data))
+        ]
     return rows
 
 
@@ -137,8 +146,15 @@ def weights_vs_init(model, init_state: dict, stages) -> list[dict]:
         w0 = init_state[f"{name}.weight"].flatten().double()
         w = module.weight.detach().flatten().double().cpu()
         cosine = float(w0 @ w / (w0.norm() * w.norm()).clamp_min(1e-300))
-        rows.append({"layer": name, "stage": stage_of(name, stages), "init_norm": float(w0.norm()),
-                     "final_norm": float(w.norm()), "cosine": cosine})
+        rows.append(
+            {
+                "layer": name,
+                "stage": stage_of(name, stages),
+                "init_norm": float(w0.norm()),
+                "final_norm": float(w.norm()),
+                "cosine": cosine,
+            }
+        )
     return rows
 
 
@@ -147,8 +163,12 @@ def _cka_rows(matrix: np.ndarray, rows: list[str], cols: list[str]) -> list[dict
     return [{"stage": a, **{b: f"{matrix[i, j]:.6f}" for j, b in enumerate(cols)}} for i, a in enumerate(rows)]
 
 
-def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print,
-                keep_grams: bool = False) -> dict:
+def run_insight(
+    run_dir: str | Path,
+    cfg: InsightConfig = InsightConfig(),
+    log: Callable[[str], None] = print,
+    keep_grams: bool = False,
+) -> dict:
     """Write insight/ into ``run_dir``; return insight.json's content (with the CKA Gram matrices under
     ``"grams"`` when ``keep_grams``, for comparing models in a study)."""
     run_dir = Path(run_dir)
@@ -165,8 +185,10 @@ def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: 
     out = run_dir / INSIGHT_DIR
     notes = []
     if not (run_dir / DYNAMICS_CSV).exists():
-        notes.append("No dynamics.csv: this run trained without --dynamics, so there are no per-layer update curves, "
-                     "no filter snapshots over the epochs and no init -> final line. Retrain with --dynamics to get them.")
+        notes.append(
+            "No dynamics.csv: this run trained without --dynamics, so there are no per-layer update curves, "
+            "no filter snapshots over the epochs and no init -> final line. Retrain with --dynamics to get them."
+        )
     if not (run_dir / FILTERS_NPZ).exists():
         write_npz(run_dir / FILTERS_NPZ, **{f"epoch_{epoch}": first_filters(model)})
     log(f"{run_dir.name}: feature maps, Grad-CAM at {layer}")
@@ -180,19 +202,33 @@ def run_insight(run_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: 
     write_csv(out / "cka.csv", _cka_rows(cka_matrix(grams, grams), list(grams), list(grams)), ["stage", *grams])
     landscape = []
     if cfg.landscape != "none":
-        log(f"{run_dir.name}: loss landscape ({cfg.landscape}) on {min(cfg.landscape_images, len(data.train_y))} training images")
+        log(
+            f"{run_dir.name}: loss landscape ({cfg.landscape}) on "
+            f"{min(cfg.landscape_images, len(data.train_y))} training images"
+        )
         landscape = _landscape(model, run_dir, data, init, cfg, log)
         write_csv(out / "landscape.csv", landscape, ["slice", "x", "y", "loss"])
     moved = weights_vs_init(model, init, stages) if init is not None else []
-    result = {"model": train_cfg.model, "dataset": data.name, "seed": train_cfg.seed, "epoch": epoch,
-              "weights_vs_init": moved,
-              "gradcam_layer": layer, "stages": [s.name for s in stages], "cka_images": min(cfg.cka_images, len(data.test_y)),
-              "landscape_images": min(cfg.landscape_images, len(data.train_y)), "settings": asdict(cfg), "notes": notes}
+    result = {
+        "model": train_cfg.model,
+        "dataset": data.name,
+        "seed": train_cfg.seed,
+        "epoch": epoch,
+        "weights_vs_init": moved,
+        "gradcam_layer": layer,
+        "stages": [s.name for s in stages],
+        "cka_images": min(cfg.cka_images, len(data.test_y)),
+        "landscape_images": min(cfg.landscape_images, len(data.train_y)),
+        "settings": asdict(cfg),
+        "notes": notes,
+    }
     write_json(run_dir / INSIGHT_JSON, result)
     return {**result, "grams": grams} if keep_grams else result
 
 
-def study_insight(study_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print) -> list[Path]:
+def study_insight(
+    study_dir: str | Path, cfg: InsightConfig = InsightConfig(), log: Callable[[str], None] = print
+) -> list[Path]:
     """Every run's insight, then CKA between the stages of each pair of models with the same data set and seed."""
     study_dir = Path(study_dir)
     run_dirs = run_dirs_of(study_dir)
@@ -201,10 +237,15 @@ def study_insight(study_dir: str | Path, cfg: InsightConfig = InsightConfig(), l
     results = [run_insight(d, cfg, log, keep_grams=True) for d in run_dirs]
     written = []
     for i, a in enumerate(results):
-        for b in results[i + 1:]:
+        for b in results[i + 1 :]:
             if (a["dataset"], a["seed"]) != (b["dataset"], b["seed"]) or a["model"] == b["model"]:
                 continue
             rows = _cka_rows(cka_matrix(a["grams"], b["grams"]), list(a["grams"]), list(b["grams"]))
-            written.append(write_csv(study_cka_csv(study_dir, a["dataset"], a["seed"], a["model"], b["model"]), rows,
-                                     ["stage", *b["grams"]]))
+            written.append(
+                write_csv(
+                    study_cka_csv(study_dir, a["dataset"], a["seed"], a["model"], b["model"]),
+                    rows,
+                    ["stage", *b["grams"]],
+                )
+            )
     return written

@@ -3,6 +3,7 @@
 The layer's activation maps A_k are weighted by the spatial mean of d score_c / d A_k, summed over k and passed
 through a ReLU; the map is upsampled to the input size and scaled to [0, 1] per image.
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ direction batch-norm runs in eval mode (the trained running statistics, as in Li
 distance 0 is the trained model's loss; along the line it uses each batch's own statistics (running statistics
 untouched), since the final model's statistics mean nothing for the weights near the start.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,14 @@ def filter_normalized_direction(model: nn.Module, generator: torch.Generator) ->
 
 
 @torch.inference_mode()
-def dataset_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, data, batch_statistics: bool = False,
-                 batch_size: int = 500) -> float:
+def dataset_loss(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data,
+    batch_statistics: bool = False,
+    batch_size: int = 500,
+) -> float:
     """Mean cross-entropy of ``model`` (fp32, eval mode; batch-norm on batch statistics if ``batch_statistics``,
     its running statistics left as they are) on uint8 ``images`` and ``labels`` on the model's device, as ``data``'s
     statistics."""
@@ -60,9 +67,16 @@ def _set_params(model: nn.Module, values: dict[str, torch.Tensor]) -> None:
         p.copy_(values[name])
 
 
-def loss_along(model: nn.Module, origin: dict[str, torch.Tensor], directions: list[dict[str, torch.Tensor]],
-               coordinates: list[tuple[float, ...]], images: torch.Tensor, labels: torch.Tensor, data,
-               batch_statistics: bool = False) -> list[float]:
+def loss_along(
+    model: nn.Module,
+    origin: dict[str, torch.Tensor],
+    directions: list[dict[str, torch.Tensor]],
+    coordinates: list[tuple[float, ...]],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data,
+    batch_statistics: bool = False,
+) -> list[float]:
     """The loss at ``origin + sum_i c_i * directions[i]`` for each coordinate tuple ``c``; the model's
     parameters are restored afterwards."""
     saved = {n: p.detach().clone() for n, p in model.named_parameters()}

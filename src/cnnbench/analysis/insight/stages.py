@@ -3,6 +3,7 @@
 The stages give the insight tools their layers: dead units are counted per stage, feature maps and CKA are taken
 at each stage's output.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,10 +77,16 @@ def default_cam_layer(model: nn.Module, example: torch.Tensor) -> str:
     activation before the pooling that flattens it (VGG's last ReLU at 2x2)."""
     order: list[str] = []
     names = {m: n for n, m in model.named_modules() if n}
-    hooks = [m.register_forward_hook(lambda mod, _i, out: order.append(names[mod])
-                                     if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1
-                                     else None)
-             for m in names]
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, _i, out: (
+                order.append(names[mod])
+                if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1
+                else None
+            )
+        )
+        for m in names
+    ]
     try:
         with torch.no_grad(), eval_mode(model):
             model(example[:1])
@@ -97,5 +104,7 @@ def check_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules or not name:
         valid = [n for n in modules if n]
-        raise ConfigError(f"The model has no layer {name!r}{did_you_mean(name, valid)}. Valid layers: {', '.join(valid)}.")
+        raise ConfigError(
+            f"The model has no layer {name!r}{did_you_mean(name, valid)}. Valid layers: {', '.join(valid)}."
+        )
     return modules[name]

@@ -1,6 +1,7 @@
 """Optional TensorBoard logging (``--tensorboard DIR``; ``pip install 'cnnbench[tensorboard]'``): per-epoch
 metrics, the per-layer dynamics recorded by WeightDynamics, and weight and gradient histograms, so runs can be
 compared in the tool people already use."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,16 +10,28 @@ from ...engine.callbacks import Callback
 from ...errors import ConfigError
 from .stages import weight_layers
 
-EPOCH_SCALARS = ("train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "val_loss", "val_top1", "val_top5",
-                 "lr", "images_per_s")
+EPOCH_SCALARS = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_top1",
+    "test_top5",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "lr",
+    "images_per_s",
+)
 
 
 def summary_writer(log_dir: str | Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'cnnbench[tensorboard]' "
-                          "(or pip install tensorboard), or leave --tensorboard out.") from None
+        raise ConfigError(
+            "--tensorboard needs the tensorboard package: pip install 'cnnbench[tensorboard]' "
+            "(or pip install tensorboard), or leave --tensorboard out."
+        ) from None
     return SummaryWriter(log_dir=str(log_dir))
 
 

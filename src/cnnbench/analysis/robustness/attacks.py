@@ -3,9 +3,10 @@
 The normalisation sits inside the attacked model (PixelModel), so eps is measured in pixel units as the
 literature states it (Goodfellow et al., 2015; Madry et al., 2018), and the model is attacked in eval mode.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -44,8 +45,15 @@ def fgsm(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float) -> torc
     return (x + eps * _input_gradient(forward, x, y).sign()).clamp(0, 1).detach()
 
 
-def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, step: float, steps: int,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd(
+    forward: Forward,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    step: float,
+    steps: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Projected gradient descent in the L-inf ball of radius eps, from a random start (Madry et al., 2018)."""
     if eps == 0:
         return x.clone()

@@ -13,18 +13,27 @@ Substitutes, where the generator needs what cannot be had offline (said in every
 The digit set follows MNIST-C (Mu & Gilmer, 2019): its corruptions at five severities, the strongest near
 MNIST-C's single setting.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, did_you_mean
-from .filters import (box_resize, center_zoom, disk_kernel, filter_per_image, gaussian_blur, grayscale, motion_kernels,
-                      plasma_fractal)
+from .filters import (
+    box_resize,
+    center_zoom,
+    disk_kernel,
+    filter_per_image,
+    gaussian_blur,
+    grayscale,
+    motion_kernels,
+    plasma_fractal,
+)
 
 Fn = Callable[[torch.Tensor, object, torch.Generator], torch.Tensor]
 
@@ -53,6 +62,7 @@ def register(table: dict, family: str, severities: tuple):
             raise ValueError(f"corruption {name!r} registered twice")
         table[name] = Corruption(name, family, severities, fn)
         return fn
+
     return wrap
 
 
@@ -61,6 +71,7 @@ def uniform(g: torch.Generator, shape, low: float, high: float) -> torch.Tensor:
 
 
 # ---- CIFAR-10-C: noise -------------------------------------------------------------------------------------------
+
 
 @register(CIFAR, "noise", (0.04, 0.06, 0.08, 0.09, 0.10))
 def gaussian_noise(x, c, g):
@@ -81,6 +92,7 @@ def impulse_noise(x, c, g):
 
 
 # ---- blur -------------------------------------------------------------------------------------------------------
+
 
 @register(CIFAR, "blur", ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)))
 def defocus_blur(x, c, g):
@@ -121,9 +133,18 @@ def zoom_blur(x, c, g):
 
 # ---- weather ----------------------------------------------------------------------------------------------------
 
-@register(CIFAR, "weather", ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-                             (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-                             (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)))
+
+@register(
+    CIFAR,
+    "weather",
+    (
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ),
+)
 def snow(x, c, g):
     loc, scale, zoom, threshold, radius, sigma, blend = c
     n, _, h, w = x.shape
@@ -166,6 +187,7 @@ def fog(x, c, g):
 
 # ---- digital ----------------------------------------------------------------------------------------------------
 
+
 @register(CIFAR, "digital", (0.05, 0.1, 0.15, 0.2, 0.3))
 def brightness(x, c, g):
     """Add c to HSV's value, keeping hue and saturation: with H and S fixed, RGB scales with V = max(R, G, B)."""
@@ -187,8 +209,10 @@ def elastic_transform(x, c, g):
     n, _, h, w = x.shape
     alpha, sigma, affine = (v * h for v in c)
     centre, side = h // 2, h // 3
-    src = torch.tensor([[centre + side, centre + side], [centre + side, centre - side], [centre - side, centre - side]],
-                       dtype=torch.float32).expand(n, 3, 2)
+    src = torch.tensor(
+        [[centre + side, centre + side], [centre + side, centre - side], [centre - side, centre - side]],
+        dtype=torch.float32,
+    ).expand(n, 3, 2)
     dst = src + uniform(g, (n, 3, 2), -affine, affine)
     # the affine map dst -> src (pixel coordinates x, y), solved per image from the three point pairs
     ones = torch.ones(n, 3, 1)
@@ -324,6 +348,7 @@ def digit_zigzag(x, c, g):
 
 # ---- entry points -----------------------------------------------------------------------------------------------
 
+
 def corruption_set(channels: int) -> dict[str, Corruption]:
     """CIFAR-10-C's 15 for colour images, the MNIST-C-style set for grey ones."""
     return CIFAR if channels == 3 else DIGITS
@@ -339,8 +364,10 @@ def check_corruption_names(names, channels: int) -> list[str]:
     bad = [n for n in names if n not in table]
     if bad:
         hints = [f"{n!r}{did_you_mean(n, table)}" for n in bad]
-        raise ConfigError(f"Unknown corruption {', '.join(hints)} for {set_name(channels)} images. Choose from: "
-                          f"{', '.join(table)}, or 'all'.")
+        raise ConfigError(
+            f"Unknown corruption {', '.join(hints)} for {set_name(channels)} images. Choose from: "
+            f"{', '.join(table)}, or 'all'."
+        )
     return list(names)
 
 

@@ -1,12 +1,13 @@
 """``cnnbench robustness RUN_DIR``: a trained run under common corruptions and adversarial attacks, written to
 robustness.json and robustness.csv in the run folder (atomically, once every number is in)."""
+
 from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -53,10 +54,14 @@ class RobustnessConfig:
 def check_config(cfg: RobustnessConfig) -> RobustnessConfig:
     bad = [s for s in cfg.severities if s not in range(1, 6)]
     if bad or not cfg.severities and cfg.corruptions != ():
-        raise ConfigError(f"Severities must be whole numbers from 1 to 5, e.g. 1-5 or 1,3,5 (got {list(cfg.severities)}).")
+        raise ConfigError(
+            f"Severities must be whole numbers from 1 to 5, e.g. 1-5 or 1,3,5 (got {list(cfg.severities)})."
+        )
     for a in cfg.attacks:
         if a not in ATTACKS:
-            raise ConfigError(f"Unknown attack {a!r}{did_you_mean(a, ATTACKS)}: choose from {', '.join(ATTACKS)}, or 'none'.")
+            raise ConfigError(
+                f"Unknown attack {a!r}{did_you_mean(a, ATTACKS)}: choose from {', '.join(ATTACKS)}, or 'none'."
+            )
     if cfg.eps is not None and any(not e >= 0 or e > 1 for e in cfg.eps):
         raise ConfigError(f"eps must be between 0 and 1 in pixel units, e.g. 0.0039 or 1/255 (got {list(cfg.eps)}).")
     if cfg.limit_test is not None and cfg.limit_test < 1:
@@ -86,7 +91,8 @@ class CellSource:
                 raise ConfigError(
                     f"The labels in {official / 'labels.npy'} do not match this test set's order (the official files "
                     "follow torchvision's CIFAR test split). Use torchvision's copy of the data set, or move the "
-                    f"{official.name} folder away to evaluate on generated corruptions.")
+                    f"{official.name} folder away to evaluate on generated corruptions."
+                )
             self.test_size = n
 
     def names(self, wanted: list[str]) -> list[str]:
@@ -94,8 +100,10 @@ class CellSource:
             return wanted
         missing = [n for n in wanted if not (self.official / f"{n}.npy").exists()]
         if missing:
-            raise ConfigError(f"{self.official} lacks {', '.join(m + '.npy' for m in missing)}: add them, or name the "
-                              "corruptions that are there with --corruptions.")
+            raise ConfigError(
+                f"{self.official} lacks {', '.join(m + '.npy' for m in missing)}: add them, or name the "
+                "corruptions that are there with --corruptions."
+            )
         return wanted
 
     def cell(self, name: str, severity: int, start: int, stop: int) -> torch.Tensor:
@@ -112,8 +120,9 @@ def _stable_hash(*parts) -> int:
     return zlib.crc32(repr(parts).encode())
 
 
-def run_robustness(run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig(),
-                   log: Callable[[str], None] = print) -> dict:
+def run_robustness(
+    run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig(), log: Callable[[str], None] = print
+) -> dict:
     """Evaluate the run's last checkpoint under corruptions and attacks; write robustness.json/.csv; return it."""
     cfg = check_config(cfg)
     run_dir = Path(run_dir)
@@ -126,7 +135,9 @@ def run_robustness(run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig
     limit = cfg.limit_test or (CPU_DEFAULT_IMAGES if device.type == "cpu" else None)
     labels = data.test_y.numpy()
     index = balanced_indices(labels, limit) if limit and limit < len(labels) else np.arange(len(labels))
-    names = check_corruption_names(list(corruption_set(channels)) if cfg.corruptions is None else cfg.corruptions, channels)
+    names = check_corruption_names(
+        list(corruption_set(channels)) if cfg.corruptions is None else cfg.corruptions, channels
+    )
     official = official_files(train_cfg.dataset, train_cfg.data_dir) if names else None
     source = CellSource(official, data.test_x, labels, index, cfg.seed)
     names = source.names(names)
@@ -155,12 +166,14 @@ def run_robustness(run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig
     log(f"{run_dir.name}: clean top-1 {clean:.2%} on {len(index)} test images ({precision}, {device.type})")
     corruptions: dict[str, dict[int, float]] = {}
     for name in names:
-        def cells(severity):
+
+        def cells(severity, name=name):
             for a, b in spans():
                 start = time.perf_counter()
                 x = source.cell(name, severity, a, b)
                 timings["corrupt_s"] += time.perf_counter() - start
                 yield x, y_all[a:b]
+
         corruptions[name] = {s: accuracy(cells(s)) for s in cfg.severities}
         log(f"  {name:<18} " + " ".join(f"s{s} {v:.1%}" for s, v in corruptions[name].items()))
     settings = NATURAL_ATTACK if natural else DIGIT_ATTACK
@@ -175,8 +188,11 @@ def run_robustness(run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig
             for a, b in spans():
                 x = (data.test_x[index[a:b]].float() / 255).to(device)
                 y = y_all[a:b].to(device)
-                adv = (fgsm(forward, x, y, eps) if attack == "fgsm" else
-                       pgd(forward, x, y, eps, settings.step or eps / 4, settings.steps, generator))
+                adv = (
+                    fgsm(forward, x, y, eps)
+                    if attack == "fgsm"
+                    else pgd(forward, x, y, eps, settings.step or eps / 4, settings.steps, generator)
+                )
                 with torch.inference_mode():
                     right += int((forward(adv).argmax(1) == y).sum())
             synchronize(device)
@@ -184,23 +200,45 @@ def run_robustness(run_dir: str | Path, cfg: RobustnessConfig = RobustnessConfig
             adversarial[attack][eps] = right / len(index)
         log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
     result = {
-        "model": train_cfg.model, "dataset": train_cfg.dataset, "seed": train_cfg.seed, "epoch": epoch,
+        "model": train_cfg.model,
+        "dataset": train_cfg.dataset,
+        "seed": train_cfg.seed,
+        "epoch": epoch,
         "clean_top1": clean,
         "corruptions": {n: {str(s): v for s, v in sev.items()} for n, sev in corruptions.items()},
-        "mean_corruption_top1": float(np.mean([v for sev in corruptions.values() for v in sev.values()])) if corruptions else None,
+        "mean_corruption_top1": float(np.mean([v for sev in corruptions.values() for v in sev.values()]))
+        if corruptions
+        else None,
         "adversarial": {a: {repr(float(e)): v for e, v in by_eps.items()} for a, by_eps in adversarial.items()},
-        "images": int(len(index)), "test_images": int(len(labels)),
+        "images": int(len(index)),
+        "test_images": int(len(labels)),
         "source": str(official) if official else "generated",
-        "corruption_set": set_name(channels) + ("" if official else ", generated by cnnbench (not the published benchmark files)"),
+        "corruption_set": set_name(channels)
+        + ("" if official else ", generated by cnnbench (not the published benchmark files)"),
         "substitutes": {} if official else {n: SUBSTITUTES[n] for n in names if n in SUBSTITUTES},
-        "attack_settings": {"eps": [float(e) for e in eps_list], "pgd_step": settings.step or "eps/4",
-                            "pgd_steps": settings.steps, "pgd_random_start": True, "norm": "Linf, pixel space [0, 1]"},
-        "config": {**asdict(cfg), "limit_test": limit}, "device": device.type, "precision": precision,
+        "attack_settings": {
+            "eps": [float(e) for e in eps_list],
+            "pgd_step": settings.step or "eps/4",
+            "pgd_steps": settings.steps,
+            "pgd_random_start": True,
+            "norm": "Linf, pixel space [0, 1]",
+        },
+        "config": {**asdict(cfg), "limit_test": limit},
+        "device": device.type,
+        "precision": precision,
         "timings": timings,
     }
     rows = [{"kind": "clean", "name": "clean", "level": "", "top1": clean}]
-    rows += [{"kind": "corruption", "name": n, "level": s, "top1": v} for n, sev in corruptions.items() for s, v in sev.items()]
-    rows += [{"kind": "adversarial", "name": a, "level": e, "top1": v} for a, by_eps in adversarial.items() for e, v in by_eps.items()]
+    rows += [
+        {"kind": "corruption", "name": n, "level": s, "top1": v}
+        for n, sev in corruptions.items()
+        for s, v in sev.items()
+    ]
+    rows += [
+        {"kind": "adversarial", "name": a, "level": e, "top1": v}
+        for a, by_eps in adversarial.items()
+        for e, v in by_eps.items()
+    ]
     write_csv(run_dir / ROBUSTNESS_CSV, rows, ["kind", "name", "level", "top1"])
     write_json(run_dir / ROBUSTNESS_JSON, result)  # last: a complete robustness.json means complete results
     return result

@@ -1,4 +1,5 @@
 """Image operations the corruptions share, on float batches (N, C, H, W) in [0, 1]: blurs, zooms, fractal noise."""
+
 from __future__ import annotations
 
 import math
@@ -71,11 +72,11 @@ def center_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     n, c, h, w = x.shape
     ch, cw = math.ceil(h / factor), math.ceil(w / factor)
     top, left = (h - ch) // 2, (w - cw) // 2
-    crop = x[:, :, top:top + ch, left:left + cw]
+    crop = x[:, :, top : top + ch, left : left + cw]
     zh, zw = max(h, round(ch * factor)), max(w, round(cw * factor))
     big = F.interpolate(crop, size=(zh, zw), mode="bilinear", align_corners=False)
     th, tw = (zh - h) // 2, (zw - w) // 2
-    return big[:, :, th:th + h, tw:tw + w]
+    return big[:, :, th : th + h, tw : tw + w]
 
 
 def plasma_fractal(n: int, size: int, wibble_decay: float, generator: torch.Generator) -> torch.Tensor:
@@ -87,14 +88,20 @@ def plasma_fractal(n: int, size: int, wibble_decay: float, generator: torch.Gene
         amp = wibble * wibble  # the generator's wibbledmean: wibble * uniform(-wibble, wibble)
         # squares: each centre is the mean of its four corners plus noise
         corners = maps[:, 0:size:step, 0:size:step]
-        around = corners + torch.roll(corners, -1, 1) + torch.roll(corners, -1, 2) + torch.roll(corners, (-1, -1), (1, 2))
-        maps[:, half:size:step, half:size:step] = around / 4 + amp * (torch.rand(around.shape, generator=generator) * 2 - 1)
+        around = (
+            corners + torch.roll(corners, -1, 1) + torch.roll(corners, -1, 2) + torch.roll(corners, (-1, -1), (1, 2))
+        )
+        maps[:, half:size:step, half:size:step] = around / 4 + amp * (
+            torch.rand(around.shape, generator=generator) * 2 - 1
+        )
         # diamonds: each edge midpoint is the mean of its four neighbours plus noise
         centres = maps[:, half:size:step, half:size:step]
         tl = maps[:, 0:size:step, 0:size:step]
         left_mid = (tl + torch.roll(tl, -1, 1) + centres + torch.roll(centres, 1, 2)) / 4
         top_mid = (tl + torch.roll(tl, -1, 2) + centres + torch.roll(centres, 1, 1)) / 4
-        maps[:, half:size:step, 0:size:step] = left_mid + amp * (torch.rand(left_mid.shape, generator=generator) * 2 - 1)
+        maps[:, half:size:step, 0:size:step] = left_mid + amp * (
+            torch.rand(left_mid.shape, generator=generator) * 2 - 1
+        )
         maps[:, 0:size:step, half:size:step] = top_mid + amp * (torch.rand(top_mid.shape, generator=generator) * 2 - 1)
         step = half
         wibble /= wibble_decay
@@ -105,7 +112,7 @@ def plasma_fractal(n: int, size: int, wibble_decay: float, generator: torch.Gene
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def box_weights(n_in: int, n_out: int) -> torch.Tensor:

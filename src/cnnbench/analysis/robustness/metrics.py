@@ -2,6 +2,7 @@
 
 CE_c = sum_s E(c, s) / sum_s E_base(c, s); relative CE_c = sum_s (E(c, s) - E_clean) / sum_s (E_base(c, s) -
 E_base,clean); mCE and relative mCE are their means over corruptions (as fractions: the baseline scores 1)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,21 +26,42 @@ def corruption_errors(model: dict, baseline: dict) -> dict | None:
             rel[name] = float((err - (1 - model["clean_top1"])).sum() / base_gap)
     if not ce:
         return None
-    return {"ce": ce, "mce": float(np.mean(list(ce.values()))), "relative_ce": rel,
-            "relative_mce": float(np.mean(list(rel.values()))) if rel else None}
+    return {
+        "ce": ce,
+        "mce": float(np.mean(list(ce.values()))),
+        "relative_ce": rel,
+        "relative_mce": float(np.mean(list(rel.values()))) if rel else None,
+    }
 
 
 def mean_results(results: list[dict]) -> dict:
     """Cell-by-cell mean of several seeds' robustness.json (the cells all of them measured)."""
     first = results[0]
-    corruptions = {n: {s: float(np.mean([r["corruptions"][n][s] for r in results]))
-                       for s in sev if all(s in r["corruptions"].get(n, {}) for r in results)}
-                   for n, sev in first["corruptions"].items()}
-    adversarial = {a: {e: float(np.mean([r["adversarial"][a][e] for r in results]))
-                       for e in by_eps if all(e in r["adversarial"].get(a, {}) for r in results)}
-                   for a, by_eps in first["adversarial"].items()}
+    corruptions = {
+        n: {
+            s: float(np.mean([r["corruptions"][n][s] for r in results]))
+            for s in sev
+            if all(s in r["corruptions"].get(n, {}) for r in results)
+        }
+        for n, sev in first["corruptions"].items()
+    }
+    adversarial = {
+        a: {
+            e: float(np.mean([r["adversarial"][a][e] for r in results]))
+            for e in by_eps
+            if all(e in r["adversarial"].get(a, {}) for r in results)
+        }
+        for a, by_eps in first["adversarial"].items()
+    }
     cells = [v for sev in corruptions.values() for v in sev.values()]
-    return {"clean_top1": float(np.mean([r["clean_top1"] for r in results])), "corruptions": corruptions,
-            "mean_corruption_top1": float(np.mean(cells)) if cells else None, "adversarial": adversarial,
-            "images": first["images"], "source": first["source"], "corruption_set": first.get("corruption_set", ""),
-            "substitutes": first.get("substitutes", {}), "seeds": len(results)}
+    return {
+        "clean_top1": float(np.mean([r["clean_top1"] for r in results])),
+        "corruptions": corruptions,
+        "mean_corruption_top1": float(np.mean(cells)) if cells else None,
+        "adversarial": adversarial,
+        "images": first["images"],
+        "source": first["source"],
+        "corruption_set": first.get("corruption_set", ""),
+        "substitutes": first.get("substitutes", {}),
+        "seeds": len(results),
+    }
