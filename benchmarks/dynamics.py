@@ -29,7 +29,6 @@ from cnnbench.analysis.insight.dynamics import WeightDynamics
 from cnnbench.cli import exit_code_of
 from cnnbench.config import validate
 from cnnbench.data.loader import load_dataset
-from cnnbench.engine.train import data_options
 
 FULL_EPOCH_STEPS = 50000 // 64  # CIFAR-10 at the modern preset's batch size
 DEFAULT_RECORDS = 20
@@ -108,7 +107,7 @@ def main() -> None:
                 label_smoothing=0.2,
             )
         )
-        data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))  # decoded once, outside the timings
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())  # decoded once, outside the timings
         timed_epoch(cfg, data, [])  # warm-up: allocator, kernels
         plain, once, every = [], [], []
         for _ in range(args.repeats):

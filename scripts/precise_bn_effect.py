@@ -27,10 +27,11 @@ def main() -> None:
     device = resolve_device("auto")
     records = []
     for run in args.runs:
-        cfg, data, model, epoch = load_run_model(run, device)
+        opened, data = load_run_model(run, device)
+        cfg, model, epoch = opened.config, opened.model, opened.epoch
         data = data.to(device)
         cfg = cfg.replace(precise_bn=args.images)
-        precision = cfg.precision if device.type == cfg.device else "fp32"
+        precision = opened.precision
 
         def top1(model=model, data=data, precision=precision, cfg=cfg) -> dict:
             r = evaluate(model, data.test_x, data.test_y, data, device, precision, cfg.eval_batch_size)

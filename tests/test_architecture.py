@@ -11,6 +11,7 @@ FLOORS = {
     "errors": 0,
     "fileio": 0,
     "layout": 0,
+    "version": 0,
     "models": 1,
     "data": 1,
     "config": 2,
@@ -73,3 +74,86 @@ def test_the_checker_sees_lazy_relative_and_absolute_imports():
     )
     assert imported_units(source, ("engine",)) == {"report", "study", "engine"}
     assert imported_units("from .analysis.insight import cka\n", ()) == {"analysis"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """The cnnbench modules ``source`` imports anywhere (lazy imports inside functions included); ``from X import
+    name`` counts X.name where that is a module, else X."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in known else target)
+    return {m for m in found if m in known and m != module}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = list(PACKAGE.rglob("*.py"))
+    known = {module_name(p) for p in paths}
+    return {
+        module_name(p): imported_modules(p.read_text(encoding="utf-8"), module_name(p), p.name == "__init__.py", known)
+        for p in paths
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    """Two modules never import each other, directly or round a loop, not even from inside a function.
+    A package's __init__ re-exporting its modules is not a cycle: its modules must not import it back."""
+    graph = import_graph()
+    loops = cycles(graph)
+    assert not loops, "import cycles: " + "; ".join(" <-> ".join(c) for c in loops)
+
+
+def test_the_cycle_finder_finds_a_lazy_loop():
+    source_a = "def f():\n    from .b import g\n"
+    known = {"cnnbench.engine.a", "cnnbench.engine.b"}
+    graph = {
+        "cnnbench.engine.a": imported_modules(source_a, "cnnbench.engine.a", False, known),
+        "cnnbench.engine.b": imported_modules("from . import a\n", "cnnbench.engine.b", False, known),
+    }
+    assert cycles(graph) == [["cnnbench.engine.a", "cnnbench.engine.b"]]

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -80,9 +82,28 @@ def test_data_options_follow_the_run_config():
     from dataclasses import fields
 
     from cnnbench.data.loader import DataOptions
-    from cnnbench.engine.train import data_options
 
     cfg = TrainConfig(limit_train=100, limit_test=50, val_split=10, pad_to=40, resize=36, download=False)
-    options = data_options(cfg)
+    options = cfg.data_options()
     assert {f.name for f in fields(DataOptions)} <= set(FIELD_NAMES)
+    # one home for the defaults: TrainConfig's data fields default to DataOptions' own
+    assert TrainConfig().data_options() == DataOptions()
     assert options == DataOptions(limit_train=100, limit_test=50, val_split=10, pad_to=40, resize=36, download=False)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("val_split", 1.5), ("pad_to", "32"), ("resize", True), ("threads", 2.0), ("limit_train", [1]), ("model", 3)],
+)
+def test_every_field_is_type_checked(key, value):
+    with pytest.raises(ConfigError, match=key):
+        config_from_dict({key: value})
+    with pytest.raises(ConfigError, match=key):  # built in Python, not read from a file: checked all the same
+        validate(dataclasses.replace(TrainConfig(), **{key: value}))
+
+
+def test_a_huge_value_is_cut_short_in_the_error():
+    bomb = [["x" * 1000] * 1000] * 1000  # what a YAML alias bomb expands to, without the memory
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"epochs": bomb})
+    assert len(str(e.value)) < 300

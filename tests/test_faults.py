@@ -11,7 +11,7 @@ import torch
 
 from cnnbench import TrainConfig, fit
 from cnnbench.engine.checkpoint import load_file, load_latest
-from cnnbench.errors import TrainingError
+from cnnbench.errors import TrainingError, UnsafeCheckpointError
 
 ARGS = [
     "--model",
@@ -132,9 +132,28 @@ class Exploit:
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     bad = tmp_path / "last.pt"
     torch.save({"model": Exploit()}, bad)
-    with pytest.raises(TrainingError, match="Refusing to load"):
+    with pytest.raises(UnsafeCheckpointError, match="Refusing to load"):
         load_file(bad)
+    # an unsafe last.pt is never skipped in favour of prev.pt: the caller must see it
+    torch.save({"epoch": 1}, tmp_path / "prev.pt")
+    with pytest.raises(UnsafeCheckpointError):
+        load_latest(tmp_path)
     assert not os.path.exists("/tmp/cnnbench-pwned")
+
+
+@pytest.mark.parametrize(
+    "error, recognised",
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 1 bytes"), True),
+        (MemoryError(), True),
+        (RuntimeError("the tensor is out of memory range of the index"), False),  # a bug, not a full device
+    ],
+)
+def test_out_of_memory_is_recognised_by_its_type(error, recognised):
+    from cnnbench.engine.train import _out_of_memory
+
+    assert _out_of_memory(error) is recognised
 
 
 def test_out_of_memory_suggests_smaller_batch(tmp_path, monkeypatch):

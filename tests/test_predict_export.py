@@ -13,7 +13,6 @@ from cnnbench.cli import main
 from cnnbench.data.loader import load_dataset
 from cnnbench.engine.evaluate import evaluate
 from cnnbench.engine.predict import load_trained
-from cnnbench.engine.train import data_options
 
 CFG = TrainConfig(
     model="resnet18",
@@ -36,7 +35,7 @@ def trained(tmp_path_factory):
 
 def _test_images(n=12):
     """MNIST test digits as the raw 28x28 grey images a user would have, with their labels."""
-    data = load_dataset("mnist", None, data_options(CFG.replace(pad_to=None)))
+    data = load_dataset("mnist", None, CFG.replace(pad_to=None).data_options())
     return data.test_x[:n, 0].numpy(), data.test_y[:n].numpy(), data.classes
 
 
@@ -58,7 +57,7 @@ def test_predict_gives_the_runs_own_predictions_for_image_files(trained, tmp_pat
     assert [r["file"].rsplit("/", 1)[-1] for r in rows] == [f"{i:02d}.png" for i in range(len(images))]
     # the same model on the same images through the training pipeline (padding to 32, its mean and std)
     model, prep = load_trained(trained, torch.device("cpu"))
-    data = load_dataset("mnist", None, data_options(CFG))
+    data = load_dataset("mnist", None, CFG.data_options())
     logits = evaluate(
         model,
         data.test_x[: len(images)],
@@ -80,7 +79,7 @@ def test_predict_refuses_when_nothing_can_be_read(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no such file or folder" in err and "No image could be predicted" in err
     assert main(["predict", str(tmp_path), str(tmp_path)]) == 2  # not a run folder
-    assert "no finished run" in capsys.readouterr().err
+    assert "not a cnnbench run folder" in capsys.readouterr().err
 
 
 def test_export_pt2_matches_pytorch(trained, tmp_path):

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__
 from .errors import CnnbenchError
+from .version import __version__
 
 EXIT_USAGE = 2
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .data.options import DataOptions
 from .errors import ConfigError, did_you_mean
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -16,6 +19,7 @@ SCHEDULES = ("onecycle", "cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")  # torch.compile's modes
+_DATA = DataOptions()  # the data options' defaults live there; the fields below of the same names read them
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,8 @@ class TrainConfig:
     augment: bool = True  # random crop (pad crop_padding) always; horizontal flip for natural images only
     crop_padding: int = 4  # pixels of zero padding the random crop may shift by (augment on)
     cutout: int = 0  # side in pixels of a square blanked at a random place in every training image (augment on); 0: off
-    ema: float = (
-        0.0  # evaluate an exponential moving average of the weights with this decay per step (warmed up); 0: off
-    )
+    # evaluate an exponential moving average of the weights with this decay per step (warmed up); 0: off
+    ema: float = 0.0
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # ask PyTorch for deterministic kernels (bit-identical CPU reruns)
     precision: str = "auto"  # auto (bf16 where the hardware runs it fast) | fp32 | bf16 | fp16
@@ -47,29 +50,29 @@ class TrainConfig:
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs | max-autotune
     threads: int | None = None  # CPU threads for PyTorch; None keeps its default (all cores)
     data_dir: str | None = None  # data root; else $CNNBENCH_DATA, else a per-user cache folder
-    download: bool = True  # let torchvision download a missing data set when online
-    limit_train: int | None = None  # class-balanced slice of the training split
-    limit_test: int | None = None  # class-balanced slice of the test split
-    val_split: int = 0  # training images held out for validation
-    pad_to: int | None = 32  # zero-pad smaller images (MNIST's 28 px) to this size
-    resize: int | None = None  # resize images (bilinear) to this square size first; None keeps their size
+    download: bool = _DATA.download  # let torchvision download a missing data set when online
+    limit_train: int | None = _DATA.limit_train  # class-balanced slice of the training split
+    limit_test: int | None = _DATA.limit_test  # class-balanced slice of the test split
+    val_split: int = _DATA.val_split  # training images held out for validation
+    pad_to: int | None = _DATA.pad_to  # zero-pad smaller images (MNIST's 28 px) to this size
+    resize: int | None = _DATA.resize  # resize images (bilinear) to this square size first; None keeps their size
     eval_batch_size: int = 512  # images per evaluation batch
-    check_every: int | None = (
-        None  # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
-    )
-    test_split: float | None = (
-        None  # share of each class an image folder holding only class folders holds out for testing; None: 0.2
-    )
-    pretrained: str | None = (
-        None  # start from weights: imagenet (torchvision's, paper variants) or a file/run folder; None: from scratch
-    )
-    backbone_lr_scale: float = (
-        0.1  # with pretrained weights: the pretrained body learns at lr times this, the new classifier at lr
-    )
+    # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
+    check_every: int | None = None
+    # share of each class an image folder holding only class folders holds out for testing; None: 0.2
+    test_split: float | None = _DATA.test_split
+    # start from weights: imagenet (torchvision's, paper variants) or a file/run folder; None: from scratch
+    pretrained: str | None = None
+    # with pretrained weights: the pretrained body learns at lr times this, the new classifier at lr
+    backbone_lr_scale: float = 0.1
     freeze_backbone: bool = False  # with pretrained weights: train the new classifier only (a linear probe)
     # training images whose batch-norm statistics replace the running ones before each evaluation (at most a tenth
     # of the split); 0: off
     precise_bn: int = 4096
+
+    def data_options(self) -> DataOptions:
+        """The data options of a run: this config's fields of DataOptions' names."""
+        return DataOptions(**{f.name: getattr(self, f.name) for f in fields(DataOptions)})
 
     def replace(self, **changes) -> TrainConfig:
         return validate(dataclasses.replace(self, **changes))
@@ -101,14 +104,15 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every field; raise ConfigError naming the field, the bad value and what is allowed."""
     from .models import VARIANTS, registry
 
-    registry.check_model_name(cfg.model)
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        if f.type.startswith("float") and isinstance(value, (int, float)) and not math.isfinite(value):
+        _coerce(f.name, value)  # every field has its annotated type, whoever built the config
+        if _FIELD_TYPES[f.name][0] is float and not math.isfinite(value if value is not None else 0.0):
             raise ConfigError(
                 f"{f.name} must be a finite number (got {value!r}); give a plain number such as "
                 f"{getattr(TrainConfig(), f.name)!r}, its default."
             )
+    registry.check_model_name(cfg.model)
     _choice("variant", cfg.variant, VARIANTS)
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("schedule", cfg.schedule, SCHEDULES)
@@ -179,29 +183,43 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-_FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}  # strings such as "int | None" (postponed annotations)
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """Each field's base type and whether it may be None, from the real annotations (not their strings)."""
+    types = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if args else hint
+        types[name] = (base, optional)
+    return types
+
+
+_FIELD_TYPES = _field_types()
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A value as an error message shows it: cut short, so a huge value (a YAML alias bomb) cannot flood it."""
+    shortener = reprlib.Repr()  # attributes, not keywords: Python 3.10 and 3.11 take none
+    shortener.maxstring = shortener.maxother = limit
+    shortener.maxlist = shortener.maxdict = 6
+    shortener.maxlevel = 2
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """Type-check a value read from a file against the field's declared type."""
-    declared = _FIELD_TYPES[name]
+    """Type-check a value read from a file or flag against the field's annotated type."""
+    base, optional = _FIELD_TYPES[name]
     if value is None:
-        if "None" not in declared:
+        if not optional:
             raise ConfigError(f"Config key {name!r} needs a value (it cannot be empty or null).")
         return value
-    base = declared.split("|")[0].strip()
-    if base == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"Config key {name!r} must be true or false (got {value!r}).")
-    elif base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"Config key {name!r} must be a number (got {value!r}).")
+    wrong = isinstance(value, bool) and base is not bool
+    if base is float and isinstance(value, int) and not wrong:
         value = float(value)
-    elif base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"Config key {name!r} must be a whole number (got {value!r}).")
-    elif not isinstance(value, str):
-        raise ConfigError(f"Config key {name!r} must be a string (got {value!r}).")
+    if wrong or not isinstance(value, base):
+        raise ConfigError(f"Config key {name!r} must be {_TYPE_WORDS[base]} (got {short_repr(value)}).")
     return value
 
 

@@ -24,3 +24,11 @@ class DataError(CnnbenchError):
 
 class TrainingError(CnnbenchError):
     """Training could not go on (diverged loss, out of memory, corrupt checkpoint)."""
+
+
+class CorruptCheckpointError(TrainingError):
+    """A checkpoint file that is truncated or unreadable: an older checkpoint may stand in for it."""
+
+
+class UnsafeCheckpointError(TrainingError):
+    """A checkpoint holding Python objects beyond tensors and plain data: never loaded, never skipped silently."""

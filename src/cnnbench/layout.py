@@ -15,6 +15,9 @@ REPORT_HTML = "report.html"
 STUDY_INSIGHT_DIR = "insight"  # CKA between the models of a study: cka-<dataset>-seed<n>-<a>-vs-<b>.csv
 
 # In a run folder
+CONFIG_JSON = "config.json"  # the resolved TrainConfig, written when the run starts
+PREPROCESSING_JSON = "preprocessing.json"  # classes, input shape, mean/std, resize, padding; written at the start
+CHECKPOINTS_DIR = "checkpoints"
 SUMMARY = "summary.json"
 PREDICTIONS = "predictions.npz"
 MISCLASSIFIED_CSV = "misclassified.csv"

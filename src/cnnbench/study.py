@@ -13,7 +13,7 @@ from .config import TrainConfig, config_from_dict, validate
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
 from .engine.evaluate_run import write_evaluation_files
-from .engine.train import check_output_folder, config_differences, data_options, fit
+from .engine.train import check_output_folder, config_differences, fit
 from .errors import ConfigError
 from .fileio import read_json, write_json
 from .layout import ROBUSTNESS_JSON, dataset_dir_for, run_dir_for
@@ -250,7 +250,7 @@ def run_study(
         if all(_finished(run_dir_for(out, c)) for c in todo) and overview.exists():
             log(f"{dataset}: all {len(todo)} runs already finished")
             continue
-        data = load_dataset(dataset, todo[0].data_dir, data_options(todo[0]))  # one decode, shared by every run
+        data = load_dataset(dataset, todo[0].data_dir, todo[0].data_options())  # one decode, shared by every run
         if not overview.exists():
             _write_dataset_overview(out, data)
         for i, cfg in enumerate(todo, 1):

@@ -15,19 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .options import DataOptions
 from .readers import resize_images
 from .sources import RawDataset, load_raw
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    limit_train: int | None = None  # class-balanced slice of the training split (images)
-    limit_test: int | None = None  # class-balanced slice of the test split (images)
-    val_split: int = 0  # images held out of the training split for validation (class-balanced)
-    pad_to: int | None = 32  # pad smaller images (MNIST's 28x28) with zeros to this size; None keeps them
-    resize: int | None = None  # resize images (bilinear, antialiased) to this square size before padding
-    test_split: float | None = None  # share of each class held out as the test split of a folder without one
-    download: bool = True  # let torchvision download a missing data set when online
 
 
 @dataclass(frozen=True)

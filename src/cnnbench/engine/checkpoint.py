@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..errors import TrainingError
+from ..errors import CorruptCheckpointError, UnsafeCheckpointError
 from ..fileio import write_bytes
 
 LAST, PREVIOUS = "last.pt", "prev.pt"
@@ -29,19 +29,20 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_file(path: str | Path, map_location="cpu") -> dict[str, Any]:
-    """Load one checkpoint file; corrupt files and files carrying code raise TrainingError."""
+    """Load one checkpoint file; a corrupt file raises CorruptCheckpointError, one carrying code
+    UnsafeCheckpointError."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
-            raise TrainingError(
+            raise UnsafeCheckpointError(
                 f"Refusing to load {path}: it holds Python objects other than tensors and plain data, "
                 "which could run code when unpickled. Only load checkpoints you trust, and only ones written by "
                 "cnnbench."
             ) from None
-        raise TrainingError(f"Checkpoint {path} is corrupt ({e}).") from None
+        raise CorruptCheckpointError(f"Checkpoint {path} is corrupt ({e}).") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise TrainingError(f"Checkpoint {path} is truncated or corrupt ({str(e).splitlines()[0]}).") from None
+        raise CorruptCheckpointError(f"Checkpoint {path} is truncated or corrupt ({str(e).splitlines()[0]}).") from None
 
 
 def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict[str, Any] | None, list[str]]:
@@ -54,8 +55,6 @@ def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict[str, Any] 
             continue
         try:
             return load_file(path, map_location), warnings
-        except TrainingError as e:
-            if "Refusing" in str(e):
-                raise
+        except CorruptCheckpointError as e:
             warnings.append(f"{e} Falling back to the previous checkpoint.")
     return None, warnings

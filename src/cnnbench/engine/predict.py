@@ -2,67 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import config_from_dict
-from ..data.loader import load_dataset, normalize, pad_images
+from ..data.loader import normalize, pad_images
 from ..data.readers import IMAGE_SUFFIXES, decode_image, resize_images
-from ..errors import ConfigError, DataError
-from ..fileio import read_json
-from ..models import create_model
-from .averaging import evaluated_weights
-from .evaluate_run import latest_state
-from .train import data_options
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an image becomes the model's input, exactly as in training: decoded to grey or RGB, resized to
-    ``resize`` (bilinear, antialiased) if set, zero-padded to ``pad_to`` if smaller, then (x / 255 - mean) / std."""
-
-    classes: list[str]
-    input_shape: tuple[int, int, int]  # C x H x W the model takes
-    mean: list[float]
-    std: list[float]
-    resize: int | None
-    pad_to: int | None
-
-    def to_dict(self) -> dict:
-        return {
-            **dataclasses.asdict(self),
-            "input_shape": list(self.input_shape),
-            "input": "float32 N x C x H x W, "
-            "pixels in [0, 255] scaled to [0, 1], then minus mean and divided by std, per channel",
-        }
+from ..errors import DataError
+from .run_folder import Preprocessing, open_run
 
 
 def load_trained(run_dir: str | Path, device: torch.device) -> tuple[nn.Module, Preprocessing]:
-    """The run's model (latest checkpoint, eval mode) and its preprocessing, read from the run folder."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").exists():
-        raise ConfigError(
-            f"{run_dir} holds no finished run (no summary.json): give the --out folder of a finished "
-            "`cnnbench train`, or a folder under a study's runs/."
-        )
-    summary = read_json(run_dir / "summary.json")
-    cfg = config_from_dict(summary["config"], where=f"{run_dir / 'summary.json'}")
-    norm = summary.get("normalization")
-    if norm is None:  # runs from before it was recorded: the statistics come from the training split again
-        data = load_dataset(cfg.dataset, cfg.data_dir, dataclasses.replace(data_options(cfg), limit_test=1))
-        norm = {"mean": data.mean.tolist(), "std": data.std.tolist()}
-    prep = Preprocessing(
-        list(summary["classes"]), tuple(summary["input_shape"]), norm["mean"], norm["std"], cfg.resize, cfg.pad_to
-    )
-    state = latest_state(run_dir)
-    model = create_model(cfg.model, num_classes=len(prep.classes), in_chans=prep.input_shape[0], variant=cfg.variant)
-    model.load_state_dict(evaluated_weights(state))
-    return model.to(device).eval(), prep
+    """The run's model (latest checkpoint, eval mode, float32) and its preprocessing, read from the run folder."""
+    run = open_run(run_dir, device, channels_last=False)
+    return run.model, run.preprocessing
 
 
 def image_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:

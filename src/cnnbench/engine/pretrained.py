@@ -15,12 +15,17 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from ..layout import CHECKPOINTS_DIR, CONFIG_JSON
 from .averaging import evaluated_weights
-
-IMAGENET = "imagenet"
-# The statistics torchvision's ImageNet weights were trained with (its ImageClassification preset).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .run_folder import (
+    IMAGENET,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    channel_normalization,
+    latest_state,
+    read_config,
+    read_preprocessing,
+)
 
 
 @dataclass(frozen=True)
@@ -70,29 +75,20 @@ def _torchvision_weights(model_name: str) -> PretrainedWeights:
 
 
 def _from_run(run_dir: Path) -> PretrainedWeights:
-    from ..fileio import read_json
-    from .evaluate_run import latest_state
-
+    config = read_config(run_dir)
     state = latest_state(run_dir)
-    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-    config = read_json(run_dir / "config.json")
-    norm = summary.get("normalization")
-    if norm is None:
-        raise ConfigError(
-            f"{run_dir} does not record the normalisation it trained with (it has no finished "
-            "summary.json). Finish that run first (`cnnbench train --resume`), or pass its weights file."
-        )
+    prep = read_preprocessing(run_dir, config)
     return PretrainedWeights(
         evaluated_weights(state),
-        tuple(norm["mean"]),
-        tuple(norm["std"]),
-        f"cnnbench run {run_dir.name} ({config.get('model')} on {config.get('dataset')}, epoch {state.get('epoch')})",
-        variant=config.get("variant"),
+        tuple(prep.mean),
+        tuple(prep.std),
+        f"cnnbench run {run_dir.name} ({config.model} on {config.dataset}, epoch {state.get('epoch')})",
+        variant=config.variant,
     )
 
 
 def _from_file(path: Path) -> PretrainedWeights:
-    if path.parent.name == "checkpoints" and (path.parent.parent / "config.json").exists():
+    if path.parent.name == CHECKPOINTS_DIR and (path.parent.parent / CONFIG_JSON).exists():
         run = _from_run(path.parent.parent)  # a checkpoint of a run: that run's normalisation, this file's weights
     else:
         run = None
@@ -122,7 +118,7 @@ def load_pretrained(source: str, model_name: str) -> PretrainedWeights:
         return _torchvision_weights(model_name)
     path = Path(source).expanduser()
     if path.is_dir():
-        if not (path / "config.json").exists():
+        if not (path / CONFIG_JSON).exists():
             raise ConfigError(
                 f"--pretrained {source}: the folder is not a cnnbench run (it has no config.json). Give "
                 "a run folder, a weights file, or 'imagenet'."
@@ -138,10 +134,7 @@ def load_pretrained(source: str, model_name: str) -> PretrainedWeights:
 
 def normalization_for(weights: PretrainedWeights, in_chans: int) -> tuple[list[float], list[float]]:
     """The weights' normalisation for ``in_chans`` input channels: grey input gets the mean of the RGB ones."""
-    mean, std = list(weights.mean), list(weights.std)
-    if in_chans == 1 and len(mean) == 3:
-        return [sum(mean) / 3], [sum(std) / 3]
-    return mean, std
+    return channel_normalization(weights.mean, weights.std, in_chans)
 
 
 def apply_pretrained(model: nn.Module, weights: PretrainedWeights) -> list[str]:

@@ -97,7 +97,7 @@ def environment(device: torch.device, precision: str) -> dict:
     import numpy
     import torchvision
 
-    from .. import __version__
+    from ..version import __version__
 
     return {
         "cnnbench": __version__,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -14,10 +13,10 @@ import torch
 import torch.nn as nn
 
 from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, saved_config_values, validate
-from ..data.loader import Augment, DataOptions, Dataset, load_dataset, normalize, train_batches
+from ..data.loader import Augment, Dataset, load_dataset, normalize, train_batches
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import read_json, write_json, write_text
-from ..layout import TEST_FILES
+from ..layout import CONFIG_JSON, TEST_FILES
 from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
 from .averaging import WeightAverage
@@ -37,6 +36,7 @@ from .pretrained import (
     normalization_for,
 )
 from .records import epoch_row, finish, save_predictions, write_epoch_files
+from .run_folder import preprocessing_of, write_preprocessing
 from .runtime import (
     autocast,
     compile_model,
@@ -87,11 +87,6 @@ class Run:
     compile_s: float | None = None  # seconds torch.compile took before the first epoch (--compile)
     test_top1_tta: float | None = None  # the last epoch's top-1 with flip test-time augmentation (natural images)
     stop: GracefulInterrupt = field(default_factory=GracefulInterrupt)
-
-
-def data_options(cfg: TrainConfig) -> DataOptions:
-    """The data options of a run: TrainConfig's fields of the same names (a test checks every one exists)."""
-    return DataOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DataOptions)})
 
 
 def training_augment(cfg: TrainConfig) -> Augment | None:
@@ -294,10 +289,10 @@ def _check_finite(run: Run, loss: torch.Tensor, step: int) -> None:
 
 
 def _out_of_memory(e: BaseException) -> bool:
-    return (
-        isinstance(e, torch.OutOfMemoryError)
-        or "out of memory" in str(e).lower()
-        or "can't allocate memory" in str(e).lower()
+    """CUDA and MPS raise torch.OutOfMemoryError; the CPU allocator raises a plain RuntimeError (PyTorch gives it no
+    class of its own), recognised by the allocator's name at the start of its message."""
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or (
+        type(e) is RuntimeError and "DefaultCPUAllocator: can't allocate memory" in str(e)
     )
 
 
@@ -316,7 +311,7 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
         torch.backends.cudnn.benchmark = True
     precision = resolve_precision(cfg.precision, device)
     if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_dir, data_options(cfg))
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
     _check_fits(cfg, data)
     weights = load_pretrained(cfg.pretrained, cfg.model) if cfg.pretrained else None
     if weights is not None:  # the images are normalised as the weights' own training data was
@@ -396,7 +391,8 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
     if resume:
         restore_state(run)
     if run.dist.is_main:
-        write_json(out / "config.json", run.config.to_dict())
+        write_json(out / CONFIG_JSON, run.config.to_dict())
+        write_preprocessing(out, preprocessing_of(run.data, run.config))  # so an unfinished run can be evaluated
         if run.data.test_files:  # cnnbench chose the test images itself: say which, so anyone can check or reuse them
             write_text(out / TEST_FILES, "".join(f"{name}\n" for name in run.data.test_files))
     step_model = _step_model(run)
@@ -416,7 +412,7 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
         if run.partial is not None:  # mid-epoch: keep the partial epoch, replayed exactly on resume
             save_state(run)
         raise
-    except RuntimeError as e:
+    except (RuntimeError, MemoryError) as e:
         if _out_of_memory(e):
             raise TrainingError(
                 f"Out of memory at batch size {run.config.batch_size} on {run.device_name}. Use a smaller --batch-size "

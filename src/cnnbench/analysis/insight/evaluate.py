@@ -174,7 +174,8 @@ def run_insight(
     run_dir = Path(run_dir)
     cfg = check_insight_config(cfg)
     device = resolve_device(cfg.device)
-    train_cfg, data, model, epoch = load_run_model(run_dir, device, full_test_set=True)
+    run, data = load_run_model(run_dir, device, full_test_set=True)
+    train_cfg, model, epoch = run.config, run.model, run.epoch
     data = data.to(device)  # once: every step below reads images on the model's device
     model = model.float().to(memory_format=torch.contiguous_format)
     stages = model_stages(model)

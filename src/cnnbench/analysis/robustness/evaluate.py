@@ -15,7 +15,7 @@ import torch
 from ...data.loader import balanced_indices
 from ...data.sources import resolve_data_root
 from ...engine.evaluate_run import load_run_model
-from ...engine.runtime import autocast, resolve_device, resolve_precision, synchronize
+from ...engine.runtime import autocast, resolve_device, synchronize
 from ...errors import ConfigError, did_you_mean
 from ...fileio import write_csv, write_json
 from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON
@@ -127,9 +127,8 @@ def run_robustness(
     cfg = check_config(cfg)
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
-    train_cfg, data, model, epoch = load_run_model(run_dir, device, full_test_set=True)
-    precision = resolve_precision(train_cfg.precision if device.type == train_cfg.device else "auto", device)
-    model.eval()
+    run, data = load_run_model(run_dir, device, full_test_set=True)
+    train_cfg, model, epoch, precision = run.config, run.model, run.epoch, run.precision
     channels = data.test_x.shape[1]
     natural = channels == 3
     limit = cfg.limit_test or (CPU_DEFAULT_IMAGES if device.type == "cpu" else None)

@@ -1,0 +1,198 @@
+"""The one way to open a trained run folder: its config, its preprocessing, its weights and the precision it is
+evaluated in. evaluate, robustness, insight, predict, export and ``--pretrained RUN`` all read runs through here
+(as pycls's trainer and tester share one checkpoint loader), so a run answers the same way to each of them."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..config import TrainConfig, config_from_dict
+from ..errors import ConfigError, TrainingError
+from ..fileio import read_json, write_json
+from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, PREPROCESSING_JSON, SUMMARY
+from ..models import create_model
+from .averaging import evaluated_weights
+from .checkpoint import load_latest
+
+# The statistics torchvision's ImageNet weights were trained with (its ImageClassification preset).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET = "imagenet"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the model's input, exactly as in training: decoded to grey or RGB, resized to
+    ``resize`` (bilinear, antialiased) if set, zero-padded to ``pad_to`` if smaller, then (x / 255 - mean) / std."""
+
+    classes: list[str]
+    input_shape: tuple[int, int, int]  # C x H x W the model takes
+    mean: list[float]
+    std: list[float]
+    resize: int | None
+    pad_to: int | None
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[0]
+
+    def to_dict(self) -> dict:
+        return {
+            **dataclasses.asdict(self),
+            "input_shape": list(self.input_shape),
+            "input": "float32 N x C x H x W, pixels in [0, 255] scaled to [0, 1], then minus mean and divided by std, "
+            "per channel",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, where: Path) -> Preprocessing:
+        try:
+            return cls(
+                [str(c) for c in d["classes"]],
+                tuple(int(v) for v in d["input_shape"]),
+                [float(v) for v in d["mean"]],
+                [float(v) for v in d["std"]],
+                d["resize"],
+                d["pad_to"],
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(
+                f"{where} is damaged ({type(e).__name__}: {e}); delete it and cnnbench derives the preprocessing "
+                "from the run's config again."
+            ) from None
+
+
+def preprocessing_of(data, cfg: TrainConfig) -> Preprocessing:
+    """A loaded data set's preprocessing under ``cfg`` (its mean and std as the run normalises: the data set's own,
+    or the pretrained weights' where the run was fine-tuned and ``data`` was normalised by them)."""
+    return Preprocessing(
+        list(data.classes),
+        tuple(int(v) for v in data.train_x.shape[1:]),
+        [float(v) for v in data.mean.tolist()],
+        [float(v) for v in data.std.tolist()],
+        cfg.resize,
+        cfg.pad_to,
+    )
+
+
+def write_preprocessing(run_dir: Path, prep: Preprocessing) -> None:
+    """Written when the run starts, so an interrupted run is as usable as a finished one."""
+    write_json(Path(run_dir) / PREPROCESSING_JSON, prep.to_dict())
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / CONFIG_JSON
+    if not path.exists():
+        raise ConfigError(
+            f"{run_dir} is not a cnnbench run folder (it has no {CONFIG_JSON}). Give the --out folder of "
+            "`cnnbench train`, or a folder under a study's runs/."
+        )
+    return config_from_dict(read_json(path), where=str(path))
+
+
+def read_preprocessing(run_dir: Path, cfg: TrainConfig | None = None) -> Preprocessing:
+    """The run's recorded preprocessing; runs from before it was recorded at the start derive it once from their
+    summary, else from the data set and the weights they started from."""
+    run_dir = Path(run_dir)
+    if (run_dir / PREPROCESSING_JSON).exists():
+        return Preprocessing.from_dict(read_json(run_dir / PREPROCESSING_JSON), run_dir / PREPROCESSING_JSON)
+    cfg = cfg or read_config(run_dir)
+    summary = read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else {}
+    if "normalization" in summary:
+        norm = summary["normalization"]
+        return Preprocessing(
+            list(summary["classes"]), tuple(summary["input_shape"]), norm["mean"], norm["std"], cfg.resize, cfg.pad_to
+        )
+    from ..data.loader import load_dataset  # only for old, unfinished runs: decoding the data is the slow path
+
+    data = load_dataset(cfg.dataset, cfg.data_dir, dataclasses.replace(cfg.data_options(), limit_test=1))
+    if cfg.pretrained:
+        data = data.normalized_by(*channel_normalization(*source_normalization(cfg.pretrained), data.in_chans))
+    return preprocessing_of(data, cfg)
+
+
+def source_normalization(source: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The normalisation weights from ``source`` (``--pretrained``'s value) were trained with: ImageNet's for
+    torchvision's weights and bare state_dict files, a run's own for a cnnbench run or one of its checkpoints."""
+    path = Path(source).expanduser()
+    if source == IMAGENET:
+        return IMAGENET_MEAN, IMAGENET_STD
+    run = path if path.is_dir() else path.parent.parent if path.parent.name == CHECKPOINTS_DIR else None
+    if run is not None and (run / CONFIG_JSON).exists():
+        prep = read_preprocessing(run)
+        return tuple(prep.mean), tuple(prep.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def channel_normalization(mean, std, in_chans: int) -> tuple[list[float], list[float]]:
+    """A normalisation for ``in_chans`` input channels: grey input gets the mean of the RGB ones."""
+    mean, std = list(mean), list(std)
+    if in_chans == 1 and len(mean) == 3:
+        return [sum(mean) / 3], [sum(std) / 3]
+    return mean, std
+
+
+def latest_state(run_dir: Path, warn: Callable[[str], None] | None = None) -> dict:
+    """The run's latest readable checkpoint (last.pt, else prev.pt); what went wrong on the way goes to ``warn``
+    (by default printed to stderr), and a run without any checkpoint is a ConfigError."""
+    state, problems = load_latest(Path(run_dir) / CHECKPOINTS_DIR)
+    for problem in problems:
+        (warn or _print_warning)(problem)
+    if state is None:
+        raise ConfigError(
+            f"{run_dir} has no checkpoint yet: train it first (or resume it with `cnnbench train --out "
+            f"{run_dir} --resume`). Published studies leave the weights out: their runs need training again."
+        )
+    return state
+
+
+def _print_warning(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def evaluation_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """Evaluations run in the precision the run trained in where they run on the same kind of device (so they
+    reproduce its test numbers), else in float32. Attacks override this with float32 always."""
+    return cfg.precision if device.type == cfg.device else "fp32"
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run_dir: Path
+    config: TrainConfig
+    preprocessing: Preprocessing
+    model: nn.Module  # the evaluated weights (the moving average where the run kept one), eval mode, on ``device``
+    epoch: int  # epochs the loaded checkpoint had finished
+    precision: str  # see evaluation_precision
+
+
+def open_run(
+    run_dir: str | Path,
+    device: torch.device | str = "cpu",
+    warn: Callable[[str], None] | None = None,
+    channels_last: bool = True,
+) -> TrainedRun:
+    """A trained (or interrupted) run, ready to evaluate: config, preprocessing, latest weights, precision."""
+    run_dir = Path(run_dir)
+    device = torch.device(device)
+    cfg = read_config(run_dir)
+    prep = read_preprocessing(run_dir, cfg)
+    state = latest_state(run_dir, warn)
+    model = create_model(cfg.model, num_classes=len(prep.classes), in_chans=prep.channels, variant=cfg.variant)
+    try:
+        model.load_state_dict(evaluated_weights(state))
+    except RuntimeError as e:
+        raise TrainingError(
+            f"The checkpoint in {run_dir / CHECKPOINTS_DIR} does not fit the model its config describes "
+            f"({str(e).splitlines()[0]}): the folder was edited by hand or mixes two runs."
+        ) from None
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format).eval()
+    return TrainedRun(run_dir, cfg, prep, model, int(state["epoch"]), evaluation_precision(cfg, device))
