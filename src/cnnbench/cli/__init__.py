@@ -1,0 +1,74 @@
+"""Command line: one module per command (or group); each parses, calls the library and prints. User mistakes
+become one-paragraph errors with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from ..errors import CnnbenchError
+from ..version import __version__
+from . import catalogue, evaluate, insight, profile, robustness, study, train, use
+from .common import EXIT_USAGE, int_list, training_options_markdown
+from .study import study_spec_from_args
+from .train import train_config_from_args
+
+__all__ = [
+    "EXIT_USAGE",
+    "build_parser",
+    "exit_code_of",
+    "int_list",
+    "main",
+    "study_spec_from_args",
+    "train_config_from_args",
+    "training_options_markdown",
+]
+
+COMMANDS: dict[str, Callable] = {
+    "train": train.run,
+    "compare": study.cmd_compare,
+    "report": study.cmd_report,
+    "profile": profile.run,
+    "evaluate": evaluate.run,
+    "predict": use.cmd_predict,
+    "export": use.cmd_export,
+    "robustness": robustness.run,
+    "insight": insight.run,
+    "models": catalogue.cmd_models,
+    "datasets": catalogue.cmd_datasets,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnbench", description="Train, evaluate and compare CNNs on image classification data."
+    )
+    parser.add_argument("--version", action="version", version=f"cnnbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train.add_parser(sub)
+    study.add_parsers(sub)  # compare, report
+    profile.add_parser(sub)
+    insight.add_parser(sub)
+    evaluate.add_parser(sub)
+    use.add_parsers(sub)  # predict, export
+    robustness.add_parser(sub)
+    catalogue.add_parsers(sub)  # models, datasets
+    return parser
+
+
+def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> int:
+    """Run ``command``; a user mistake (CnnbenchError) becomes its one-paragraph message and exit code 2."""
+    try:
+        return command() or 0
+    except CnnbenchError as e:
+        # Under torchrun every process meets the same mistake: one message (rank 0's) is enough.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return exit_code_of(lambda: COMMANDS[args.command](args))

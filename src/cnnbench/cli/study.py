@@ -1,0 +1,112 @@
+"""`cnnbench compare` (a study: models x data sets x seeds, then its report) and `cnnbench report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import add_train_options, bool_flag, csv_list, tensorboard_option, training_callbacks, whole_numbers
+
+
+def add_parsers(sub) -> None:
+    compare = sub.add_parser("compare", help="run a study (models x data sets x seeds) and write its report")
+    compare.add_argument(
+        "--preset",
+        choices=("demo", "paper", "modern", "fast"),
+        default=None,
+        help="demo (the default without --models/--datasets): offline, minutes on a CPU; "
+        "paper: the study's setup; modern: small-image variants, a good recipe; fast: large "
+        "batches, cutout and weight averaging, for GPUs",
+    )
+    compare.add_argument("--models", default=None, help="comma-separated model names, e.g. vgg16_bn,resnet18")
+    compare.add_argument("--datasets", default=None, help="comma-separated data sets, e.g. mnist,cifar10")
+    compare.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    compare.add_argument("--out", default=None, help="study folder (default studies/<preset>)")
+    compare.add_argument(
+        "--robustness",
+        action="store_true",
+        help="after training, measure every run under corruptions and attacks (`cnnbench robustness` defaults)",
+    )
+    compare.add_argument(
+        "--insight",
+        action="store_true",
+        help="after training, write every run's filters, feature "
+        "maps, Grad-CAM, CKA and loss landscape (`cnnbench insight` defaults)",
+    )
+    compare.add_argument(
+        "--with-scratch",
+        action="store_true",
+        help="with --pretrained: also train every model "
+        "from scratch, so that the report compares both starts (the variant column says which)",
+    )
+    bool_flag(compare, "dynamics", "record per-layer weight dynamics while training (default on for studies)")
+    compare.set_defaults(dynamics=True)
+    tensorboard_option(compare)
+    add_train_options(compare)
+
+    report = sub.add_parser("report", help="rebuild a study's report from its run folders")
+    report.add_argument("study_dir")
+    report.add_argument(
+        "--baseline",
+        default=None,
+        help="the model corruption errors (mCE) are relative to (default the study's first model)",
+    )
+
+
+def study_spec_from_args(args: argparse.Namespace):
+    from ..config import FIELD_NAMES, read_config_mapping
+    from ..errors import ConfigError
+    from ..study import resolve_study
+
+    seeds = whole_numbers(args.seeds)
+    if not seeds:
+        raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got {args.seeds!r}).")
+    return resolve_study(
+        args.preset,
+        csv_list(args.models, "models"),
+        csv_list(args.datasets, "datasets"),
+        seeds,
+        read_config_mapping(args.config) if args.config else {},
+        {k: v for k, v in vars(args).items() if k in FIELD_NAMES},
+        where_file=f"Config file {args.config}",
+        with_scratch=args.with_scratch,
+    )
+
+
+def cmd_compare(args) -> int:
+    from ..study import run_study
+
+    spec = study_spec_from_args(args)
+    spec.runs()  # validates every run of the grid before the first epoch
+    out = Path(args.out or f"studies/{spec.preset or 'study'}")
+    print(
+        f"study {out}: models {', '.join(spec.models)} x data sets {', '.join(spec.datasets)} x seeds "
+        f"{', '.join(map(str, spec.seeds))}" + (f" (preset {spec.preset})" if spec.preset else "")
+    )
+    try:
+        from ..analysis.insight.evaluate import InsightConfig
+        from ..analysis.robustness.evaluate import RobustnessConfig
+
+        report = run_study(
+            spec,
+            out,
+            callbacks=lambda: training_callbacks(args.dynamics, args.tensorboard),
+            robustness=RobustnessConfig() if args.robustness else None,
+            insight=InsightConfig() if args.insight else None,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished runs and epochs are saved; run the same command again to continue {out}.",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ..report.html import build_report
+
+    print(f"report: {build_report(args.study_dir, baseline=args.baseline)}")
+    return 0

@@ -1,0 +1,60 @@
+"""`cnnbench train`: one model on one data set into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import add_train_options, bool_flag, tensorboard_option, training_callbacks
+
+
+def add_parser(sub) -> None:
+    train = sub.add_parser("train", help="train one model on one data set into a run folder")
+    train.add_argument("--model", default=argparse.SUPPRESS, help="a name from `cnnbench models` (default vgg16_bn)")
+    train.add_argument(
+        "--dataset",
+        default=argparse.SUPPRESS,
+        help="a name from `cnnbench datasets` or imagefolder:PATH (default mnist)",
+    )
+    train.add_argument("--out", required=True, help="run folder to write")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    bool_flag(
+        train,
+        "dynamics",
+        "record per-layer weight, gradient and update norms, dead ReLU channels and "
+        "first-layer filters while training (dynamics.csv; default off for train)",
+    )
+    train.set_defaults(dynamics=False)
+    tensorboard_option(train)
+    add_train_options(train)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from ..config import FIELD_NAMES, TrainConfig, config_from_dict, load_config_file
+    from ..fileio import read_json
+
+    base = TrainConfig()
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.exists():
+        base = config_from_dict(read_json(saved), where=str(saved))
+    if args.config:
+        base = load_config_file(args.config, base)
+    overrides = {k: v for k, v in vars(args).items() if k in FIELD_NAMES}
+    return config_from_dict(overrides, base, where="The command line")
+
+
+def run(args) -> int:
+    from ..engine import fit
+
+    cfg = train_config_from_args(args)
+    try:
+        fit(cfg, args.out, resume=args.resume, callbacks=training_callbacks(args.dynamics, args.tensorboard))
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished epochs are saved in {args.out}; continue with "
+            f"`cnnbench train --out {args.out} --resume`.",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
