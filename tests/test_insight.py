@@ -16,6 +16,7 @@ from cnnbench.analysis.insight.gradcam import grad_cam
 from cnnbench.analysis.insight.landscape import dataset_loss, filter_normalized_direction, loss_along, trained_params
 from cnnbench.analysis.insight.stages import default_cam_layer, model_stages
 from cnnbench.cli import main
+from cnnbench.engine.run import TrainingState
 from cnnbench.engine.train import make_optimizer
 from cnnbench.models import create_model, list_models
 
@@ -59,8 +60,7 @@ def fake_run(model, cfg, tmp_path):
         data=data,
         config=cfg,
         out=tmp_path,
-        epoch=0,
-        partial=None,
+        state=TrainingState(),
         device=torch.device("cpu"),
         precision="fp32",
     )

@@ -260,3 +260,42 @@ def test_global_torch_settings_are_restored_after_a_run(tmp_path):
             tmp_path / "b",
         )
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+class Recorder(Callback):
+    """Counts steps and keeps the count in checkpoints; notes the error that stopped the run."""
+
+    def __init__(self, stop_at_epoch=None):
+        self.steps, self.error, self.stop_at_epoch = 0, None, stop_at_epoch
+
+    def on_step_end(self, run, epoch, step, loss):
+        self.steps += 1
+
+    def on_epoch_end(self, run, row):
+        if row["epoch"] == self.stop_at_epoch:
+            raise KeyboardInterrupt
+
+    def on_exception(self, run, error):
+        self.error = error
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+def test_callbacks_hear_of_the_exception_and_keep_their_state(tmp_path):
+    from cnnbench.analysis.insight.dynamics import WeightDynamics
+    from tests.conftest import TINY_MODEL
+
+    cfg = TrainConfig(**{**TINY, "model": TINY_MODEL})
+    first, dynamics = Recorder(stop_at_epoch=1), WeightDynamics()
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "run", callbacks=[first, dynamics])
+    assert isinstance(first.error, KeyboardInterrupt)
+    assert dynamics.handles == []  # its optimizer hooks are gone with the failed run
+    assert load_file(tmp_path / "run" / "checkpoints" / "last.pt")["callbacks"] == {"Recorder": {"steps": 4}}
+    resumed = Recorder()
+    fit(cfg, tmp_path / "run", resume=True, callbacks=[resumed])
+    assert resumed.steps == 8 and resumed.error is None  # 4 steps an epoch: restored, then counted on

@@ -6,21 +6,39 @@ import sys
 import time
 from typing import TextIO
 
+import torch
+
+from .run import Run
+
 
 class Callback:
-    """Hooks called by ``fit``; every method is optional."""
+    """Hooks called by ``fit`` (Lightning's Callback in miniature); every method is optional.
 
-    def on_train_start(self, run) -> None: ...
+    ``run`` holds what does not change while training (config, data, model, optimizer, device) and, in
+    ``run.state``, what a checkpoint saves. A callback with state of its own returns it from ``state_dict`` (plain
+    data and tensors): it is saved in every checkpoint under the callback's class name and handed back to
+    ``load_state_dict`` on resume, before ``on_train_start``."""
 
-    def on_epoch_start(self, run, epoch: int, steps: int) -> None: ...
+    def on_train_start(self, run: Run) -> None: ...
 
-    def on_step_end(self, run, epoch: int, step: int, loss) -> None:
+    def on_epoch_start(self, run: Run, epoch: int, steps: int) -> None: ...
+
+    def on_step_end(self, run: Run, epoch: int, step: int, loss: torch.Tensor) -> None:
         """After every optimizer step; ``loss`` is the step's loss as a 0-d tensor on the training device (reading
         it, e.g. ``float(loss)``, waits for the GPU: do it rarely)."""
 
-    def on_epoch_end(self, run, row: dict) -> None: ...
+    def on_epoch_end(self, run: Run, row: dict) -> None: ...
 
-    def on_train_end(self, run, summary: dict) -> None: ...
+    def on_train_end(self, run: Run, summary: dict) -> None: ...
+
+    def on_exception(self, run: Run, error: BaseException) -> None:
+        """Training stopped with ``error`` (Ctrl-C, SIGTERM, divergence, out of memory, a bug): release what the
+        callback holds (hooks, open files). The error is raised again afterwards."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 class ConsoleProgress(Callback):
@@ -36,17 +54,17 @@ class ConsoleProgress(Callback):
         self.stream.write(text)
         self.stream.flush()
 
-    def on_train_start(self, run) -> None:
+    def on_train_start(self, run: Run) -> None:
         c = run.config
         self._write(
             f"{c.model} ({run.variant}) on {run.data.name} [{run.data.source}]: {len(run.data.train_y)} train / "
             f"{len(run.data.test_y)} test images, {run.device_name}, {run.precision}, {c.epochs} epochs\n"
         )
 
-    def on_epoch_start(self, run, epoch: int, steps: int) -> None:
+    def on_epoch_start(self, run: Run, epoch: int, steps: int) -> None:
         self.steps, self.epoch, self.t0 = steps, epoch, time.perf_counter()
 
-    def on_step_end(self, run, epoch: int, step: int, loss) -> None:
+    def on_step_end(self, run: Run, epoch: int, step: int, loss: torch.Tensor) -> None:
         now = time.perf_counter()
         if not self.tty or (now - self._last_draw < 0.2 and step < self.steps):
             return  # the loss is read (a GPU sync) only when the bar is redrawn, at most 5 times a second
@@ -59,7 +77,7 @@ class ConsoleProgress(Callback):
             f"\repoch {epoch}/{run.config.epochs} [{bar}] {step}/{self.steps} loss {float(loss):.4f} {eta:4.0f}s left "
         )
 
-    def on_epoch_end(self, run, row: dict) -> None:
+    def on_epoch_end(self, run: Run, row: dict) -> None:
         prefix = "\r" if self.tty else ""
         self._write(
             f"{prefix}epoch {row['epoch']}/{run.config.epochs}: train loss {row['train_loss']:.4f} acc "
@@ -68,7 +86,7 @@ class ConsoleProgress(Callback):
             f"{row['epoch_time_s']:.1f}s, {row['images_per_s']:.0f} img/s" + " " * 10 + "\n"
         )
 
-    def on_train_end(self, run, summary: dict) -> None:
+    def on_train_end(self, run: Run, summary: dict) -> None:
         self._write(
             f"done: {summary['model']} on {summary['dataset']}: test top-1 {summary['test_top1']:.2%}, "
             f"top-5 {summary['test_top5']:.2%}, loss {summary['test_loss']:.4f}, trained "

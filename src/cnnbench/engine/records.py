@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..fileio import write_csv, write_json, write_npz, write_text
+from .run import Run
 from .runtime import environment
 
 METRIC_COLUMNS = [
@@ -49,11 +50,11 @@ def epoch_row(
     return row
 
 
-def write_epoch_files(run) -> None:
+def write_epoch_files(run: Run) -> None:
     """metrics.csv and log.txt as they stand after the run's latest epoch."""
     columns = METRIC_COLUMNS + (VAL_COLUMNS if run.data.val_x is not None else [])
-    write_csv(run.out / "metrics.csv", run.rows, columns)
-    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, None))
+    write_csv(run.out / "metrics.csv", run.state.rows, columns)
+    write_text(run.out / "log.txt", log_text(run.state.rows, run.state.start_time, None))
 
 
 def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
@@ -70,7 +71,7 @@ def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_predictions(run, logits: torch.Tensor) -> None:
+def save_predictions(run: Run, logits: torch.Tensor) -> None:
     write_npz(
         run.out / "predictions.npz",
         logits=logits.numpy().astype(np.float32),
@@ -85,12 +86,12 @@ def _median(values: list) -> float | None:
     return float(np.median(present)) if present else None
 
 
-def finish(run) -> dict:
+def finish(run: Run) -> dict:
     """Write summary.json and the log's end time; return the summary."""
-    last = run.rows[-1]
+    last = run.state.rows[-1]
     end_time = str(datetime.now())
-    train_time = sum(r["epoch_time_s"] for r in run.rows)
-    images = sum(r["images_per_s"] * r["epoch_time_s"] for r in run.rows)
+    train_time = sum(r["epoch_time_s"] for r in run.state.rows)
+    images = sum(r["images_per_s"] * r["epoch_time_s"] for r in run.state.rows)
     summary = {
         "model": run.config.model,
         "variant": run.variant,
@@ -111,16 +112,16 @@ def finish(run) -> dict:
         "test_top1": last["test_top1"],
         "test_top5": last["test_top5"],
         # flip test-time augmentation at the last epoch, beside test_top1 (never instead); None: not natural images
-        "test_top1_tta": run.test_top1_tta,
+        "test_top1_tta": run.notes.test_top1_tta,
         **({k: last[k] for k in VAL_COLUMNS} if "val_loss" in last else {}),
         "train_time_s": train_time,
-        "compile_s": run.compile_s,  # torch.compile before the first epoch (--compile), not in train_time_s
-        "time_per_epoch_s": train_time / len(run.rows),
+        "compile_s": run.notes.compile_s,  # torch.compile before the first epoch (--compile), not in train_time_s
+        "time_per_epoch_s": train_time / len(run.state.rows),
         "images_per_s": images / max(train_time, 1e-9),
         # median over epochs; max over epochs (rows from before this change lack them: None)
-        "infer_images_per_s": _median([r.get("infer_images_per_s") for r in run.rows]),
+        "infer_images_per_s": _median([r.get("infer_images_per_s") for r in run.state.rows]),
         "peak_memory_mb": max(
-            (r["peak_memory_mb"] for r in run.rows if r.get("peak_memory_mb") is not None), default=None
+            (r["peak_memory_mb"] for r in run.state.rows if r.get("peak_memory_mb") is not None), default=None
         ),
         "peak_memory_kind": run.memory.kind,
         "params": run.params,
@@ -128,12 +129,12 @@ def finish(run) -> dict:
         "flops": run.flops,
         "device": run.device.type,
         "precision": run.precision,
-        "start_time": run.start_time,
+        "start_time": run.state.start_time,
         "end_time": end_time,
         "environment": {**environment(run.device, run.precision), "world_size": run.dist.world_size},
-        "warnings": run.warnings,
+        "warnings": run.notes.warnings,
         "config": run.config.to_dict(),
     }
-    write_text(run.out / "log.txt", log_text(run.rows, run.start_time, end_time))
+    write_text(run.out / "log.txt", log_text(run.state.rows, run.state.start_time, end_time))
     write_json(run.out / "summary.json", summary)
     return summary

@@ -2,52 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
+from ..layout import CHECKPOINTS_DIR
+from .callbacks import Callback
 from .checkpoint import load_latest, save_checkpoint
+from .run import PartialEpoch, Run
 
 
-def _rng_state(run) -> dict:
+def _rng_state(run: Run) -> dict:
     state = {"torch": torch.get_rng_state(), "data": run.generator.get_state()}
     if run.device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(run.device)
     return state
 
 
-def _set_rng_state(run, state: dict) -> None:
+def _set_rng_state(run: Run, state: dict) -> None:
     torch.set_rng_state(state["torch"])
     run.generator.set_state(state["data"])
     if "cuda" in state and run.device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], run.device)
 
 
-def save_state(run) -> None:
+def save_state(run: Run, callbacks: Sequence[Callback] = ()) -> None:
     """Checkpoint everything a resume needs (main process only)."""
     if not run.dist.is_main:
         return
     save_checkpoint(
-        run.out / "checkpoints",
+        run.out / CHECKPOINTS_DIR,
         {
             "model": run.model.state_dict(),
             "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(),
             "scaler": run.scaler.state_dict(),
-            "epoch": run.epoch,
-            "rows": run.rows,
-            "start_time": run.start_time,
+            "epoch": run.state.epoch,
+            "rows": run.state.rows,
+            "start_time": run.state.start_time,
             "rng": _rng_state(run),
             "config": run.config.to_dict(),
             "variant": run.variant,
-            "partial": run.partial,
+            "partial": run.state.partial.to_dict() if run.state.partial is not None else None,
             # the moving average (what was evaluated) and its update count, for evaluate/predict/export and resume
             **({"ema_model": run.average.module.state_dict(), "ema": run.average.state_dict()} if run.average else {}),
+            # callbacks' own state, by class name (most keep theirs in the run folder's files and have none)
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in callbacks if cb.state_dict()},
         },
     )
 
 
-def restore_state(run) -> None:
-    """Continue ``run`` from its folder's newest readable checkpoint, if any (problems go to ``run.warnings``)."""
-    state, run.warnings = load_latest(run.out / "checkpoints")
+def restore_state(run: Run, callbacks: Sequence[Callback] = ()) -> None:
+    """Continue ``run`` (and ``callbacks``) from its folder's newest readable checkpoint, if any; problems go to
+    ``run.notes.warnings``."""
+    state, run.notes.warnings = load_latest(run.out / CHECKPOINTS_DIR)
     if state is None:
         return
     run.model.load_state_dict(state["model"])
@@ -57,5 +65,10 @@ def restore_state(run) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
     _set_rng_state(run, state["rng"])
-    run.epoch, run.rows, run.start_time = state["epoch"], list(state["rows"]), state["start_time"]
-    run.partial = state.get("partial")
+    run.state.epoch, run.state.rows, run.state.start_time = state["epoch"], list(state["rows"]), state["start_time"]
+    partial = state.get("partial")
+    run.state.partial = PartialEpoch(**partial) if partial else None
+    saved = state.get("callbacks", {})
+    for cb in callbacks:
+        if type(cb).__name__ in saved:
+            cb.load_state_dict(saved[type(cb).__name__])

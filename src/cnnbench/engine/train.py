@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,9 +21,9 @@ from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
 from .averaging import WeightAverage
 from .callbacks import Callback
-from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
+from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate, flip_tta_top1
-from .interrupt import GracefulInterrupt, TrainingInterrupted
+from .interrupt import TrainingInterrupted
 from .memory import PeakMemory
 from .precise_bn import precise_bn_pass
 from .pretrained import (
@@ -36,6 +36,7 @@ from .pretrained import (
     normalization_for,
 )
 from .records import epoch_row, finish, save_predictions, write_epoch_files
+from .run import PartialEpoch, Run, TrainingState
 from .run_folder import preprocessing_of, write_preprocessing
 from .runtime import (
     autocast,
@@ -56,46 +57,8 @@ RESUMABLE_CHANGES = RESULT_NEUTRAL_FIELDS + ("device", "compile", "compile_mode"
 CHECK_EVERY_GPU = 25  # default steps between loss checks on a GPU: .item() waits for the queued kernels
 
 
-@dataclass
-class Run:
-    """Everything one training run holds; handed to callbacks."""
-
-    config: TrainConfig
-    out: Path
-    data: Dataset
-    model: nn.Module
-    variant: str
-    device: torch.device
-    precision: str
-    device_name: str
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    generator: torch.Generator
-    params: int
-    flops: int
-    start_time: str
-    memory: PeakMemory  # peak memory while the run trains (this process's part of it)
-    dist: DistContext = DistContext()
-    epoch: int = 0
-    rows: list[dict] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    # Progress inside an unfinished epoch (set when Ctrl-C stopped it), so a resume replays it exactly.
-    partial: dict | None = None
-    pretrained: str | None = None  # where the starting weights came from (None: trained from scratch)
-    average: WeightAverage | None = None  # the moving average of the weights (--ema), which is what gets evaluated
-    compile_s: float | None = None  # seconds torch.compile took before the first epoch (--compile)
-    test_top1_tta: float | None = None  # the last epoch's top-1 with flip test-time augmentation (natural images)
-    stop: GracefulInterrupt = field(default_factory=GracefulInterrupt)
-
-
 def training_augment(cfg: TrainConfig) -> Augment | None:
     return Augment(crop_padding=cfg.crop_padding, flip=True, cutout=cfg.cutout) if cfg.augment else None
-
-
-def evaluated_model(run: Run) -> nn.Module:
-    """The weights evaluations measure: the moving average where the run keeps one (--ema), else the model."""
-    return run.average.module if run.average is not None else run.model
 
 
 def param_groups(
@@ -184,13 +147,16 @@ class EpochTally:
     time_s: float = 0.0  # time spent in this epoch before a resume
 
     @classmethod
-    def start(cls, device: torch.device, partial: dict | None) -> EpochTally:
-        p = partial or {"loss_sum": 0.0, "correct": 0, "seen": 0, "time_s": 0.0}
+    def start(cls, device: torch.device, partial: PartialEpoch | None) -> EpochTally:
+        if partial is None:
+            return cls(
+                torch.zeros((), device=device, dtype=torch.float64), torch.zeros((), device=device, dtype=torch.int64)
+            )
         return cls(
-            torch.full((), p["loss_sum"], device=device, dtype=torch.float64),
-            torch.full((), p["correct"], device=device, dtype=torch.int64),
-            p["seen"],
-            p["time_s"],
+            torch.full((), partial.loss_sum, device=device, dtype=torch.float64),
+            torch.full((), partial.correct, device=device, dtype=torch.int64),
+            partial.seen,
+            partial.time_s,
         )
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
@@ -202,19 +168,19 @@ class EpochTally:
 def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callbacks: Sequence[Callback]) -> dict:
     """One pass over the training split; returns mean loss, accuracy, images, time and final learning rate.
 
-    After Ctrl-C it stops at the end of the current step, records its progress in ``run.partial`` and raises
+    After Ctrl-C it stops at the end of the current step, records its progress in ``run.state.partial`` and raises
     TrainingInterrupted; a resumed run replays the epoch's batch order and skips the steps already taken.
     """
     cfg, device, ctx = run.config, run.device, run.dist
     augment = training_augment(cfg)
     steps = steps_per_epoch(len(run.data.train_y), cfg.batch_size, ctx.world_size)
-    partial, run.partial = run.partial, None
+    partial, run.state.partial = run.state.partial, None
     if partial:
-        run.generator.set_state(partial["generator"])
+        run.generator.set_state(partial.generator)
     epoch_start_generator = run.generator.get_state()
-    done = partial["step"] if partial else 0
+    done = partial.step if partial else 0
     for cb in callbacks:
-        cb.on_epoch_start(run, run.epoch + 1, steps)
+        cb.on_epoch_start(run, run.state.epoch + 1, steps)
     run.model.train()
     if cfg.freeze_backbone:
         keep_frozen_statistics(run.model)
@@ -230,18 +196,18 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
         loss, logits = _train_step(run, step_model, criterion, x, y)
         tally.add(loss, logits, y)
         for cb in callbacks:  # a tensor: a callback that needs the number pays the host sync itself, when it needs it
-            cb.on_step_end(run, run.epoch + 1, step, loss.detach())
+            cb.on_step_end(run, run.state.epoch + 1, step, loss.detach())
         if step % check_every == 0 or step == steps:
             _check_finite(run, loss, step)
         if run.stop.requested and step < steps and not ctx.enabled:
-            run.partial = {
-                "step": step,
-                "generator": epoch_start_generator,
-                "loss_sum": tally.loss_sum.item(),
-                "correct": int(tally.correct.item()),
-                "seen": tally.seen,
-                "time_s": tally.time_s + time.perf_counter() - t0,
-            }
+            run.state.partial = PartialEpoch(
+                step,
+                epoch_start_generator,
+                tally.loss_sum.item(),
+                int(tally.correct.item()),
+                tally.seen,
+                tally.time_s + time.perf_counter() - t0,
+            )
             raise TrainingInterrupted
     synchronize(device)
     elapsed = tally.time_s + time.perf_counter() - t0
@@ -278,12 +244,12 @@ def _check_finite(run: Run, loss: torch.Tensor, step: int) -> None:
     value = all_reduce_sum([loss.item()], run.dist)[0] / run.dist.world_size
     if not math.isfinite(value):
         kept = (
-            f"The last good checkpoint (epoch {run.epoch}) is kept in {run.out / 'checkpoints'}. "
-            if run.epoch
+            f"The last good checkpoint (epoch {run.state.epoch}) is kept in {run.out / 'checkpoints'}. "
+            if run.state.epoch
             else "No epoch had finished, so there is no checkpoint to keep. "
         )
         raise TrainingError(
-            f"The training loss became {value} at epoch {run.epoch + 1}, step {step}: training diverged. {kept}"
+            f"The training loss became {value} at epoch {run.state.epoch + 1}, step {step}: training diverged. {kept}"
             f"Try a lower learning rate (for example --lr {run.config.lr / 10:g})."
         )
 
@@ -355,8 +321,8 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
         generator,
         params,
         flops,
-        start_time=str(datetime.now()),
         memory=PeakMemory(device),
+        state=TrainingState(start_time=str(datetime.now())),
         dist=ctx,
         pretrained=weights.description if weights is not None else None,
         average=average,
@@ -388,8 +354,9 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
             _check_resume_config(read_json(out / "config.json"), validate(config), out)
         return read_json(out / "summary.json")
     run = setup(config, out, resume, data)
+    callbacks = tuple(callbacks) if run.dist.is_main else ()
     if resume:
-        restore_state(run)
+        restore_state(run, callbacks)
     if run.dist.is_main:
         write_json(out / CONFIG_JSON, run.config.to_dict())
         write_preprocessing(out, preprocessing_of(run.data, run.config))  # so an unfinished run can be evaluated
@@ -401,18 +368,17 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
             run, compile_model(step_model, run.config.compile_mode), step_model, nn.CrossEntropyLoss()
         )
     criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
-    callbacks = callbacks if run.dist.is_main else ()
-    for cb in callbacks:
-        cb.on_train_start(run)
     try:
+        for cb in callbacks:
+            cb.on_train_start(run)
         with run.stop, run.memory:
-            while run.epoch < run.config.epochs:
+            while run.state.epoch < run.config.epochs:
                 _train_and_record_epoch(run, step_model, criterion, callbacks)
-    except TrainingInterrupted:
-        if run.partial is not None:  # mid-epoch: keep the partial epoch, replayed exactly on resume
-            save_state(run)
-        raise
-    except (RuntimeError, MemoryError) as e:
+    except BaseException as e:
+        if isinstance(e, TrainingInterrupted) and run.state.partial is not None:
+            save_state(run, callbacks)  # mid-epoch: keep the partial epoch, replayed exactly on resume
+        for cb in callbacks:  # release what they hold (hooks, writers) whatever stopped the run
+            cb.on_exception(run, e)
         if _out_of_memory(e):
             raise TrainingError(
                 f"Out of memory at batch size {run.config.batch_size} on {run.device_name}. Use a smaller --batch-size "
@@ -454,9 +420,9 @@ def _compile_before_training(run: Run, step_model: nn.Module, eager: nn.Module, 
                 loss = criterion(step_model(x), y)
             loss.backward()
         synchronize(run.device)
-        run.compile_s = time.perf_counter() - start
+        run.notes.compile_s = time.perf_counter() - start
     except Exception as e:  # compiling is an optimisation: its failure must not stop the run
-        run.warnings.append(f"torch.compile failed ({short_reason(e)}); trained without it.")
+        run.notes.warnings.append(f"torch.compile failed ({short_reason(e)}); trained without it.")
         step_model = eager
     finally:
         run.optimizer.zero_grad(set_to_none=True)
@@ -486,15 +452,15 @@ def _train_and_record_epoch(
     stats["time_s"] += _precise_bn(run)
     test = _evaluate_split(run, run.data.test_x, run.data.test_y)
     val = _evaluate_split(run, run.data.val_x, run.data.val_y) if run.data.val_x is not None else None
-    run.epoch += 1
-    row = epoch_row(run.epoch, stats, test, len(run.data.test_y), run.memory.peak_mb(), val)
-    run.rows.append(row)
+    run.state.epoch += 1
+    row = epoch_row(run.state.epoch, stats, test, len(run.data.test_y), run.memory.peak_mb(), val)
+    run.state.rows.append(row)
     if run.dist.is_main:
-        if run.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
+        if run.state.epoch == cfg.epochs:  # predictions before the checkpoint, so a finished checkpoint implies them
             save_predictions(run, test["logits"])
             if run.data.natural:  # flips are label-preserving: report flip test-time augmentation beside top-1
-                run.test_top1_tta = flip_tta_top1(
-                    evaluated_model(run),
+                run.notes.test_top1_tta = flip_tta_top1(
+                    run.evaluated_model,
                     run.data.test_x,
                     run.data.test_y,
                     test["logits"],
@@ -504,11 +470,11 @@ def _train_and_record_epoch(
                     cfg.eval_batch_size,
                     cfg.channels_last,
                 )
-        save_state(run)
+        save_state(run, callbacks)
         write_epoch_files(run)
     for cb in callbacks:
         cb.on_epoch_end(run, row)
-    if run.stop.requested and run.epoch < cfg.epochs:
+    if run.stop.requested and run.state.epoch < cfg.epochs:
         raise TrainingInterrupted
 
 
@@ -519,11 +485,11 @@ def _precise_bn(run: Run) -> float:
         return 0.0
     start = time.perf_counter()
     if precise_bn_pass(
-        evaluated_model(run),
+        run.evaluated_model,
         run.data,
         run.config,
         training_augment(run.config),
-        run.epoch,
+        run.state.epoch,
         run.device,
         run.precision,
         run.dist,
@@ -535,5 +501,5 @@ def _precise_bn(run: Run) -> float:
 def _evaluate_split(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict:
     cfg = run.config
     return evaluate(
-        evaluated_model(run), x, y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last
+        run.evaluated_model, x, y, run.data, run.device, run.precision, cfg.eval_batch_size, cfg.channels_last
     )

@@ -21,6 +21,7 @@ import torch.nn as nn
 from ...data.loader import normalize
 from ...engine.callbacks import Callback
 from ...engine.checkpoint import load_file
+from ...engine.run import Run
 from ...engine.runtime import autocast, eval_mode
 from ...fileio import read_csv, write_bytes, write_csv, write_npz
 from ...layout import DEAD_UNITS_CSV, DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS
@@ -78,16 +79,16 @@ class WeightDynamics(Callback):
         self.probe_images = probe_images
 
     # -- set-up --------------------------------------------------------------------------------------------
-    def on_train_start(self, run) -> None:
+    def on_train_start(self, run: Run) -> None:
         self.run = run
         self.layers = weight_layers(run.model)
         stages = model_stages(run.model)
         self.stage_names = [stage_of(n, stages) for n, _ in self.layers]
         self.init = self._initial_weights(run)
-        self.rows = self._kept_rows(run.out / DYNAMICS_CSV, run.epoch)
-        self.dead_rows = self._kept_rows(run.out / DEAD_UNITS_CSV, run.epoch)
-        self.filters = self._kept_filters(run.out / FILTERS_NPZ, run.epoch)
-        if run.epoch == 0:
+        self.rows = self._kept_rows(run.out / DYNAMICS_CSV, run.state.epoch)
+        self.dead_rows = self._kept_rows(run.out / DEAD_UNITS_CSV, run.state.epoch)
+        self.filters = self._kept_filters(run.out / FILTERS_NPZ, run.state.epoch)
+        if run.state.epoch == 0:
             self.filters["epoch_0"] = first_filters(run.model)
         self.probe = run.data.train_x[: self.probe_images]
         self.pending: list[tuple[int, int, float, torch.Tensor]] = []
@@ -97,9 +98,9 @@ class WeightDynamics(Callback):
             run.optimizer.register_step_post_hook(self._after_step),
         ]
 
-    def _initial_weights(self, run) -> list[torch.Tensor] | None:
+    def _initial_weights(self, run: Run) -> list[torch.Tensor] | None:
         path = run.out / INIT_WEIGHTS
-        if run.epoch == 0 and run.partial is None:
+        if run.state.epoch == 0 and run.state.partial is None:
             buf = io.BytesIO()
             torch.save({k: v.detach().cpu() for k, v in run.model.state_dict().items()}, buf)
             write_bytes(path, buf.getvalue())
@@ -121,7 +122,7 @@ class WeightDynamics(Callback):
             return {k: z[k] for k in z.files if int(k.split("_")[1]) <= epoch}
 
     # -- per step ------------------------------------------------------------------------------------------
-    def on_epoch_start(self, run, epoch: int, steps: int) -> None:
+    def on_epoch_start(self, run: Run, epoch: int, steps: int) -> None:
         self.epoch, self.steps = epoch, steps
         self.every = max(1, steps // self.rows_per_epoch)
         self.first_step = (epoch - 1) * steps  # global steps before this epoch (also when resuming mid-epoch)
@@ -170,7 +171,7 @@ class WeightDynamics(Callback):
         self.before = None
 
     # -- per epoch -----------------------------------------------------------------------------------------
-    def on_epoch_end(self, run, row: dict) -> None:
+    def on_epoch_end(self, run: Run, row: dict) -> None:
         epoch = row["epoch"]
         if self.pending:
             values = torch.stack([v for *_, v in self.pending]).cpu().numpy()  # one transfer per epoch
@@ -203,6 +204,13 @@ class WeightDynamics(Callback):
         write_csv(run.out / DEAD_UNITS_CSV, self.dead_rows, DEAD_COLUMNS)
         write_npz(run.out / FILTERS_NPZ, **self.filters)
 
-    def on_train_end(self, run, summary: dict) -> None:
-        for h in self.handles:
+    def on_train_end(self, run: Run, summary: dict) -> None:
+        self._release()
+
+    def on_exception(self, run: Run, error: BaseException) -> None:
+        self._release()  # the optimizer hooks would otherwise outlive the run (a study trains the next one)
+
+    def _release(self) -> None:
+        for h in getattr(self, "handles", ()):
             h.remove()
+        self.handles = []

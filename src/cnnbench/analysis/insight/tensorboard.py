@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...engine.callbacks import Callback
+from ...engine.run import Run
 from ...errors import ConfigError
 from .stages import weight_layers
 
@@ -48,10 +49,10 @@ class TensorBoardLogger(Callback):
         except ImportError:
             summary_writer(self.log_dir)
 
-    def on_train_start(self, run) -> None:
+    def on_train_start(self, run: Run) -> None:
         self.writer = summary_writer(self.log_dir / run.out.name)
 
-    def on_epoch_end(self, run, row: dict) -> None:
+    def on_epoch_end(self, run: Run, row: dict) -> None:
         epoch = row["epoch"]
         for key in EPOCH_SCALARS:
             if row.get(key) is not None:
@@ -68,6 +69,13 @@ class TensorBoardLogger(Callback):
                 self.writer.add_histogram(f"gradients/{name}", module.weight.grad.detach().float().cpu(), epoch)
         self.writer.flush()
 
-    def on_train_end(self, run, summary: dict) -> None:
+    def on_train_end(self, run: Run, summary: dict) -> None:
+        self._close()
+
+    def on_exception(self, run: Run, error: BaseException) -> None:
+        self._close()  # flush what was logged; the resumed run appends to the same folder
+
+    def _close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
