@@ -359,3 +359,20 @@ def test_weights_vs_init_measures_direction_and_scale():
         rows["conv"]["init_norm"] / 2
     )
     assert abs(rows["fc"]["cosine"]) < 0.99
+
+
+def test_the_2d_landscape_is_drawn_in_the_report(tmp_path):
+    from cnnbench.report.insight import landscape_plane, run_insight_figures
+    from tests.conftest import TINY_MODEL
+
+    run = tmp_path / "run"
+    fit(TrainConfig(**{**TINY, "model": TINY_MODEL, "epochs": 1}), run)
+    args = ["--cka-images", "20", "--landscape-images", "20", "--images", "2", "--landscape", "2d"]
+    assert main(["insight", str(run), *args]) == 0
+    x, y, loss = landscape_plane(run)
+    assert x.shape == y.shape == loss.shape and x.shape[0] >= 3
+    assert x[0, 0] == y[0, 0] == -1.0 and x[0, -1] == 1.0 and y[-1, 0] == 1.0  # x across a row, y down
+    centre = loss[x.shape[0] // 2, x.shape[1] // 2]
+    assert centre == pytest.approx(loss.min(), rel=0.5)  # the trained weights sit near the plane's lowest loss
+    figures = run_insight_figures(run, "tiny")["figures"]
+    assert figures["landscape_plane"].exists()

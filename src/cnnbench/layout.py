@@ -19,6 +19,11 @@ CONFIG_JSON = "config.json"  # the resolved TrainConfig, written when the run st
 PREPROCESSING_JSON = "preprocessing.json"  # classes, input shape, mean/std, resize, padding; written at the start
 CHECKPOINTS_DIR = "checkpoints"
 SUMMARY = "summary.json"
+METRICS_CSV = "metrics.csv"  # one row per finished epoch
+LOG_TXT = "log.txt"  # the study's log format, line for line
+CONFUSION_CSV = "confusion_matrix.csv"
+PER_CLASS_CSV = "per_class.csv"
+EVALUATION_JSON = "evaluation.json"  # `cnnbench evaluate`
 PREDICTIONS = "predictions.npz"
 MISCLASSIFIED_CSV = "misclassified.csv"
 ROBUSTNESS_JSON = "robustness.json"
@@ -55,7 +60,7 @@ def run_dir_for(out: Path, cfg) -> Path:
 def run_dirs_of(study_dir: Path) -> list[Path]:
     """A study's run folders (those holding a config.json), sorted by name."""
     runs = Path(study_dir) / "runs"
-    return sorted(d for d in runs.iterdir() if (d / "config.json").exists()) if runs.is_dir() else []
+    return sorted(d for d in runs.iterdir() if (d / CONFIG_JSON).exists()) if runs.is_dir() else []
 
 
 def study_cka_csv(study_dir: Path, dataset: str, seed: int, model_a: str, model_b: str) -> Path:

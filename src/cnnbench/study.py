@@ -16,7 +16,16 @@ from .engine.evaluate_run import write_evaluation_files
 from .engine.train import check_output_folder, config_differences, fit
 from .errors import ConfigError
 from .fileio import read_json, write_json
-from .layout import ROBUSTNESS_JSON, dataset_dir_for, run_dir_for
+from .layout import (
+    CONFIG_JSON,
+    PER_CLASS_CSV,
+    PREDICTIONS,
+    ROBUSTNESS_JSON,
+    STUDY_SPEC,
+    SUMMARY,
+    dataset_dir_for,
+    run_dir_for,
+)
 
 
 @dataclass(frozen=True)
@@ -196,7 +205,7 @@ def _write_dataset_overview(out: Path, data) -> None:
 
 
 def _write_run_evaluation(run_dir: Path, model: str, data) -> None:
-    with np.load(run_dir / "predictions.npz") as z:
+    with np.load(run_dir / PREDICTIONS) as z:
         logits = torch.from_numpy(z["logits"])
     from .report.plots import misclassified_figure
 
@@ -205,15 +214,15 @@ def _write_run_evaluation(run_dir: Path, model: str, data) -> None:
 
 
 def _finished(run_dir: Path) -> bool:
-    return (run_dir / "summary.json").exists() and (run_dir / "per_class.csv").exists()
+    return (run_dir / SUMMARY).exists() and (run_dir / PER_CLASS_CSV).exists()
 
 
 def _check_finished_runs_match(out: Path, configs: Sequence[TrainConfig]) -> None:
     """A finished run trained with other settings would be skipped and mixed into the comparison: refuse."""
     for cfg in configs:
         run_dir = run_dir_for(out, cfg)
-        if _finished(run_dir) and (run_dir / "config.json").exists():
-            changes = config_differences(read_json(run_dir / "config.json"), cfg)
+        if _finished(run_dir) and (run_dir / CONFIG_JSON).exists():
+            changes = config_differences(read_json(run_dir / CONFIG_JSON), cfg)
             if changes:
                 raise ConfigError(
                     f"{run_dir} is a finished run with other settings than this study asks for ({changes}), so the "
@@ -243,7 +252,7 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     configs = spec.runs()
     _check_finished_runs_match(out, configs)
-    write_json(out / "study.json", spec.to_dict())
+    write_json(out / STUDY_SPEC, spec.to_dict())
     for dataset in spec.datasets:
         todo = [c for c in configs if c.dataset == dataset]
         overview = dataset_dir_for(out, dataset) / "samples.png"

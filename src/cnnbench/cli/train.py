@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..layout import CONFIG_JSON
 from .common import add_train_options, bool_flag, tensorboard_option, training_callbacks
 
 
@@ -35,7 +36,7 @@ def train_config_from_args(args: argparse.Namespace):
     from ..fileio import read_json
 
     base = TrainConfig()
-    saved = Path(args.out) / "config.json"
+    saved = Path(args.out) / CONFIG_JSON
     if args.resume and saved.exists():
         base = config_from_dict(read_json(saved), where=str(saved))
     if args.config:

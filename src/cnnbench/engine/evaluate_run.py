@@ -11,6 +11,7 @@ import torch
 
 from ..data.loader import load_dataset
 from ..fileio import write_csv, write_json
+from ..layout import CONFUSION_CSV, EVALUATION_JSON, MISCLASSIFIED_CSV, PER_CLASS_CSV
 from .evaluate import confusion_matrix, evaluate, per_class_metrics
 from .run_folder import open_run
 from .runtime import resolve_device
@@ -41,7 +42,7 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", draw: Callable | Non
     )
     logits = result.pop("logits")
     summary = {"epoch": run.epoch, **result, **write_evaluation_files(run_dir, logits, data.test_y, data.classes)}
-    write_json(run_dir / "evaluation.json", summary)
+    write_json(run_dir / EVALUATION_JSON, summary)
     if draw is not None:
         draw(run_dir, data.test_x.cpu().numpy(), f"{cfg.model} on {data.name}")
     return summary
@@ -56,11 +57,11 @@ def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.T
     cm = confusion_matrix(targets_np, preds, len(classes))
     per_class = per_class_metrics(cm, classes)
     write_csv(
-        run_dir / "confusion_matrix.csv",
+        run_dir / CONFUSION_CSV,
         [{"true": c, **{p: int(v) for p, v in zip(classes, row)}} for c, row in zip(classes, cm)],
         ["true"] + classes,
     )
-    write_csv(run_dir / "per_class.csv", per_class, ["class", "precision", "recall", "f1", "support"])
+    write_csv(run_dir / PER_CLASS_CSV, per_class, ["class", "precision", "recall", "f1", "support"])
     wrong = np.flatnonzero(preds != targets_np)
     wrong = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")]
     rows = [
@@ -72,7 +73,7 @@ def write_evaluation_files(run_dir: Path, logits: torch.Tensor, targets: torch.T
         }
         for i in wrong
     ]
-    write_csv(run_dir / "misclassified.csv", rows, ["index", "true", "pred", "confidence"])
+    write_csv(run_dir / MISCLASSIFIED_CSV, rows, ["index", "true", "pred", "confidence"])
     return {
         "confusion_matrix": cm.tolist(),
         "classes": classes,

@@ -64,7 +64,7 @@ def _torchvision_weights(model_name: str) -> PretrainedWeights:
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
-        where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        where = Path(torch.hub.get_dir()) / CHECKPOINTS_DIR / Path(weights.url).name
         raise ConfigError(
             f"Could not get torchvision's ImageNet weights for {model_name} ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'no details'}). torchvision downloads them once from "

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..fileio import write_csv, write_json, write_npz, write_text
+from ..layout import LOG_TXT, METRICS_CSV, PREDICTIONS, SUMMARY
 from .run import Run
 from .runtime import environment
 
@@ -53,8 +54,8 @@ def epoch_row(
 def write_epoch_files(run: Run) -> None:
     """metrics.csv and log.txt as they stand after the run's latest epoch."""
     columns = METRIC_COLUMNS + (VAL_COLUMNS if run.data.val_x is not None else [])
-    write_csv(run.out / "metrics.csv", run.state.rows, columns)
-    write_text(run.out / "log.txt", log_text(run.state.rows, run.state.start_time, None))
+    write_csv(run.out / METRICS_CSV, run.state.rows, columns)
+    write_text(run.out / LOG_TXT, log_text(run.state.rows, run.state.start_time, None))
 
 
 def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
@@ -73,7 +74,7 @@ def log_text(rows: list[dict], start_time: str, end_time: str | None) -> str:
 
 def save_predictions(run: Run, logits: torch.Tensor) -> None:
     write_npz(
-        run.out / "predictions.npz",
+        run.out / PREDICTIONS,
         logits=logits.numpy().astype(np.float32),
         targets=run.data.test_y.cpu().numpy(),
         preds=logits.argmax(1).numpy(),
@@ -135,6 +136,6 @@ def finish(run: Run) -> dict:
         "warnings": run.notes.warnings,
         "config": run.config.to_dict(),
     }
-    write_text(run.out / "log.txt", log_text(run.state.rows, run.state.start_time, end_time))
-    write_json(run.out / "summary.json", summary)
+    write_text(run.out / LOG_TXT, log_text(run.state.rows, run.state.start_time, end_time))
+    write_json(run.out / SUMMARY, summary)
     return summary

@@ -16,7 +16,7 @@ from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, saved_config_values, va
 from ..data.loader import Augment, Dataset, load_dataset, normalize, train_batches
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import read_json, write_json, write_text
-from ..layout import CONFIG_JSON, TEST_FILES
+from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, SUMMARY, TEST_FILES
 from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
 from .averaging import WeightAverage
@@ -286,8 +286,8 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     auto = weights.variant if weights is not None and weights.variant and cfg.variant == "auto" else cfg.variant
     variant = resolve_variant(auto, data.image_size)
     cfg = resolved_config(cfg, variant, precision, device)
-    if resume and (out / "config.json").exists():
-        _check_resume_config(read_json(out / "config.json"), cfg, out)
+    if resume and (out / CONFIG_JSON).exists():
+        _check_resume_config(read_json(out / CONFIG_JSON), cfg, out)
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=variant)
@@ -347,12 +347,12 @@ def fit(
 
 def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callback], data: Dataset | None) -> dict:
     check_output_folder(out)
-    if not resume and ((out / "checkpoints").exists() or (out / "summary.json").exists()):
+    if not resume and ((out / CHECKPOINTS_DIR).exists() or (out / SUMMARY).exists()):
         raise ConfigError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out folder.")
-    if resume and (out / "summary.json").exists():
-        if (out / "config.json").exists():  # a finished run answers only for the settings it was trained with
-            _check_resume_config(read_json(out / "config.json"), validate(config), out)
-        return read_json(out / "summary.json")
+    if resume and (out / SUMMARY).exists():
+        if (out / CONFIG_JSON).exists():  # a finished run answers only for the settings it was trained with
+            _check_resume_config(read_json(out / CONFIG_JSON), validate(config), out)
+        return read_json(out / SUMMARY)
     run = setup(config, out, resume, data)
     callbacks = tuple(callbacks) if run.dist.is_main else ()
     if resume:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_csv, read_json, write_text
-from ..layout import dataset_dir_for
+from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
 from .architecture import architecture_rows, stage_figure
@@ -43,8 +43,8 @@ def _run_figures(run) -> dict:
     label = f"{s['model']} ({s['variant']}) on {s['dataset']}, seed {s['seed']}"
     curves = plots.training_curves(run.rows, run.path / "curves.png", title=label)
     figures = {"curves": _data_uri(curves)}
-    if (run.path / "confusion_matrix.csv").exists():
-        table = read_csv(run.path / "confusion_matrix.csv")
+    if (run.path / CONFUSION_CSV).exists():
+        table = read_csv(run.path / CONFUSION_CSV)
         classes = [r["true"] for r in table]
         cm = np.array([[int(r[c]) for c in classes] for r in table])
         figures["confusion"] = _data_uri(plots.confusion_heatmaps(cm, classes, run.path / "confusion.png", title=label))
@@ -101,7 +101,7 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
             f"{study_dir}` first."
         )
     groups = group_runs(records)
-    study = read_json(study_dir / "study.json") if (study_dir / "study.json").exists() else {}
+    study = read_json(study_dir / STUDY_SPEC) if (study_dir / STUDY_SPEC).exists() else {}
     baseline = choose_baseline(groups, baseline, study.get("models", []))
     attach_corruption_errors(groups, baseline)
     pairs = all_pairs(groups)
@@ -167,11 +167,11 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
     env.globals.update(variant_description=variant_description)
     env.globals.update(pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND)
-    page = env.get_template("report.html").render(
+    page = env.get_template("report.html").render(  # the template, named as the page it makes
         title=f"cnnbench study: {study_dir.name}",
         study=study,
         sections=sections,  # the template escapes the title
         generated=datetime.now().strftime("%Y-%m-%d %H:%M"),
         run_count=len(records),
     )
-    return write_text(study_dir / "report.html", page)
+    return write_text(study_dir / REPORT_HTML, page)

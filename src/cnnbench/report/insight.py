@@ -105,6 +105,17 @@ def landscape_curves(run_path: Path) -> dict[str, tuple[list, list]]:
     return curves
 
 
+def landscape_plane(run_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The 2-D slice of insight/landscape.csv (`cnnbench insight --landscape 2d`) as x, y and loss grids."""
+    path = run_path / INSIGHT_DIR / "landscape.csv"
+    rows = [r for r in read_csv(path) if r["slice"] == "plane"] if path.exists() else []
+    side = int(round(len(rows) ** 0.5))
+    if not rows or side * side != len(rows):
+        return None
+    grid = np.array([[float(r["x"]), float(r["y"]), float(r["loss"])] for r in rows]).reshape(side, side, 3)
+    return grid[..., 0], grid[..., 1], grid[..., 2]  # written row by row: y outer, x inner
+
+
 def run_insight_figures(run_path: Path, label: str) -> dict:
     """Figures (paths) and tables for one run; keys absent where the run lacks the files."""
     out = run_path / INSIGHT_DIR
@@ -168,6 +179,11 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
             {k: {label: v} for k, v in curves.items()}, out / "landscape.png", title=f"{label}: loss landscape"
         )
         result["landscape"] = landscape_numbers(curves)
+    plane = landscape_plane(run_path)
+    if plane is not None:
+        result["figures"]["landscape_plane"] = insight_plots.landscape_plane_figure(
+            *plane, out / "landscape_plane.png", title=f"{label}: loss over two random directions"
+        )
     return result
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import write_bytes
+from ..layout import MISCLASSIFIED_CSV
 
 
 def _figure_module():
@@ -58,7 +59,7 @@ def misclassified_figure(run_dir: str | Path, test_images: np.ndarray, label: st
     """misclassified.png from the run's misclassified.csv (most confident mistakes first) and its test images."""
     from ..fileio import read_csv
 
-    rows = read_csv(Path(run_dir) / "misclassified.csv")[:shown]
+    rows = read_csv(Path(run_dir) / MISCLASSIFIED_CSV)[:shown]
     index = np.array([int(r["index"]) for r in rows], dtype=np.int64)
     return misclassified_grid(
         test_images[index],

@@ -14,7 +14,15 @@ from ..analysis.statistics import t_interval, wilson_interval
 from ..config import RESULT_NEUTRAL_FIELDS, saved_config_values
 from ..errors import ConfigError
 from ..fileio import read_csv, read_json
-from ..layout import MISCLASSIFIED_CSV, PREDICTIONS, ROBUSTNESS_JSON, SUMMARY, pretrained_label
+from ..layout import (
+    METRICS_CSV,
+    MISCLASSIFIED_CSV,
+    PER_CLASS_CSV,
+    PREDICTIONS,
+    ROBUSTNESS_JSON,
+    SUMMARY,
+    pretrained_label,
+)
 
 COMPARISON_COLUMNS = [
     "model",
@@ -233,9 +241,9 @@ def load_runs(study_dir: Path) -> list[RunRecord]:
     records = []
     for summary_path in sorted((study_dir / "runs").glob(f"*/{SUMMARY}")):
         run = summary_path.parent
-        per_class = read_csv(run / "per_class.csv") if (run / "per_class.csv").exists() else []
+        per_class = read_csv(run / PER_CLASS_CSV) if (run / PER_CLASS_CSV).exists() else []
         robustness = read_json(run / ROBUSTNESS_JSON) if (run / ROBUSTNESS_JSON).exists() else None
-        records.append(RunRecord(run, read_json(summary_path), read_csv(run / "metrics.csv"), per_class, robustness))
+        records.append(RunRecord(run, read_json(summary_path), read_csv(run / METRICS_CSV), per_class, robustness))
     return records
 
 
