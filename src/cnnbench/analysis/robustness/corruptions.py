@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -101,7 +102,9 @@ def defocus_blur(x, c, g):
 
 @register(CIFAR, "blur", ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)))
 def glass_blur(x, c, g):
-    """Blur, then swap each pixel with a random neighbour (bottom-right to top-left, as the generator's loop), blur."""
+    """Blur, then give each pixel a random neighbour's value (bottom-right to top-left, as the generator's loop),
+    blur. The generator means to swap the two pixels, but its ``a, b = b, a`` acts on numpy views and so copies
+    the neighbour over the pixel; the published CIFAR-10-C was made that way, and so is this."""
     sigma, delta, iterations = c
     x = torch.floor(gaussian_blur(x, sigma) * 255) / 255  # the generator truncates to uint8 between the steps
     n, _, h, w = x.shape
@@ -111,8 +114,7 @@ def glass_blur(x, c, g):
             for j in range(w - delta, delta, -1):
                 d = torch.randint(-delta, delta, (2, n), generator=g)  # numpy's randint(-d, d): d itself excluded
                 i2, j2 = i + d[1], j + d[0]
-                a, b = x[rows, :, i, j].clone(), x[rows, :, i2, j2].clone()
-                x[rows, :, i, j], x[rows, :, i2, j2] = b, a
+                x[rows, :, i, j] = x[rows, :, i2, j2]
     return gaussian_blur(x, sigma)
 
 
@@ -123,7 +125,11 @@ def motion_blur(x, c, g):
     return filter_per_image(x, motion_kernels(radius, sigma, angles), mode="replicate")
 
 
-@register(CIFAR, "blur", tuple(tuple(1 + 0.01 * k for k in range(1, top)) for top in (6, 11, 16, 21, 26)))
+# The generator's zooms are np.arange(1, 1.06, 0.01) and so on, taken as numpy makes them: 1.00 (the image itself)
+# is among them, and floating point adds the end point for severities 1 and 2 (7 and 12 zooms, not 6 and 11).
+@register(
+    CIFAR, "blur", tuple(tuple(float(z) for z in np.arange(1, top, 0.01)) for top in (1.06, 1.11, 1.16, 1.21, 1.26))
+)
 def zoom_blur(x, c, g):
     out = x.clone()
     for factor in c:
