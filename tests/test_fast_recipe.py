@@ -8,9 +8,11 @@ from cnnbench.data.loader import cutout
 from cnnbench.engine import fit
 from cnnbench.engine.averaging import WeightAverage
 from cnnbench.errors import ConfigError
+from tests.conftest import TINY_MODEL
 
+# Plumbing (averaging, compiling, the TTA column) on the tiny registered model: a full network would only cost time.
 CIFAR_TINY = dict(
-    model="resnet18",
+    model=TINY_MODEL,
     dataset="cifar10",
     limit_train=64,
     limit_test=40,
@@ -57,7 +59,7 @@ def test_ema_run_evaluates_the_average_and_resumes_it(tmp_path):
     summary = fit(cfg, tmp_path / "run")
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert "ema_model" in state and int(state["ema"]["n_averaged"]) == 8  # 64 images / 16 = 4 steps x 2 epochs
-    assert not torch.equal(state["ema_model"]["fc.weight"], state["model"]["fc.weight"])
+    assert not torch.equal(state["ema_model"]["classifier.weight"], state["model"]["classifier.weight"])
     # the reported numbers are the average's: evaluating its weights again gives the same top-1
     from cnnbench.engine.evaluate_run import evaluate_run
 
@@ -84,7 +86,7 @@ def test_cutout_and_ema_are_checked():
 
 
 TINY_MNIST = dict(
-    model="resnet18",
+    model=TINY_MODEL,
     dataset="mnist_demo",
     limit_train=64,
     limit_test=32,
@@ -134,9 +136,9 @@ def test_profile_reports_compiling_apart(monkeypatch):
 
     cfg = profile.ProfileConfig(batch_size=4, warmup=1, repeats=1, train=True, compile=True, channels_last=False)
     monkeypatch.setattr(profile, "compile_model", lambda module, mode="default": torch.compile(module, backend="eager"))
-    record = profile.profile_model("resnet18", cfg)
+    record = profile.profile_model(TINY_MODEL, cfg)
     assert record["infer_compile_s"] > 0 and record["train_compile_s"] > 0 and record["train_images_per_s"] > 0
     assert record["channels_last"] is False and record["compile"] == "default"
     monkeypatch.setattr(profile, "compile_model", _broken_compile)
-    record = profile.profile_model("resnet18", cfg)
+    record = profile.profile_model(TINY_MODEL, cfg)
     assert record["infer_compile_error"] == "RuntimeError: Compiler: cc not found" and record["infer_images_per_s"] > 0
