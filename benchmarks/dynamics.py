@@ -1,4 +1,4 @@
-"""What --dynamics costs in training time on this machine (issue #14's budget: at most 5% of an epoch).
+"""What --dynamics costs in training time on this machine (budget: at most 5% of an epoch).
 
     CNNBENCH_DATA=../shared/datasets python benchmarks/dynamics.py --models vgg16_bn,resnet18 --repeats 2
 

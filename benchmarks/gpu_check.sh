@@ -2,10 +2,10 @@
 # GPU numbers in one device call each (sized for at most 9 minutes on an H100 or H200).
 #
 #   bash benchmarks/gpu_check.sh pack   # here: MNIST and the CIFAR-10 JPEG copy, gzipped, into .devdata/ (about 31 MB)
-#   bash benchmarks/gpu_check.sh run    # there (issue #4): the `device` tool's run, carry [".devdata"], timeout_s 570
-#   bash benchmarks/gpu_check.sh fast          # there (issue #17): training images/s, eager against compiled and
+#   bash benchmarks/gpu_check.sh run    # there: the `device` tool's run, carry [".devdata"], timeout_s 570
+#   bash benchmarks/gpu_check.sh fast          # there: training images/s, eager against compiled and
 #                                              # CUDA graphs, batch 64-1024 (about 6 minutes)
-#   bash benchmarks/gpu_check.sh fast-recipe   # there (issue #17): the fast preset's 3 seeds for both models and
+#   bash benchmarks/gpu_check.sh fast-recipe   # there: the fast preset's 3 seeds for both models and
 #                                              # its time-to-accuracy table (about 6 minutes on an H100, estimated)
 #
 # The device machine has PyTorch but not cnnbench installed, so `run` uses the checkout's src/ on PYTHONPATH.

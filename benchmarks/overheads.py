@@ -1,4 +1,4 @@
-"""What two of cnnbench's always-on extras cost in training time on this machine (issue #15):
+"""What two of cnnbench's always-on extras cost in training time on this machine:
 
 - precise batch norm (the forward passes over --precise-bn training images before each evaluation), as a share
   of a full CIFAR-10 epoch at the modern preset's batch size (budget: at most 5%);

@@ -1,4 +1,4 @@
-"""The package's floors: imports only point down (DESIGN.md), so each floor can be read and tested on its own."""
+"""The package's floors: imports only point down (docs/ARCHITECTURE.md), so each floor can be read and tested on its own."""
 
 import ast
 from pathlib import Path

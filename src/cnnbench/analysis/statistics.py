@@ -1,6 +1,6 @@
 """Statistics for honest comparisons: plain functions on plain arrays, no training and no files.
 
-Which difference between two models is real and which is noise (issue #13): a Wilson interval for one
+Which difference between two models is real and which is noise: a Wilson interval for one
 accuracy, McNemar's exact test and a paired bootstrap for two models on the same test images, and
 t-intervals over seeds.
 """

@@ -62,7 +62,7 @@ def cpu_name() -> str:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """AVX-512 BF16 or AMX: bf16 matrix products run about 2x fp32 there (see DESIGN.md's measurements)."""
+    """AVX-512 BF16 or AMX: bf16 matrix products run about 2x fp32 there (docs/BENCHMARKS.md, precision rows)."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 

@@ -171,7 +171,7 @@ class Group:
         }
         for attack, by_eps in rob["adversarial"].items():
             nonzero = sorted((float(e), v) for e, v in by_eps.items() if float(e) > 0)
-            if nonzero:  # the smallest eps: the one that separates standard models (issue #12)
+            if nonzero:  # the smallest eps: the one that separates standard models
                 row.update({"adv_eps": nonzero[0][0], f"{attack}_top1": nonzero[0][1]})
         return row
 

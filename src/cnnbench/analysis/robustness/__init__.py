@@ -1,1 +1,1 @@
-"""Robustness: common corruptions and adversarial attacks, measured on a trained run (issue #12)."""
+"""Robustness: common corruptions and adversarial attacks, measured on a trained run."""

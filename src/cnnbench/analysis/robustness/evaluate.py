@@ -23,7 +23,7 @@ from .attacks import PixelModel, fgsm, pgd
 from .corruptions import SUBSTITUTES, check_corruption_names, corrupt, corruption_set, set_name
 
 ATTACKS = ("fgsm", "pgd")
-CPU_DEFAULT_IMAGES = 1000  # per cell on CPU: the full grid is 750,000 images, hours on 2 cores (issue #12)
+CPU_DEFAULT_IMAGES = 1000  # per cell on CPU: the full grid is 750,000 images, hours on 2 cores
 OFFICIAL = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
 
 
