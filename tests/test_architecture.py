@@ -1,4 +1,5 @@
-"""The package's floors: imports only point down (docs/ARCHITECTURE.md), so each floor can be read and tested on its own."""
+"""The package's floors: imports only point down (docs/ARCHITECTURE.md), so each floor can be read and tested
+on its own."""
 
 import ast
 from pathlib import Path
