@@ -7,6 +7,8 @@ import pytest
 
 from cnnbench.cli import main
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 
 def run_cli(*args, cwd=None):
     return subprocess.run(

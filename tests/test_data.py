@@ -9,6 +9,8 @@ from cnnbench.data.loader import Augment, balanced_indices, random_crop, train_b
 from cnnbench.data.sources import load_raw
 from cnnbench.errors import DataError
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 
 @pytest.fixture(scope="module")
 def mnist():

@@ -11,6 +11,8 @@ import pytest
 
 from cnnbench import TrainConfig, fit
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 # The same data, epochs and global batch (2 x 16 = 32) in both; per-rank BN statistics and a different batch
 # order make the runs differ a little, so they must agree within 5 points of top-1.

@@ -12,6 +12,8 @@ from cnnbench.engine.schedules import lr_multiplier
 from cnnbench.engine.train import make_optimizer
 from cnnbench.models import create_model
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
 def test_warm_up_reaches_the_peak_then_decays_to_zero(schedule):
@@ -93,6 +95,7 @@ def test_validation_split_is_held_out_and_reported_by_fit(tmp_path):
     )
     summary = fit(cfg, tmp_path / "run")
     assert summary["train_images"] == 160  # the 40 validation images are not trained on
-    assert 0 <= summary["val_top1"] <= 1 and summary["val_loss"] > 0
+    assert summary["val_top1"] * 40 == pytest.approx(round(summary["val_top1"] * 40))  # a share of 40 images
+    assert summary["val_loss"] > 0 and summary["val_loss"] != summary["test_loss"]  # its own split, not the test
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith("val_loss,val_top1,val_top5")

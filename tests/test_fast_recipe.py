@@ -10,6 +10,8 @@ from cnnbench.engine.averaging import WeightAverage
 from cnnbench.errors import ConfigError
 from tests.conftest import TINY_MODEL
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 # Plumbing (averaging, compiling, the TTA column) on the tiny registered model: a full network would only cost time.
 CIFAR_TINY = dict(
     model=TINY_MODEL,
@@ -72,8 +74,18 @@ def test_ema_run_evaluates_the_average_and_resumes_it(tmp_path):
 
 
 def test_flip_tta_is_its_own_column(tmp_path):
+    from cnnbench.data.loader import load_dataset
+    from cnnbench.engine.evaluate import evaluate
+    from cnnbench.engine.run_folder import open_run
+
     summary = fit(TrainConfig(**CIFAR_TINY), tmp_path / "run")
-    assert 0.0 <= summary["test_top1_tta"] <= 1.0 and summary["test_top1"] is not None
+    run = open_run(tmp_path / "run")
+    data = load_dataset("cifar10", None, run.config.data_options())
+    args = (data, torch.device("cpu"), run.precision)
+    plain = evaluate(run.model, data.test_x, data.test_y, *args)["logits"].float().softmax(1)
+    mirrored = evaluate(run.model, data.test_x.flip(3), data.test_y, *args)["logits"].float().softmax(1)
+    tta = ((plain + mirrored).argmax(1) == data.test_y).float().mean().item()
+    assert summary["test_top1_tta"] == pytest.approx(tta, abs=1 / 40)  # the mean softmax of an image and its mirror
     digits = fit(TrainConfig(**{**CIFAR_TINY, "dataset": "mnist_demo"}), tmp_path / "digits")
     assert digits["test_top1_tta"] is None  # flips change digits: no TTA
 

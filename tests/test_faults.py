@@ -13,6 +13,8 @@ from cnnbench import TrainConfig, fit
 from cnnbench.engine.checkpoint import load_file, load_latest
 from cnnbench.errors import TrainingError, UnsafeCheckpointError
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 ARGS = [
     "--model",
     "vgg11_bn",

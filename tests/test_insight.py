@@ -22,6 +22,8 @@ from cnnbench.models import create_model, list_models
 
 from .test_train import StopAfter
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 TINY = dict(
     model="resnet18", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.02, epochs=2, threads=1
 )

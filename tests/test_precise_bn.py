@@ -10,6 +10,8 @@ from cnnbench.engine.checkpoint import load_file
 from cnnbench.engine.precise_bn import precise_bn_images, recompute_bn_statistics
 from cnnbench.errors import ConfigError
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 CPU = torch.device("cpu")
 
 

@@ -14,6 +14,8 @@ from cnnbench.data.loader import load_dataset
 from cnnbench.engine.evaluate import evaluate
 from cnnbench.engine.predict import load_trained
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 CFG = TrainConfig(
     model="resnet18",
     dataset="mnist",

@@ -11,6 +11,8 @@ from cnnbench.data.image_folder import read_image_folder
 from cnnbench.data.readers import parse_idx, read_idx
 from cnnbench.errors import DataError
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 
 def test_idx_reads_canonical_mnist(data_root):
     raw = data_root / "MNIST" / "raw"

@@ -14,6 +14,8 @@ from cnnbench.analysis.robustness.metrics import corruption_errors
 from cnnbench.cli import main
 from cnnbench.data.loader import DataOptions, load_dataset
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 # Tables of the original generator that do not grow in mean pixel change (checked separately below):
 # glass_blur's first two severities differ only by a blur too small to survive 8-bit rounding, and its third
 # blurs away part of the shuffling; elastic_transform trades affine displacement (large pixel change, little

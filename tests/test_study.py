@@ -11,6 +11,8 @@ from cnnbench.config import TrainConfig
 from cnnbench.errors import ConfigError
 from cnnbench.study import PRESETS, StudySpec, resolve_study, run_study
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY = TrainConfig(epochs=2, limit_train=160, limit_test=80, batch_size=32, lr=0.01)
 MODERN_MODELS = ("vgg16_bn", "resnet18")
@@ -223,6 +225,7 @@ def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(study):
     from playwright.sync_api import sync_playwright

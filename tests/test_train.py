@@ -11,6 +11,8 @@ from cnnbench.engine.callbacks import Callback
 from cnnbench.engine.checkpoint import load_file
 from cnnbench.errors import ConfigError, DataError, TrainingError
 
+pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
+
 TINY = dict(model="vgg11_bn", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.01, epochs=2)
 
 
@@ -70,7 +72,9 @@ def test_run_folder_contents(learned_run):
         "environment",
     ]:
         assert key in saved, key
-    assert 0 <= saved["train_acc"] <= 1 and 0 <= saved["test_top1"] <= 1
+    assert saved["train_acc"] == pytest.approx(float(rows[-1]["train_acc"]))
+    with np.load(out / "predictions.npz") as z:  # the summary's top-1 is what its saved predictions score
+        assert saved["test_top1"] == pytest.approx(float((z["preds"] == z["targets"]).mean()))
     assert saved["variant"] == "small" and saved["dataset"] == "mnist" and "MNIST" in saved["data_source"]
     assert saved["params"] > 9_000_000 and saved["macs"] > 100_000_000
     assert {"torch", "device", "precision", "threads"} <= set(saved["environment"])
@@ -228,7 +232,7 @@ def test_training_goes_on_when_memory_cannot_be_read(tmp_path, monkeypatch):
     monkeypatch.setattr(memory, "resident_bytes", lambda: None)
     with pytest.warns(UserWarning, match="resident memory"):
         summary = fit(TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "r")
-    assert summary["peak_memory_mb"] is None and summary["test_top1"] >= 0
+    assert summary["peak_memory_mb"] is None and summary["train_images"] == 128 and summary["epochs"] == 1
 
 
 def test_resident_memory_is_read_portably():
