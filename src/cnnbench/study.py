@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .analysis import protocol
+from .analysis.protocol import Protocol
 from .config import TrainConfig, config_from_dict, validate
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
@@ -25,6 +27,7 @@ from .layout import (
     SUMMARY,
     dataset_dir_for,
     run_dir_for,
+    run_dirs_of,
 )
 
 
@@ -231,6 +234,15 @@ def _check_finished_runs_match(out: Path, configs: Sequence[TrainConfig]) -> Non
                 )
 
 
+def study_protocol(out: Path, spec: StudySpec) -> Protocol:
+    """The study's protocol, declared the first time it runs (before any training); later runs keep that
+    declaration and record a changed seed list, and whether results existed when it changed."""
+    saved = read_json(out / STUDY_SPEC) if (out / STUDY_SPEC).exists() else {}
+    previous = Protocol.from_dict(saved["protocol"]) if isinstance(saved.get("protocol"), dict) else None
+    results_exist = any(_finished(d) for d in run_dirs_of(out))
+    return protocol.updated(previous, spec.models, spec.seeds, spec.with_scratch, results_exist)
+
+
 def run_study(
     spec: StudySpec,
     out: str | Path,
@@ -252,7 +264,7 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     configs = spec.runs()
     _check_finished_runs_match(out, configs)
-    write_json(out / STUDY_SPEC, spec.to_dict())
+    write_json(out / STUDY_SPEC, {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict()})
     for dataset in spec.datasets:
         todo = [c for c in configs if c.dataset == dataset]
         overview = dataset_dir_for(out, dataset) / "samples.png"

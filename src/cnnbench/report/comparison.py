@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..analysis.protocol import Protocol
 from ..fileio import write_csv, write_text
 from ..layout import COMPARISON_CSV, COMPARISON_MD
 from ..models.registry import variant_description
@@ -35,7 +36,13 @@ def write_comparison(study_dir: Path, groups: list[Group], pairs: list[Pair]) ->
 def verdict(pair: Pair) -> str:
     if pair.significant is None:
         return "untested"
-    return f"{pair.a} more accurate" if pair.significant else "no significant difference"
+    if not pair.significant:
+        text = "no significant difference"
+    elif pair.one_seed:
+        text = f"this {pair.a} network more accurate (one trained network, not the architecture)"
+    else:
+        text = f"{pair.a} more accurate"
+    return f"{text}; {pair.status}"
 
 
 def pair_cells(pair: Pair) -> dict:
@@ -58,7 +65,10 @@ PAIRS_LEGEND = (
     "A − B: difference in test top-1 (percentage points), A being the more accurate on average; its 95% "
     "interval is a paired bootstrap over test images with one seed and a paired t-interval over seeds "
     "with several. McNemar: examples only A gets right / only B gets right and the exact test's p "
-    "(with several seeds, the counts summed and the largest per-seed p). Per-seed tests: pairs_by_seed.csv."
+    "(with several seeds, the counts summed and the largest per-seed p). The verdict uses the pair's test (paired t "
+    "over seeds; McNemar with one seed), its p Holm-adjusted over all the study's pairs (pairs.csv: p, p_adjusted), "
+    "and says whether it is confirmatory (the declared comparison on the declared seeds) or exploratory. Per-seed "
+    "tests: pairs_by_seed.csv."
 )
 
 
@@ -132,13 +142,35 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
     return "\n".join(out)
 
 
-def findings(groups: list[Group], pairs: list[Pair]) -> dict[str, list[str]]:
-    """Plain-language findings per data set, written from the measured numbers and their tests: never a bare ranking."""
+def protocol_sentence(protocol: Protocol | None) -> str:
+    """What the study declared before training, in one sentence (or that it declared nothing)."""
+    if protocol is None:
+        return (
+            "No protocol was declared before this study trained (it predates them): every verdict below is exploratory."
+        )
+    pairs = ", ".join(f"{a} vs {b}" if a != b else f"{a} fine-tuned vs from scratch" for a, b in protocol.comparisons)
+    when = "before any run finished" if protocol.before_results else "after some runs had finished"
+    added = protocol.seeds_added_after_results
+    return (
+        f"Protocol declared {protocol.declared_at or 'with the study'} ({when}): seeds "
+        f"{', '.join(map(str, protocol.seeds))}; {pairs or 'no comparison'}; {protocol.metric}; {protocol.test}; "
+        f"alpha {protocol.alpha:g}, Holm's correction over the study's pairs."
+        + (
+            f" Seeds added after results existed: {', '.join(map(str, added))} (verdicts using them are exploratory)."
+            if added
+            else ""
+        )
+    )
+
+
+def findings(groups: list[Group], pairs: list[Pair], protocol: Protocol | None = None) -> dict[str, list[str]]:
+    """Plain-language findings per data set, written from the measured numbers and their tests: never a bare ranking.
+    The first says what was declared before training; each verdict is labelled confirmatory or exploratory."""
     result: dict[str, list[str]] = {}
     for dataset in sorted({g.dataset for g in groups}):
         gs = sorted((g for g in groups if g.dataset == dataset), key=lambda g: -g.mean("test_top1"))
         by_label = {g.label: g for g in gs}
-        notes = []
+        notes = [protocol_sentence(protocol)] if pairs else []
         if len(gs) == 1:
             g = gs[0]
             r = g.row()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.protocol import Protocol
 from ..fileio import read_csv, read_json, write_text
 from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, dataset_dir_for
 from ..models.registry import variant_description
@@ -104,9 +105,10 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
     study = read_json(study_dir / STUDY_SPEC) if (study_dir / STUDY_SPEC).exists() else {}
     baseline = choose_baseline(groups, baseline, study.get("models", []))
     attach_corruption_errors(groups, baseline)
-    pairs = all_pairs(groups)
+    protocol = Protocol.from_dict(study["protocol"]) if isinstance(study.get("protocol"), dict) else None
+    pairs = all_pairs(groups, protocol)
     write_comparison(study_dir, groups, pairs)
-    notes = findings(groups, pairs)
+    notes = findings(groups, pairs, protocol)
     sections = []
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]

@@ -3,12 +3,14 @@ predictions (McNemar, paired bootstrap) and over seeds paired by seed number (t-
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 
+from ..analysis.protocol import Protocol, holm, status
 from ..analysis.statistics import LEVEL, mcnemar_exact, paired_bootstrap_diff, seeds_needed, t_interval, t_test_p
 from ..fileio import write_csv
 from ..layout import PAIRS_BY_SEED_CSV, PAIRS_CSV
@@ -31,7 +33,11 @@ PAIRS_COLUMNS = [
     "wins_a",
     "diff_std",
     "t_test_p",
+    "p",
+    "p_adjusted",
     "significant",
+    "status",
+    "status_reason",
     "seeds_needed",
 ]
 PAIRS_BY_SEED_COLUMNS = [
@@ -73,6 +79,11 @@ class Pair:
     b: str
     per_seed: list[SeedPair] = field(default_factory=list)
     unpaired_seeds: tuple[list[int], list[int]] = ([], [])  # seeds only A ran, seeds only B ran
+    model_a: str = ""  # the architectures behind the labels (the same model twice: fine-tuned against scratch)
+    model_b: str = ""
+    p_adjusted: float | None = None  # Holm over every pair of the study
+    status: str = "exploratory"  # or "confirmatory": the declared comparison on the declared seeds
+    status_reason: str = "not tested against a protocol"
 
     @property
     def seeds(self) -> list[int]:
@@ -121,13 +132,22 @@ class Pair:
         return t_test_p([s.diff for s in self.per_seed])
 
     @property
-    def significant(self) -> bool | None:
-        """With several seeds: the t-interval over seeds excludes zero; with one: McNemar's p < 0.05."""
+    def p(self) -> float | None:
+        """The pair's test: paired t over seeds with several seeds; exact McNemar on the test images with one."""
         if len(self.per_seed) > 1:
-            low, high = self.ci
-            return low > 0 or high < 0
+            return self.t_p
         m = self.mcnemar
-        return None if m is None else m[2] < ALPHA
+        return None if m is None else m[2]
+
+    @property
+    def significant(self) -> bool | None:
+        """The test's p, Holm-adjusted over the study's pairs, below alpha (0.05)."""
+        p = self.p_adjusted if self.p_adjusted is not None else self.p
+        return None if p is None else p < ALPHA
+
+    @property
+    def one_seed(self) -> bool:
+        return len(self.per_seed) == 1
 
     @property
     def seeds_needed(self) -> int | None:
@@ -152,7 +172,11 @@ class Pair:
             "wins_a": self.wins_a,
             "diff_std": self.diff_std,
             "t_test_p": self.t_p,
+            "p": self.p,
+            "p_adjusted": self.p_adjusted,
             "significant": self.significant,
+            "status": self.status,
+            "status_reason": self.status_reason,
             "seeds_needed": self.seeds_needed,
         }
 
@@ -186,15 +210,23 @@ def compare_pair(a: Group, b: Group) -> Pair | None:
     if np.mean([p.diff for p in per_seed]) < 0:  # A is the more accurate, so differences read as positive
         return compare_pair(b, a)
     only = (sorted(set(runs_a) - set(common)), sorted(set(runs_b) - set(common)))
-    return Pair(a.dataset, a.label, b.label, per_seed, only)
+    return Pair(a.dataset, a.label, b.label, per_seed, only, a.model, b.model)
 
 
-def all_pairs(groups: list[Group]) -> list[Pair]:
+def all_pairs(groups: list[Group], protocol: Protocol | None = None) -> list[Pair]:
+    """Every pair of models per data set, its p Holm-adjusted over all of them, and whether its verdict is
+    confirmatory under ``protocol`` (the study's declaration; None: everything is exploratory)."""
     pairs = []
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
         pairs += [p for a, b in combinations(gs, 2) if (p := compare_pair(a, b)) is not None]
-    return pairs
+    adjusted = holm([p.p for p in pairs])
+    return [
+        dataclasses.replace(
+            p, p_adjusted=q, **dict(zip(("status", "status_reason"), status(protocol, p.model_a, p.model_b, p.seeds)))
+        )
+        for p, q in zip(pairs, adjusted)
+    ]
 
 
 def write_pairs(study_dir: Path, pairs: list[Pair]) -> None:
@@ -228,22 +260,36 @@ def p_value(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}"
 
 
+def _label(pair: Pair) -> str:
+    return "Confirmatory" if pair.status == "confirmatory" else f"Exploratory ({pair.status_reason})"
+
+
+def _adjusted(pair: Pair) -> str:
+    """The Holm-adjusted p where it differs from the test's own (several pairs in the study)."""
+    if pair.p_adjusted is None or pair.p is None or abs(pair.p_adjusted - pair.p) < 1e-12:
+        return ""
+    return f", Holm-adjusted p {p_value(pair.p_adjusted)}"
+
+
 def pair_finding(pair: Pair) -> list[str]:
-    """The verdict on one pair in words: a difference with its interval and test, or that there is none to see."""
+    """The verdict on one pair in words, labelled confirmatory or exploratory: a difference with its interval and
+    test, or that there is none to see. One seed speaks of two trained networks, never of two architectures."""
     ci, m, n = pair.ci, pair.mcnemar, len(pair.per_seed)
     interval = f"95% CI {points(ci[0])} to {points(ci[1])}" if ci else "no per-example results to test it on"
     notes = []
     if n == 1:
-        test = f"McNemar p {p_value(m[2])}, b = {m[0]}, c = {m[1]}" if m else "no McNemar test"
+        test = f"McNemar p {p_value(m[2])}{_adjusted(pair)}, b = {m[0]}, c = {m[1]}" if m else "no McNemar test"
         if pair.significant:
             notes.append(
-                f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points ({interval}; {test}; "
-                f"seed {pair.seeds[0]})."
+                f"{_label(pair)}: one trained network, not the architecture: this {pair.a} network is more "
+                f"accurate than this {pair.b} network by {points(pair.diff)} points ({interval}; {test}; seed "
+                f"{pair.seeds[0]}). Whether {pair.a} is the better architecture needs several seeds."
             )
         else:
             notes.append(
-                f"{pair.a} and {pair.b}: no significant difference at this test-set size ({test}; {pair.a} "
-                f"{points(pair.diff)} points ahead, {interval}; seed {pair.seeds[0]})."
+                f"{_label(pair)}: {pair.a} and {pair.b}: no significant difference between these two trained "
+                f"networks at this test-set size ({test}; {pair.a} {points(pair.diff)} points ahead, {interval}; seed "
+                f"{pair.seeds[0]})."
             )
         notes.append(
             "One seed each compares two trained networks, not two architectures: the spread over seeds is "
@@ -256,16 +302,16 @@ def pair_finding(pair: Pair) -> list[str]:
             else ("; McNemar p < 0.001 in every seed" if m[2] < 0.001 else f"; McNemar p <= {m[2]:.3f} in every seed")
         )
         wins = f"{pair.a} wins {pair.wins_a} of {n} seeds"
+        t = f"paired t p {p_value(pair.t_p)}{_adjusted(pair)}"
         if pair.significant:
             notes.append(
-                f"{pair.a} is more accurate than {pair.b} by {points(pair.diff)} points on average over {n} "
-                f"seeds ({interval} over seeds; {wins}{every_seed})."
+                f"{_label(pair)}: {pair.a} is more accurate than {pair.b} by {points(pair.diff)} points on average "
+                f"over {n} seeds ({interval} over seeds, {t}; {wins}{every_seed})."
             )
         else:
             notes.append(
-                f"{pair.a} and {pair.b}: no significant difference over {n} seeds ({pair.a} "
-                f"{points(pair.diff)} points ahead on average, {interval} over seeds, paired t p "
-                f"{p_value(pair.t_p)}; {wins})."
+                f"{_label(pair)}: {pair.a} and {pair.b}: no significant difference over {n} seeds ({pair.a} "
+                f"{points(pair.diff)} points ahead on average, {interval} over seeds, {t}; {wins})."
             )
         if pair.diff_std is not None and pair.diff_std > abs(pair.diff) / 2:
             need = pair.seeds_needed

@@ -1,0 +1,133 @@
+"""What a study declared before it trained, and which of its results are therefore confirmatory.
+
+A verdict is confirmatory only when it is the declared comparison, on the declared metric, over exactly the declared
+seeds, and no seed was added after results existed. Everything else is exploratory and labelled so: other pairs,
+other metrics, per-corruption results, and seeds added after looking (optional stopping: adding seeds until a test
+turns significant inflates its false-positive rate well above alpha, Armitage et al. 1969). cnnbench does not try to
+rescue such a verdict with alpha spending: a spending function has to be chosen before the first look, and a study
+that grew its seeds after looking chose none; the honest label is "exploratory", and the remedy is a new protocol
+whose seeds are all trained afterwards.
+
+Several comparisons at once are corrected by Holm's step-down method (Holm 1979), which controls the family-wise
+error rate at alpha without assuming the tests independent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import combinations
+
+METRIC = "test_top1"
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Protocol:
+    seeds: tuple[int, ...]  # the seeds every declared verdict rests on
+    comparisons: tuple[tuple[str, str], ...]  # pairs of model names; (m, m): m fine-tuned against m from scratch
+    metric: str = METRIC
+    test: str = "paired t over seeds (one seed: exact McNemar on the test images)"
+    alpha: float = ALPHA
+    correction: str = "holm"
+    declared_at: str = ""  # UTC, ISO 8601: when the study recorded it
+    before_results: bool = True  # recorded before any run of the study had finished
+    seed_history: tuple[dict, ...] = field(default_factory=tuple)  # later seed lists: {"seeds", "at", "after_results"}
+
+    def to_dict(self) -> dict:
+        return {
+            "declared_at": self.declared_at,
+            "seeds": list(self.seeds),
+            "comparisons": [list(c) for c in self.comparisons],
+            "metric": self.metric,
+            "test": self.test,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "before_results": self.before_results,
+            "seed_history": list(self.seed_history),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Protocol:
+        return cls(
+            tuple(int(s) for s in d["seeds"]),
+            tuple(tuple(c) for c in d.get("comparisons", ())),
+            d.get("metric", METRIC),
+            d.get("test", cls.test),
+            float(d.get("alpha", ALPHA)),
+            d.get("correction", "holm"),
+            d.get("declared_at", ""),
+            bool(d.get("before_results", True)),
+            tuple(d.get("seed_history", ())),
+        )
+
+    @property
+    def seeds_added_after_results(self) -> tuple[int, ...]:
+        """Seeds that joined the study after some of its runs had finished (a look at results was possible)."""
+        added: set[int] = set()
+        for entry in self.seed_history:
+            if entry.get("after_results"):
+                added |= set(entry["seeds"]) - set(self.seeds)
+        return tuple(sorted(added))
+
+    def declares(self, model_a: str, model_b: str) -> bool:
+        return (model_a, model_b) in self.comparisons or (model_b, model_a) in self.comparisons
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def declare(models, seeds, with_scratch: bool = False, alpha: float = ALPHA) -> Protocol:
+    """The protocol a study declares by its grid: every pair of its models (and each model fine-tuned against
+    itself from scratch, with --with-scratch), top-1 on the test set, over its seeds."""
+    pairs = tuple(combinations(models, 2)) + (tuple((m, m) for m in models) if with_scratch else ())
+    return Protocol(tuple(seeds), pairs, alpha=alpha, declared_at=now())
+
+
+def updated(previous: Protocol | None, models, seeds, with_scratch: bool, results_exist: bool) -> Protocol:
+    """The protocol after this invocation: declared now if there was none (the first time, or a study from before
+    protocols: then it is declared now and says whether results already existed); otherwise the first declaration
+    stands, and a changed seed list is added to its history with whether results existed at that time."""
+    if previous is None:  # results existing already: an older study, trained before anything was declared
+        return dataclasses.replace(declare(models, seeds, with_scratch), before_results=not results_exist)
+    if tuple(seeds) == previous.seeds or (
+        previous.seed_history and tuple(previous.seed_history[-1]["seeds"]) == tuple(seeds)
+    ):
+        return previous
+    entry = {"seeds": list(seeds), "at": now(), "after_results": bool(results_exist)}
+    return dataclasses.replace(previous, seed_history=(*previous.seed_history, entry))
+
+
+def status(protocol: Protocol | None, model_a: str, model_b: str, seeds, metric: str = METRIC) -> tuple[str, str]:
+    """("confirmatory", "") or ("exploratory", why) for a verdict on a pair over ``seeds``."""
+    if protocol is None:
+        return "exploratory", "no protocol was declared before training"
+    if not protocol.before_results:
+        return "exploratory", "the protocol was recorded after results existed"
+    if not protocol.declares(model_a, model_b):
+        return "exploratory", "not a declared comparison"
+    if metric != protocol.metric:
+        return "exploratory", f"the declared metric is {protocol.metric}"
+    late = sorted(set(seeds) & set(protocol.seeds_added_after_results))
+    if late:
+        return "exploratory", f"seed {', '.join(map(str, late))} added after results existed (sequential testing)"
+    if tuple(sorted(seeds)) != tuple(sorted(protocol.seeds)):
+        missing = sorted(set(protocol.seeds) - set(seeds))
+        if missing:
+            return "exploratory", f"declared seed {', '.join(map(str, missing))} not trained yet"
+        return "exploratory", "seeds other than the declared ones"
+    return "confirmatory", ""
+
+
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None and does not count in the family)."""
+    known = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m = len(known)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (m - rank) * p))  # monotone: never below an earlier, smaller p's
+        adjusted[i] = running
+    return adjusted

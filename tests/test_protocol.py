@@ -1,0 +1,77 @@
+"""A protocol declared before training: confirmatory against exploratory verdicts, seeds added after looking,
+Holm's correction over several comparisons, and one seed never spoken of as an architecture."""
+
+import json
+
+import pytest
+
+from cnnbench.analysis import protocol as P
+from cnnbench.config import TrainConfig
+from cnnbench.report.comparison import verdict
+from cnnbench.report.significance import Pair, SeedPair, pair_finding
+from cnnbench.study import StudySpec, run_study
+from tests.conftest import TINY_MODEL
+
+
+def test_holm_against_a_hand_computation():
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04, raised to 0.06: monotone)
+    assert P.holm([0.01, 0.04, 0.03, None, 0.005]) == pytest.approx([0.03, 0.06, 0.06, None, 0.02])
+    assert P.holm([0.2]) == [0.2] and P.holm([]) == [] and P.holm([0.6, 0.7]) == [1.0, 1.0]
+
+
+def test_a_declared_comparison_on_the_declared_seeds_is_confirmatory():
+    protocol = P.declare(["vgg16_bn", "resnet18"], [1, 2, 3])
+    assert P.status(protocol, "resnet18", "vgg16_bn", [1, 2, 3]) == ("confirmatory", "")
+    assert P.status(protocol, "resnet18", "vgg16_bn", [1, 2])[1] == "declared seed 3 not trained yet"
+    assert P.status(protocol, "resnet18", "resnet34", [1, 2, 3])[1] == "not a declared comparison"
+    assert P.status(None, "resnet18", "vgg16_bn", [1, 2, 3])[0] == "exploratory"
+
+
+def test_seeds_grown_after_results_make_the_verdict_sequential():
+    first = P.updated(None, ["a", "b"], [1, 2], False, results_exist=False)
+    assert first.before_results and first.seeds == (1, 2)
+    same = P.updated(first, ["a", "b"], [1, 2], False, results_exist=True)
+    assert same == first  # rerunning the same study declares nothing new
+    grown = P.updated(first, ["a", "b"], [1, 2, 3], False, results_exist=True)
+    assert grown.seeds == (1, 2) and grown.seeds_added_after_results == (3,)
+    state, why = P.status(grown, "a", "b", [1, 2, 3])
+    assert state == "exploratory" and "seed 3 added after results existed" in why
+    planned = P.updated(first, ["a", "b"], [1, 2, 3], False, results_exist=False)  # nothing seen yet: no look
+    assert planned.seeds_added_after_results == ()
+    old = P.updated(None, ["a", "b"], [1], False, results_exist=True)  # a study from before protocols
+    assert P.status(old, "a", "b", [1]) == ("exploratory", "the protocol was recorded after results existed")
+
+
+def _pair(n_seeds, diff=0.01, status=("confirmatory", "")):
+    seeds = [SeedPair(s, 0.9 + diff, 0.9, diff, (diff / 2, diff * 1.5), 40, 10, 1e-5) for s in range(n_seeds)]
+    return Pair("cifar10", "resnet18", "vgg16_bn", seeds, ([], []), "resnet18", "vgg16_bn", 1e-5, *status)
+
+
+def test_one_seed_is_one_trained_network_not_the_architecture():
+    pair = _pair(1)
+    text = " ".join(pair_finding(pair))
+    assert "one trained network, not the architecture" in text and "Confirmatory" in text
+    assert "resnet18 is more accurate than vgg16_bn" not in text  # no architecture-level claim from one seed
+    assert "one trained network" in verdict(pair) and verdict(pair).endswith("confirmatory")
+    several = _pair(3, status=("exploratory", "seed 3 added after results existed (sequential testing)"))
+    assert " ".join(pair_finding(several)).startswith("Exploratory (seed 3 added after results existed")
+    assert verdict(several) == "resnet18 more accurate; exploratory"
+
+
+@pytest.mark.data
+def test_the_report_labels_confirmatory_and_exploratory_verdicts(tmp_path):
+    base = TrainConfig(epochs=1, limit_train=200, limit_test=100, batch_size=32, lr=0.05, precise_bn=0)
+    out = tmp_path / "study"
+    run_study(StudySpec((TINY_MODEL, "vgg11_bn"), ("mnist_demo",), (0, 1), base), out, log=lambda _: None)
+    study = json.loads((out / "study.json").read_text())
+    assert study["protocol"]["seeds"] == [0, 1] and study["protocol"]["before_results"] is True
+    pairs = (out / "pairs.csv").read_text()
+    assert "p_adjusted" in pairs.splitlines()[0] and ",confirmatory," in pairs
+    report = (out / "report.html").read_text()
+    assert "Protocol declared" in report and "Confirmatory" in report
+    run_study(StudySpec((TINY_MODEL, "vgg11_bn"), ("mnist_demo",), (0, 1, 2), base), out, log=lambda _: None)
+    study = json.loads((out / "study.json").read_text())
+    assert study["protocol"]["seeds"] == [0, 1]  # the first declaration stands
+    assert study["protocol"]["seed_history"][-1]["seeds"] == [0, 1, 2]
+    report = (out / "report.html").read_text()
+    assert "Exploratory (seed 2 added after results existed" in report
