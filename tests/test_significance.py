@@ -84,10 +84,11 @@ def test_one_seed_significant_difference_is_named_with_its_interval_and_test(tmp
     assert pair.diff == pytest.approx(0.03) and pair.ci[0] > 0
     text = " ".join(findings(groups, [pair])["mnist"])
     assert (
-        "resnet18 is more accurate than vgg16_bn by 3.00 points (95% CI" in text
+        "this resnet18 network is more accurate than this vgg16_bn network by 3.00 points (95% CI" in text
         and "McNemar p < 0.001, b = 40, c = 10" in text
     )
-    assert "spread over seeds is unknown" in text
+    assert "spread over seeds is unknown" in text and "one trained network, not the architecture" in text
+    assert "every verdict below is exploratory" in text  # this study declared no protocol
 
 
 def test_one_seed_small_difference_is_not_significant(tmp_path):
@@ -97,7 +98,10 @@ def test_one_seed_small_difference_is_not_significant(tmp_path):
     groups, (pair,) = pairs_of(tmp_path)
     assert pair.a == "vgg16_bn" and not pair.significant and pair.ci[0] < 0 < pair.ci[1]
     text = " ".join(findings(groups, [pair])["mnist"])
-    assert "vgg16_bn and resnet18: no significant difference at this test-set size (McNemar p = 0.83" in text
+    assert (
+        "vgg16_bn and resnet18: no significant difference between these two trained networks at this test-set "
+        "size (McNemar p = 0.83" in text
+    )
     assert "is more accurate" not in text
 
 
