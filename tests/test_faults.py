@@ -85,17 +85,23 @@ def test_sigkill_mid_epoch_then_resume_matches(tmp_path, reference):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_mid_epoch_and_resume_matches(tmp_path, reference):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_saves_mid_epoch_and_resume_matches(tmp_path, reference, sig, code, said):
+    """Ctrl-C and SIGTERM (schedulers, `docker stop`) alike: the partial epoch is saved, a stale temporary
+    checkpoint file is removed on resume, and the resumed run equals the uninterrupted one."""
     out = tmp_path / "run"
     proc = start(out)
     wait_for(out / "metrics.csv", proc)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    assert proc.returncode == code and said in stderr and "--resume" in stderr and "Traceback" not in stderr
     state = load_file(out / "checkpoints" / "last.pt")
     assert state["epoch"] == 1 and state["partial"] is not None and state["partial"]["step"] >= 1
+    stale = out / "checkpoints" / ".last.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")  # what a kill during a write leaves
     assert results(finish(out, "--resume")) == reference
+    assert not stale.exists()
 
 
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):

@@ -11,6 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+# mkstemp creates files readable by their owner only; written files get the user's usual mode (0666 less the umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False) -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
@@ -22,6 +27,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: 
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -220,6 +220,20 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / SUMMARY).exists() and (run_dir / PER_CLASS_CSV).exists()
 
 
+def _check_distinct_folders(spec: StudySpec) -> None:
+    """Two data sets whose names flatten to one folder name would share run folders: the second would be taken
+    for finished and left out of the report. Refuse, naming both."""
+    seen: dict[str, str] = {}
+    for dataset in spec.datasets:
+        folder = dataset_dir_for(Path("."), dataset).name
+        if folder in seen and seen[folder] != dataset:
+            raise ConfigError(
+                f"The data sets {seen[folder]!r} and {dataset!r} would share the run folders named after "
+                f"{folder!r}. Study them in two --out folders, or rename one of the folders (or tars)."
+            )
+        seen[folder] = dataset
+
+
 def _check_finished_runs_match(out: Path, configs: Sequence[TrainConfig]) -> None:
     """A finished run trained with other settings would be skipped and mixed into the comparison: refuse."""
     for cfg in configs:
@@ -263,6 +277,7 @@ def run_study(
     check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     configs = spec.runs()
+    _check_distinct_folders(spec)
     _check_finished_runs_match(out, configs)
     write_json(out / STUDY_SPEC, {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict()})
     for dataset in spec.datasets:

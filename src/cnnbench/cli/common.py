@@ -262,3 +262,11 @@ def run_or_study(
         raise ConfigError(f"{target} is not a folder: give a run folder (of `cnnbench train`) or a study folder.")
     done(target, on_run(target))
     return 0
+
+
+def stopped_by(error: KeyboardInterrupt) -> str:
+    """How an interrupted run was stopped, for its closing message."""
+    import signal
+
+    number = getattr(error, "signal_number", signal.SIGINT)
+    return "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"

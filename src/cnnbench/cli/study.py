@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_train_options, bool_flag, csv_list, tensorboard_option, training_callbacks, whole_numbers
+from .common import (
+    add_train_options,
+    bool_flag,
+    csv_list,
+    stopped_by,
+    tensorboard_option,
+    training_callbacks,
+    whole_numbers,
+)
 
 
 def add_parsers(sub) -> None:
@@ -95,12 +103,12 @@ def cmd_compare(args) -> int:
             robustness=RobustnessConfig() if args.robustness else None,
             insight=InsightConfig() if args.insight else None,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(
-            f"\ninterrupted: finished runs and epochs are saved; run the same command again to continue {out}.",
+            f"\n{stopped_by(e)}: finished runs and epochs are saved; run the same command again to continue {out}.",
             file=sys.stderr,
         )
-        return 130
+        return getattr(e, "exit_code", 130)
     print(f"report: {report}")
     return 0
 

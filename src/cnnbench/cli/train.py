@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..layout import CONFIG_JSON
-from .common import add_train_options, bool_flag, tensorboard_option, training_callbacks
+from ..layout import CONFIG_JSON, SUMMARY
+from .common import add_train_options, bool_flag, stopped_by, tensorboard_option, training_callbacks
 
 
 def add_parser(sub) -> None:
@@ -49,13 +49,20 @@ def run(args) -> int:
     from ..engine import fit
 
     cfg = train_config_from_args(args)
+    if args.resume and (Path(args.out) / SUMMARY).exists():
+        summary = fit(cfg, args.out, resume=True)  # checks the settings; a finished run is left as it is
+        print(
+            f"{args.out} is already finished ({summary['epochs']} epochs, test top-1 {summary['test_top1']:.2%}); "
+            f"nothing to resume. `cnnbench evaluate {args.out}` re-evaluates it."
+        )
+        return 0
     try:
         fit(cfg, args.out, resume=args.resume, callbacks=training_callbacks(args.dynamics, args.tensorboard))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(
-            f"\ninterrupted: finished epochs are saved in {args.out}; continue with "
+            f"\n{stopped_by(e)}: finished epochs are saved in {args.out}; continue with "
             f"`cnnbench train --out {args.out} --resume`.",
             file=sys.stderr,
         )
-        return 130
+        return getattr(e, "exit_code", 130)
     return 0

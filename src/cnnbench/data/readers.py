@@ -59,8 +59,13 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
-            arr = np.asarray(img, dtype=np.uint8)
+            if img.mode.startswith("I"):  # 16-bit (or 32-bit) grey: scaled to 8 bits, not clipped at 255
+                wide = np.asarray(img).astype(np.float64)
+                top = 65535.0 if img.mode.startswith("I;16") or wide.max() > 255 else 255.0
+                arr = np.round(np.clip(wide, 0, top) * (255.0 / top)).astype(np.uint8)
+            else:
+                img = img.convert("L" if img.mode in ("L", "1") else "RGB")
+                arr = np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(f"Cannot decode image {name}: {e}. Remove or replace this file.") from None
     return arr[:, :, None] if arr.ndim == 2 else arr

@@ -16,6 +16,14 @@ from ..fileio import write_bytes
 LAST, PREVIOUS = "last.pt", "prev.pt"
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Temporary files a killed process left half-written (`.last.pt.*.tmp`): never read, safe to delete."""
+    stale = sorted(Path(folder).glob(".*.tmp")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     """Write ``folder/last.pt`` atomically, keeping the one before as ``prev.pt``."""
     folder = Path(folder)

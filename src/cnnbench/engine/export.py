@@ -24,8 +24,18 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     if fmt not in FORMATS:
         raise ConfigError(f"Unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}.")
     run_dir = Path(run_dir)
-    model, prep = load_trained(run_dir, torch.device("cpu"))
     out = Path(out) if out else run_dir / f"model{FORMATS[fmt]}"
+    if out.suffix.lower() == ".json":
+        raise ConfigError(
+            f"--out {out}: the preprocessing is written to a .json file beside the model, so the model itself needs "
+            f"another name, such as {out.with_suffix(FORMATS[fmt])}. Nothing was written."
+        )
+    if out.is_dir():
+        raise ConfigError(
+            f"--out {out} is a folder: give a file name inside it, such as {out / ('model' + FORMATS[fmt])}."
+        )
+    model, prep = load_trained(run_dir, torch.device("cpu"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, *prep.input_shape)
     batch = torch.export.Dim("batch", min=1)
     if fmt == "pt2":

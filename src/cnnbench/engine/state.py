@@ -8,7 +8,7 @@ import torch
 
 from ..layout import CHECKPOINTS_DIR
 from .callbacks import Callback
-from .checkpoint import load_latest, save_checkpoint
+from .checkpoint import load_latest, remove_stale_temporaries, save_checkpoint
 from .run import PartialEpoch, Run
 
 
@@ -55,6 +55,7 @@ def save_state(run: Run, callbacks: Sequence[Callback] = ()) -> None:
 def restore_state(run: Run, callbacks: Sequence[Callback] = ()) -> None:
     """Continue ``run`` (and ``callbacks``) from its folder's newest readable checkpoint, if any; problems go to
     ``run.notes.warnings``."""
+    remove_stale_temporaries(run.out / CHECKPOINTS_DIR)
     state, run.notes.warnings = load_latest(run.out / CHECKPOINTS_DIR)
     if state is None:
         return

@@ -98,6 +98,11 @@ def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
 
 
 def _check_fits(cfg: TrainConfig, data: Dataset) -> None:
+    if data.num_classes < 2:
+        raise DataError(
+            f"{data.name} has {data.num_classes} class ({', '.join(data.classes) or 'none'}): a classifier needs at "
+            "least two, or every prediction is trivially right. Add a folder per class (at least two)."
+        )
     need = min_input_size(cfg.model)
     h, w = data.train_x.shape[-2:]
     if min(h, w) < need:
@@ -208,7 +213,7 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
                 tally.seen,
                 tally.time_s + time.perf_counter() - t0,
             )
-            raise TrainingInterrupted
+            raise run.stop.interrupted()
     synchronize(device)
     elapsed = tally.time_s + time.perf_counter() - t0
     loss_total, correct_total, seen_total = all_reduce_sum(
@@ -475,7 +480,7 @@ def _train_and_record_epoch(
     for cb in callbacks:
         cb.on_epoch_end(run, row)
     if run.stop.requested and run.state.epoch < cfg.epochs:
-        raise TrainingInterrupted
+        raise run.stop.interrupted()
 
 
 def _precise_bn(run: Run) -> float:

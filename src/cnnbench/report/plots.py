@@ -13,11 +13,16 @@ from ..layout import MISCLASSIFIED_CSV
 
 
 def _figure_module():
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Class names are data: "$x$" in one must print as written, not as (possibly broken) mathtext.
+    matplotlib.rcParams["text.parse_math"] = False
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
     return plt
 
 

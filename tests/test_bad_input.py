@@ -1,0 +1,79 @@
+"""Bad input that used to give silently wrong results, lost output or a traceback: each case fails without its fix."""
+
+import io
+import os
+import stat
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnbench import TrainConfig, fit
+from cnnbench.cli import main
+from cnnbench.data.readers import decode_image
+from cnnbench.errors import ConfigError, DataError
+from cnnbench.fileio import FILE_MODE, write_json
+from cnnbench.study import StudySpec, run_study
+from tests.conftest import TINY_MODEL
+from tests.test_readers import make_tree
+
+
+def test_written_files_get_the_users_normal_mode(tmp_path):
+    path = write_json(tmp_path / "a.json", {"x": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped():
+    ramp = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG")
+    img = decode_image(buf.getvalue(), "ramp.png")[..., 0]
+    assert img.min() == 0 and img.max() == 255 and abs(img.mean() - 127.5) < 1  # clipping made 99.5% of it 255
+    assert (img == 255).mean() < 0.01
+
+
+def test_a_one_class_data_set_is_refused(tmp_path):
+    tree = make_tree(tmp_path / "one", classes=("cat",), per_class=4, size=32)
+    cfg = TrainConfig(model=TINY_MODEL, dataset=f"imagefolder:{tree}", epochs=1, batch_size=2, lr=0.01)
+    with pytest.raises(DataError, match="a classifier needs at least two"):
+        fit(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_two_data_sets_that_would_share_run_folders_are_refused(tmp_path):
+    spec = StudySpec((TINY_MODEL,), ("imagefolder:data/cc1", "imagefolder:data_cc1"), (0,), TrainConfig())
+    with pytest.raises(ConfigError, match="would share the run folders"):
+        run_study(spec, tmp_path / "study", log=lambda _: None)
+    assert not (tmp_path / "study" / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tree = make_tree(tmp_path_factory.mktemp("data") / "pets", per_class=4, size=16)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    fit(TrainConfig(model=TINY_MODEL, dataset=f"imagefolder:{tree}", epochs=1, batch_size=4, lr=0.01), out)
+    return out
+
+
+def test_export_never_writes_its_metadata_over_the_model(tiny_run, tmp_path, capsys):
+    assert main(["export", str(tiny_run), "--format", "pt2", "--out", str(tmp_path / "m.json")]) == 2
+    assert "needs another name" in capsys.readouterr().err and not (tmp_path / "m.json").exists()
+    assert main(["export", str(tiny_run), "--format", "pt2", "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["export", str(tiny_run), "--format", "pt2", "--out", str(tmp_path / "new" / "m.pt2")]) == 0
+    assert (tmp_path / "new" / "m.pt2").exists() and (tmp_path / "new" / "m.json").exists()
+
+
+def test_resuming_a_finished_run_says_so(tiny_run, capsys):
+    assert main(["train", "--out", str(tiny_run), "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_class_names_are_drawn_as_written_not_as_mathtext(tmp_path):
+    from cnnbench.report.plots import confusion_heatmaps
+
+    classes = [r"$\undefinedcmd{x}$", "plain"]
+    path = confusion_heatmaps(np.array([[3, 1], [0, 4]]), classes, tmp_path / "cm.png", title=r"$\undefinedcmd$")
+    assert path.exists() and path.stat().st_size > 0
