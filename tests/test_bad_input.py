@@ -77,3 +77,26 @@ def test_class_names_are_drawn_as_written_not_as_mathtext(tmp_path):
     classes = [r"$\undefinedcmd{x}$", "plain"]
     path = confusion_heatmaps(np.array([[3, 1], [0, 4]]), classes, tmp_path / "cm.png", title=r"$\undefinedcmd$")
     assert path.exists() and path.stat().st_size > 0
+
+
+def test_the_decode_cache_tells_folders_with_identical_file_listings_apart(tmp_path):
+    """Two folders with the same file names, sizes and modification times, one of white images, one of black: the
+    second must not load from the first one's cache entry."""
+    from cnnbench.data.image_folder import read_image_folder
+
+    def folder(name, value):
+        root = tmp_path / name
+        for split in ("train", "test"):
+            for c in ("a", "b"):
+                (root / split / c).mkdir(parents=True)
+                for i in range(2):
+                    path = root / split / c / f"{i}.png"
+                    buf = io.BytesIO()
+                    Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(buf, "PNG", compress_level=0)
+                    path.write_bytes(buf.getvalue())
+                    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # identical times in both folders
+        return root
+
+    white, black = folder("white", 255), folder("black", 0)
+    assert read_image_folder(white)["train"].images.min() == 255
+    assert read_image_folder(black)["train"].images.max() == 0

@@ -25,7 +25,7 @@ from .readers import IMAGE_SUFFIXES, decode_image, resize_images
 
 SPLITS = ("train", "test")
 ALL = "all"  # the one group of a folder without train/test folders
-CACHE_VERSION = 1  # bump when decoding changes what a cached array holds
+CACHE_VERSION = 2  # bump when decoding (2: 16-bit grey scaled) or the key changes what a cached array holds
 _CHUNK = 256  # images per decoding task: large enough that the pool's overhead vanishes
 _MAX_NAMED = 10  # unreadable files named in the message; the rest are counted
 # Threads pay off only where decoding (which releases the GIL) outweighs Python's share of the work: on 2 cores
@@ -102,14 +102,18 @@ class _Source:
             self.members = {self._clean(i.name): i for i in members if i.isfile()}
             self.sizes = {name: info.size for name, info in self.members.items()}
             st = path.stat()
-            stamp = [f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}"]
+            with open(path, "rb") as f:  # the archive's first 64 KB: its first members' headers and bytes
+                head = hashlib.sha256(f.read(1 << 16)).hexdigest()
+            stamp = [f"{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{head}"]
         else:
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             self.members = {p.relative_to(path).as_posix(): p for p in files}
             stats = {name: p.stat() for name, p in self.members.items()}
             self.sizes = {name: st.st_size for name, st in stats.items()}
-            stamp = [f"{name}\t{st.st_size}\t{st.st_mtime_ns}" for name, st in stats.items()]
-        self.stamp = "\n".join(stamp)
+            # ctime too: copying files with their times kept (cp -p, rsync -t) keeps mtime but never ctime
+            stamp = [f"{name}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}" for name, st in stats.items()]
+        # The resolved path first: two folders holding files of the same names, sizes and times are not one data set.
+        self.stamp = "\n".join([str(path.resolve()), *stamp])
 
     @staticmethod
     def _clean(name: str) -> str:
