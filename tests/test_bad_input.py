@@ -100,3 +100,32 @@ def test_the_decode_cache_tells_folders_with_identical_file_listings_apart(tmp_p
     white, black = folder("white", 255), folder("black", 0)
     assert read_image_folder(white)["train"].images.min() == 255
     assert read_image_folder(black)["train"].images.max() == 0
+
+
+def _png(array, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG", **kwargs)
+    return buf.getvalue()
+
+
+def test_bad_files_are_named_and_skipped_by_predict(tiny_run, tmp_path):
+    """The bad-file zoo through predict: each is skipped with its own reason, the good one is predicted."""
+    from cnnbench.engine.predict import image_files, load_trained, predict_files
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "good.png").write_bytes(_png(np.full((16, 16, 3), 100, dtype=np.uint8)))
+    (zoo / "tiny.png").write_bytes(_png(np.zeros((1, 1, 3), dtype=np.uint8)))
+    (zoo / "empty.png").write_bytes(b"")
+    (zoo / "text.png").write_text("not an image")
+    bomb = Image.new("L", (20000, 20000))  # a mostly empty 400-megapixel image, a few KB once compressed
+    bomb.save(zoo / "bomb.png", optimize=True)
+    (zoo / "grey16.png").write_bytes(_png(np.full((16, 16), 40000, dtype=np.uint16)))
+    model, prep = load_trained(tiny_run, "cpu")
+    files, _ = image_files([zoo])
+    rows, errors = predict_files(model, prep, files, "cpu")
+    assert sorted(r["file"].rsplit("/", 1)[-1] for r in rows) == ["good.png", "grey16.png"]
+    text = "\n".join(errors)
+    assert "tiny.png: 1x1 pixels, but the run trained on 16x16" in text
+    assert "bomb.png" in text and "text.png" in text and "empty.png" in text
+    assert "BytesIO" not in text

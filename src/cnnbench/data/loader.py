@@ -35,6 +35,7 @@ class Dataset:
     mean: torch.Tensor  # per channel, in [0, 1], from the training split
     std: torch.Tensor
     test_files: tuple[str, ...] = ()  # the test images' paths, where cnnbench held them out of a folder itself
+    unpadded_size: tuple[int, int] | None = None  # H x W of the images before padding (after --resize)
 
     @property
     def num_classes(self) -> int:
@@ -69,6 +70,7 @@ class Dataset:
             move(self.mean),
             move(self.std),
             self.test_files,
+            self.unpadded_size,
         )
 
 
@@ -113,7 +115,9 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
     train_x, train_y = raw.train_x[keep_train], raw.train_y[keep_train]
     test_x, test_y = raw.test_x[keep_test], raw.test_y[keep_test]
     test_files = tuple(np.asarray(raw.test_files)[keep_test]) if raw.test_files else ()
-    train_x, test_x = (pad_images(resize_images(x, options.resize), options.pad_to) for x in (train_x, test_x))
+    train_x, test_x = (resize_images(x, options.resize) for x in (train_x, test_x))
+    unpadded_size = tuple(int(v) for v in train_x.shape[-2:])
+    train_x, test_x = (pad_images(x, options.pad_to) for x in (train_x, test_x))
     val_x = val_y = None
     if options.val_split:
         if not 0 < options.val_split < len(train_y):
@@ -145,6 +149,7 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
         mean,
         std,
         test_files,
+        unpadded_size,
     )
 
 

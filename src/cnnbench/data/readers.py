@@ -66,7 +66,16 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
             else:
                 img = img.convert("L" if img.mode in ("L", "1") else "RGB")
                 arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise DataError(
+            f"Refusing to decode {name}: {e} (a decompression bomb, or a far larger image than a classifier needs). "
+            "Remove it, or shrink it first."
+        ) from None
+    except UnidentifiedImageError:  # its own message names an in-memory buffer, not the file
+        raise DataError(
+            f"Cannot decode image {name}: not an image format Pillow reads, or a damaged file. Remove or replace it."
+        ) from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"Cannot decode image {name}: {e}. Remove or replace this file.") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 

@@ -50,12 +50,18 @@ def prepare_image(path: Path, prep: Preprocessing) -> np.ndarray:
             if channels == 3
             else np.round(img @ [0.299, 0.587, 0.114])[..., None].astype(np.uint8)
         )
-    x = pad_images(resize_images(img.transpose(2, 0, 1)[None], prep.resize), prep.pad_to)[0]
-    if tuple(x.shape) != tuple(prep.input_shape):
+    sized = resize_images(img.transpose(2, 0, 1)[None], prep.resize)
+    h, w = sized.shape[-2:]
+    # Padding is for images of the training images' own size (MNIST's 28 px to 32), never a way to make a small
+    # image fit: a 1x1 image padded to 32x32 would get a confident answer about nothing. Runs from before the
+    # size was recorded accept images down to three quarters of the input.
+    want = prep.image_size or (prep.input_shape[1], prep.input_shape[2])
+    small = (h, w) != tuple(want) if prep.image_size else min(h / want[0], w / want[1]) < 0.75
+    x = pad_images(sized, prep.pad_to)[0]
+    if small or tuple(x.shape) != tuple(prep.input_shape):
         raise DataError(
-            f"{path}: {img.shape[0]}x{img.shape[1]} pixels, but the model takes "
-            f"{prep.input_shape[1]}x{prep.input_shape[2]} (the run trained with resize={prep.resize}, "
-            f"pad_to={prep.pad_to}); resize the image to that size first"
+            f"{path}: {img.shape[0]}x{img.shape[1]} pixels, but the run trained on {want[0]}x{want[1]} images "
+            f"(resize={prep.resize}, pad_to={prep.pad_to}); resize the image to that size first"
         )
     return x
 

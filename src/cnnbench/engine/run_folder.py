@@ -38,6 +38,7 @@ class Preprocessing:
     std: list[float]
     resize: int | None
     pad_to: int | None
+    image_size: tuple[int, int] | None = None  # H x W of the training images before padding (None: older runs)
 
     @property
     def channels(self) -> int:
@@ -47,6 +48,7 @@ class Preprocessing:
         return {
             **dataclasses.asdict(self),
             "input_shape": list(self.input_shape),
+            "image_size": list(self.image_size) if self.image_size else None,
             "input": "float32 N x C x H x W, pixels in [0, 255] scaled to [0, 1], then minus mean and divided by std, "
             "per channel",
         }
@@ -61,6 +63,7 @@ class Preprocessing:
                 [float(v) for v in d["std"]],
                 d["resize"],
                 d["pad_to"],
+                tuple(int(v) for v in d["image_size"]) if d.get("image_size") else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(
@@ -79,6 +82,7 @@ def preprocessing_of(data, cfg: TrainConfig) -> Preprocessing:
         [float(v) for v in data.std.tolist()],
         cfg.resize,
         cfg.pad_to,
+        data.unpadded_size,
     )
 
 
