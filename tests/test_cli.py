@@ -65,6 +65,7 @@ def test_config_file_with_unknown_key(tmp_path):
     assert result.returncode == 2 and "unknown keys: 'epochz' (did you mean 'epochs'?)" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_evaluate_resume_through_the_cli(tmp_path):
     out = tmp_path / "run"
     common = [
@@ -122,6 +123,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("time_to_accuracy.py", ["--study", "x", "--targets", "vgg16=high"], "write [dataset:]model=top1 pairs"),
     ],
 )
+@pytest.mark.slow
 def test_benchmark_scripts_explain_mistakes_without_traceback(tmp_path, script, args, message):
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, cwd=tmp_path, timeout=600

@@ -39,6 +39,7 @@ def test_flops_are_twice_macs_and_scale_with_input():
     assert f64 == pytest.approx(4 * f32, rel=0.01)
 
 
+@pytest.mark.slow
 def test_profile_record(tmp_path):
     cfg = ProfileConfig(input_shape=(1, 32, 32), batch_size=8, train=True, warmup=1, repeats=2)
     r = profile_model("vgg11_bn", cfg)

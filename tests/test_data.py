@@ -45,6 +45,7 @@ def test_balanced_indices_round_robin():
     assert sorted(labels[idx].tolist()) == [0, 0, 1, 2, 2]
 
 
+@pytest.mark.slow
 def test_cifar10_falls_back_to_jpeg_copy():
     d = load_dataset("cifar10", options=DataOptions(limit_train=100, limit_test=50))
     assert d.source.startswith("CIFAR-10 (JPEG copy") and d.natural

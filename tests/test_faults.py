@@ -176,6 +176,7 @@ def test_out_of_memory_suggests_smaller_batch(tmp_path, monkeypatch):
         fit(TrainConfig(**TINY), tmp_path / "oom")
 
 
+@pytest.mark.slow
 def test_study_interrupted_mid_grid_resumes_without_recomputing(tmp_path):
     from cnnbench.study import StudySpec, run_study
     from tests.test_train import StopAfter

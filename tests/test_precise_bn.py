@@ -64,6 +64,7 @@ def test_budget_is_capped_at_a_tenth_of_the_training_split():
     assert precise_bn_images(0, 50_000) == 0
 
 
+@pytest.mark.slow
 def test_training_is_the_same_with_or_without_it_and_the_saved_statistics_are_recomputed(tmp_path):
     base = TrainConfig(
         model="resnet18",

@@ -302,6 +302,7 @@ def test_compare_rejects_unknown_names_before_training(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tmp_path):
     out, _ = study
     copy = tmp_path / "copy"
@@ -396,6 +397,7 @@ def test_published_insight_is_the_default_run():
     assert (study / "insight" / "cka-cifar10-seed2-resnet18-vs-vgg16_bn.csv").exists()
 
 
+@pytest.mark.slow
 def test_compare_through_the_command_line_on_a_tiny_slice(tmp_path, capsys):
     out = tmp_path / "cli-study"
     argv = [
