@@ -129,3 +129,17 @@ def test_bad_files_are_named_and_skipped_by_predict(tiny_run, tmp_path):
     assert "tiny.png: 1x1 pixels, but the run trained on 16x16" in text
     assert "bomb.png" in text and "text.png" in text and "empty.png" in text
     assert "BytesIO" not in text
+
+
+def test_a_partial_corruption_run_is_named_as_such_and_gets_no_benchmark_mce():
+    from cnnbench.analysis.robustness.corruptions import CIFAR, set_name
+    from cnnbench.analysis.robustness.metrics import corruption_errors
+
+    assert set_name(3) == "CIFAR-10-C (15 corruptions)" == set_name(3, list(CIFAR))
+    assert set_name(3, ["fog", "contrast"]) == "CIFAR-10-C, 2 of its 15 corruptions: fog, contrast"
+    run = {"clean_top1": 0.9, "corruptions": {"fog": {"1": 0.8}, "contrast": {"1": 0.7}}}
+    base = {"clean_top1": 0.9, "corruptions": {"fog": {"1": 0.6}, "contrast": {"1": 0.7}}}
+    partial = corruption_errors(run, base, full_set=list(CIFAR))
+    assert partial["mce"] is None and partial["relative_mce"] is None
+    assert partial["partial_mce"] == pytest.approx((0.2 / 0.4 + 1.0) / 2) and partial["counted"] == ["contrast", "fog"]
+    assert corruption_errors(run, base, full_set=["fog", "contrast"])["mce"] == pytest.approx(0.75)

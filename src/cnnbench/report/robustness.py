@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.robustness.corruptions import CIFAR, DIGITS
+from ..analysis.robustness.corruptions import CIFAR, DIGITS, corruption_set
 from ..analysis.robustness.metrics import corruption_errors
 from ..errors import ConfigError, did_you_mean
 from . import plots
@@ -42,7 +42,9 @@ def attach_corruption_errors(groups: list[Group], baseline: str | None) -> None:
         if base is None:
             continue
         for g in gs:
-            g.corruption_errors = corruption_errors(g.robustness, base.robustness)
+            channels = int(g.first["input_shape"][0])
+            full = [n for n in corruption_set(channels)]  # mCE is the benchmark's over all of them, or partial
+            g.corruption_errors = corruption_errors(g.robustness, base.robustness, full)
             g.mce_baseline = base.label
 
 

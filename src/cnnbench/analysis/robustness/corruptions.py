@@ -360,8 +360,16 @@ def corruption_set(channels: int) -> dict[str, Corruption]:
     return CIFAR if channels == 3 else DIGITS
 
 
-def set_name(channels: int) -> str:
-    return "CIFAR-10-C (15 corruptions)" if channels == 3 else "MNIST-C-style (grey digits)"
+def set_name(channels: int, names=None) -> str:
+    """The corruption set's name; where only some of it ran (``names``), which ones, so a partial run is never
+    taken for the benchmark."""
+    full = "CIFAR-10-C" if channels == 3 else "MNIST-C-style (grey digits)"
+    table = corruption_set(channels)
+    if names is None or set(names) == set(table):
+        return f"CIFAR-10-C ({len(table)} corruptions)" if channels == 3 else full
+    if not names:
+        return f"{full}: none run"
+    return f"{full}, {len(names)} of its {len(table)} corruptions: {', '.join(names)}"
 
 
 def check_corruption_names(names, channels: int) -> list[str]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def corruption_errors(model: dict, baseline: dict) -> dict | None:
+def corruption_errors(model: dict, baseline: dict, full_set=None) -> dict | None:
     """``model``/``baseline``: {"clean_top1": float, "corruptions": {name: {severity: top1}}}, e.g. robustness.json.
-    Only the cells both measured count; None when they share none or the baseline makes no errors there."""
+    Only the cells both measured count; None when they share none or the baseline makes no errors there.
+    ``full_set``: the benchmark's corruption names; mCE is the benchmark's only when every one of them counts, and
+    is otherwise given as ``partial_mce`` over ``counted`` corruptions (mce and relative_mce then None)."""
     ce, rel = {}, {}
     for name, by_sev in model["corruptions"].items():
         base = baseline["corruptions"].get(name, {})
@@ -26,11 +28,15 @@ def corruption_errors(model: dict, baseline: dict) -> dict | None:
             rel[name] = float((err - (1 - model["clean_top1"])).sum() / base_gap)
     if not ce:
         return None
+    mce = float(np.mean(list(ce.values())))
+    complete = full_set is None or set(full_set) <= set(ce)
     return {
         "ce": ce,
-        "mce": float(np.mean(list(ce.values()))),
+        "mce": mce if complete else None,
         "relative_ce": rel,
-        "relative_mce": float(np.mean(list(rel.values()))) if rel else None,
+        "relative_mce": float(np.mean(list(rel.values()))) if rel and complete else None,
+        "partial_mce": None if complete else mce,
+        "counted": sorted(ce),
     }
 
 
