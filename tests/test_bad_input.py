@@ -143,3 +143,59 @@ def test_a_partial_corruption_run_is_named_as_such_and_gets_no_benchmark_mce():
     assert partial["mce"] is None and partial["relative_mce"] is None
     assert partial["partial_mce"] == pytest.approx((0.2 / 0.4 + 1.0) / 2) and partial["counted"] == ["contrast", "fog"]
     assert corruption_errors(run, base, full_set=["fog", "contrast"])["mce"] == pytest.approx(0.75)
+
+
+def test_a_yaml_alias_bomb_is_a_quick_clear_error(tmp_path, capsys):
+    import time
+
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]" for a, b in zip("abcdefgh", "bcdefghi")]
+    lines.append("epochs: *i")  # 9^9 strings if expanded
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    assert main(["train", "--config", str(bomb), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert time.perf_counter() - start < 20 and len(err) < 2000 and "epochs" in err
+
+
+def test_a_binary_config_and_an_empty_image_folder_path_are_clear_errors(tmp_path, capsys):
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert main(["train", "--config", str(binary), "--out", str(tmp_path / "r")]) == 2
+    assert "not a text file" in capsys.readouterr().err
+    assert main(["train", "--model", TINY_MODEL, "--dataset", "imagefolder:", "--out", str(tmp_path / "r")]) == 2
+    assert "needs a path after the colon" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_paragraph_and_keeps_what_was_written(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import cnnbench.engine.checkpoint as checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "checkpoints" / "last.pt"))
+
+    monkeypatch.setattr(checkpoint, "write_bytes", full)
+    tree = make_tree(tmp_path / "pets", per_class=4, size=16)
+    args = ["train", "--model", TINY_MODEL, "--dataset", f"imagefolder:{tree}", "--epochs", "1", "--batch-size", "4"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "last.pt" in err and "Traceback" not in err
+    assert (tmp_path / "r" / "config.json").exists()  # what was written before stays
+
+
+def test_symlinked_class_folders_are_followed_like_symlinked_files(tmp_path):
+    from cnnbench.data.image_folder import read_image_folder
+
+    tree = make_tree(tmp_path / "real", classes=("cat", "dog"), per_class=2)
+    linked = tmp_path / "linked"
+    for split in ("train", "test"):
+        (linked / split).mkdir(parents=True)
+        (linked / split / "cat").symlink_to(tree / split / "cat", target_is_directory=True)
+        (linked / split / "dog").mkdir()
+        for f in (tree / split / "dog").iterdir():
+            (linked / split / "dog" / f.name).symlink_to(f)
+    (linked / "train" / "dog" / "loop").symlink_to(linked / "train", target_is_directory=True)  # a cycle
+    groups = read_image_folder(linked, cache=False)
+    assert groups["train"].classes == ["cat", "dog"] and len(groups["train"].labels) == 4

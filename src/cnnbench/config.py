@@ -248,6 +248,10 @@ def read_config_mapping(path: str | Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"Config file {path} is not a text file (it is not UTF-8): give a YAML or JSON file of training options."
+        ) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:

@@ -4,6 +4,7 @@ become one-paragraph errors with exit code 2."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -58,15 +59,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# File-system conditions a user fixes (space, permissions, path length), not bugs: one paragraph, not a traceback.
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EFBIG: "the file grew past the size this system or process allows",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "the operation is not permitted",
+    errno.ENAMETOOLONG: "the path is too long",
+    getattr(errno, "EDQUOT", -1): "the disk quota is exhausted",
+}
+
+
 def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> int:
-    """Run ``command``; a user mistake (CnnbenchError) becomes its one-paragraph message and exit code 2."""
+    """Run ``command``; a user mistake (CnnbenchError) or a file-system condition the user can fix (full disk,
+    read-only or unwritable folder, a path too long) becomes a one-paragraph message and exit code 2."""
     try:
         return command() or 0
     except CnnbenchError as e:
-        # Under torchrun every process meets the same mistake: one message (rank 0's) is enough.
-        if os.environ.get("RANK", "0") == "0":
-            print(f"{prog}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        message = str(e)
+    except OSError as e:
+        if e.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        message = (
+            f"Could not write or read a file{where}: {FILE_SYSTEM_ERRORS[e.errno]}. Files already written are intact "
+            "(cnnbench writes each one whole, or not at all), and an interrupted run resumes with --resume: free "
+            "space, choose another --out folder, or fix the folder's permissions, then run the command again."
+        )
+    # Under torchrun every process meets the same mistake: one message (rank 0's) is enough.
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,20 @@ def _entries(names: list[str]) -> tuple[list[_Entry], bool]:
     return sorted(out, key=lambda e: (order[e.group], e.cls, e.name)), split_layout
 
 
+def _image_files(root: Path) -> list[Path]:
+    """Image files under ``root``, sorted. Symbolic links are followed alike for files and for folders (a class
+    folder linked in from elsewhere counts as one); a link back to a folder already walked is skipped."""
+    found, seen = [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link loop, or the same folder linked twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())
+
+
 class _Source:
     """The files of a folder or an archive: their names, a fingerprint for the cache, and their bytes."""
 
@@ -106,7 +120,7 @@ class _Source:
                 head = hashlib.sha256(f.read(1 << 16)).hexdigest()
             stamp = [f"{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{head}"]
         else:
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = _image_files(path)
             self.members = {p.relative_to(path).as_posix(): p for p in files}
             stats = {name: p.stat() for name, p in self.members.items()}
             self.sizes = {name: st.st_size for name, st in stats.items()}

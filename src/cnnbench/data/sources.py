@@ -293,7 +293,12 @@ def load_raw(
     ``test_split``: the share of each class an image folder without a test folder holds out (default 0.2)."""
     check_dataset_name(name)
     if name.startswith("imagefolder:"):
-        return _imagefolder(name.split(":", 1)[1], resize, test_split)
+        folder = name.split(":", 1)[1]
+        if not folder.strip():
+            raise DataError(
+                "imagefolder: needs a path after the colon, such as imagefolder:data/pets (a folder or a .tar)."
+            )
+        return _imagefolder(folder, resize, test_split)
     if test_split is not None:
         raise DataError(
             f"{name} comes with its own test split: drop --test-split (it is for image folders holding "
