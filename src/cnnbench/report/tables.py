@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 import statistics
+import sys
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -101,11 +107,23 @@ class RunRecord:
         """Which test examples the run got right (top-1), from predictions.npz or, where the raw logits are not
         kept (published studies), from misclassified.csv, which lists every wrong example. None without either."""
         if (self.path / PREDICTIONS).exists():
-            with np.load(self.path / PREDICTIONS) as z:
-                return z["preds"] == z["targets"]
+            try:
+                with np.load(self.path / PREDICTIONS) as z:
+                    correct = np.asarray(z["preds"] == z["targets"], dtype=bool)
+                if correct.shape == (int(self.summary["test_images"]),):
+                    return correct
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                pass  # damaged or hand-made: misclassified.csv below, else no per-example tests
+            print(
+                f"warning: {self.path / PREDICTIONS} is damaged or does not fit summary.json; not used", file=sys.stderr
+            )
         if (self.path / MISCLASSIFIED_CSV).exists():
             correct = np.ones(int(self.summary["test_images"]), dtype=bool)
-            correct[[int(r["index"]) for r in read_csv(self.path / MISCLASSIFIED_CSV)]] = False
+            try:
+                correct[[int(r["index"]) for r in read_csv(self.path / MISCLASSIFIED_CSV)]] = False
+            except (KeyError, ValueError, IndexError, TypeError, csv.Error):
+                print(f"warning: {self.path / MISCLASSIFIED_CSV} is damaged; not used", file=sys.stderr)
+                return None
             return correct
         return None
 
@@ -237,13 +255,98 @@ def has_validation(groups: list[Group]) -> bool:
     return any(r.summary.get("val_top1") is not None for g in groups for r in g.runs)
 
 
-def load_runs(study_dir: Path) -> list[RunRecord]:
+# What the report reads from every summary.json, and the kind of value each must be.
+SUMMARY_FIELDS = {
+    "model": str,
+    "variant": str,
+    "dataset": str,
+    "data_source": str,
+    "seed": int,
+    "epochs": int,
+    "test_images": int,
+    "params": int,
+    "macs": int,
+    "test_loss": float,
+    "test_top1": float,
+    "test_top5": float,
+    "train_time_s": float,
+    "time_per_epoch_s": float,
+    "images_per_s": float,
+    "device": str,
+    "precision": str,
+    "config": dict,
+    "input_shape": list,
+}
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5")
+
+
+class DamagedRun(ValueError):
+    """A run folder file the report cannot use; the message names the file and what is wrong with it."""
+
+
+def _check_value(where: str, key: str, value, kind: type) -> None:
+    if kind in (int, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (kind is float or float(value).is_integer())
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        shown = repr(value)[:60]
+        raise DamagedRun(
+            f"{where}: {key!r} is {shown}, not {'a finite number' if kind in (int, float) else kind.__name__}"
+        )
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        summary = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DamagedRun(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(summary, dict):
+        raise DamagedRun(f"{path}: holds a {type(summary).__name__}, not an object of fields")
+    for key, kind in SUMMARY_FIELDS.items():
+        if key not in summary:
+            raise DamagedRun(f"{path}: the field {key!r} is missing")
+        _check_value(str(path), key, summary[key], kind)
+    if not 0 <= summary["test_top1"] <= 1 or not 0 <= summary["test_top5"] <= 1:
+        raise DamagedRun(f"{path}: test_top1 and test_top5 must be fractions between 0 and 1")
+    return summary
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DamagedRun(f"{path}: unreadable ({e})") from None
+    if not rows:
+        raise DamagedRun(f"{path}: no epoch rows")
+    for row in rows:
+        for key in METRIC_FIELDS:
+            try:
+                value = float(row.get(key) or "nan")
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise DamagedRun(f"{path}: epoch row {row.get('epoch', '?')} has {key}={row.get(key)!r}, not a number")
+    return rows
+
+
+def load_runs(study_dir: Path, warn: Callable[[str], None] | None = None) -> list[RunRecord]:
+    """Every finished run of the study. A run whose files are damaged (hand-edited, truncated) is left out, and
+    ``warn`` (by default, stderr) is told which file and what is wrong, so one bad folder never stops a report."""
+    warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
     records = []
     for summary_path in sorted((study_dir / "runs").glob(f"*/{SUMMARY}")):
         run = summary_path.parent
-        per_class = read_csv(run / PER_CLASS_CSV) if (run / PER_CLASS_CSV).exists() else []
-        robustness = read_json(run / ROBUSTNESS_JSON) if (run / ROBUSTNESS_JSON).exists() else None
-        records.append(RunRecord(run, read_json(summary_path), read_csv(run / METRICS_CSV), per_class, robustness))
+        try:
+            summary = _read_summary(summary_path)
+            rows = _read_metrics(run / METRICS_CSV) if (run / METRICS_CSV).exists() else []
+            per_class = read_csv(run / PER_CLASS_CSV) if (run / PER_CLASS_CSV).exists() else []
+            robustness = read_json(run / ROBUSTNESS_JSON) if (run / ROBUSTNESS_JSON).exists() else None
+        except (DamagedRun, json.JSONDecodeError, UnicodeDecodeError, csv.Error) as e:
+            warn(f"left {run.name} out of the report: {e}")
+            continue
+        records.append(RunRecord(run, summary, rows, per_class, robustness))
     return records
 
 
