@@ -199,3 +199,23 @@ def test_symlinked_class_folders_are_followed_like_symlinked_files(tmp_path):
     (linked / "train" / "dog" / "loop").symlink_to(linked / "train", target_is_directory=True)  # a cycle
     groups = read_image_folder(linked, cache=False)
     assert groups["train"].classes == ["cat", "dog"] and len(groups["train"].labels) == 4
+
+
+def test_figures_of_many_classes_show_a_selection_and_say_so(tmp_path):
+    import time
+
+    from cnnbench.report.html import shown_classes
+    from cnnbench.report.plots import MAX_CLASSES_DRAWN, class_samples_grid, confusion_heatmaps, most_confused
+
+    k = 2000
+    rng = np.random.default_rng(0)
+    cm = np.diag(rng.integers(5, 10, k))
+    cm[3, 7] = cm[7, 3] = 50  # classes 3 and 7 are confused most
+    start = time.perf_counter()
+    confusion_heatmaps(cm, [f"c{i}" for i in range(k)], tmp_path / "cm.png", title="many")
+    images, labels = np.zeros((k, 1, 8, 8), dtype=np.uint8), np.arange(k)
+    class_samples_grid(images, labels, [f"c{i}" for i in range(k)], tmp_path / "s.png", title="many")
+    assert time.perf_counter() - start < 60  # a full 2,000-class figure would take many minutes
+    assert {3, 7} <= set(most_confused(cm, MAX_CLASSES_DRAWN).tolist())
+    rows = [{"class": f"c{i}", "f1": str(i / k)} for i in range(k)]
+    assert [r["class"] for r in shown_classes(rows)][:2] == ["c0", "c1"] and len(shown_classes(rows)) == 40

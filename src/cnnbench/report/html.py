@@ -17,6 +17,7 @@ from . import plots
 from .architecture import architecture_rows, stage_figure
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
 from .insight import landscape_overlay, run_insight_figures, study_cka_figures
+from .plots import MAX_CLASSES_DRAWN
 from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, robustness_rows, run_heatmap
 from .significance import all_pairs
 from .tables import (
@@ -87,6 +88,14 @@ def _architecture_section(groups, info: dict, ds_dir: Path, dataset: str) -> dic
     return {"rows": rows, "figure": _data_uri(figure)}
 
 
+def shown_classes(per_class: list[dict], limit: int = MAX_CLASSES_DRAWN) -> list[dict]:
+    """The per-class table as the page shows it: every class, or past ``limit`` the ones with the lowest F1 (the
+    whole table stays in per_class.csv)."""
+    if len(per_class) <= limit:
+        return per_class
+    return sorted(per_class, key=lambda c: float(c.get("f1") or 0))[:limit]
+
+
 def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
     """Write comparison.csv, comparison.md, figures and report.html into ``study_dir``; return the report's path.
     ``baseline``: the model corruption errors (mCE) are relative to; default the study's first model."""
@@ -134,11 +143,12 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
                 runs.append(
                     {
                         "summary": r.summary,
-                        "per_class": r.per_class,
+                        "per_class": shown_classes(r.per_class),
+                        "classes_total": len(r.per_class),
                         "figures": figures,
                         "robustness": r.robustness,
                         "config": json.dumps(r.summary["config"], indent=2),
-                        "environment": json.dumps(r.summary["environment"], indent=2),
+                        "environment": json.dumps(r.summary.get("environment", {}), indent=2),
                         "name": r.path.name,
                     }
                 )

@@ -74,11 +74,20 @@ def misclassified_figure(run_dir: str | Path, test_images: np.ndarray, label: st
     )
 
 
+# Past this many classes, per-class figures show a selection and say so: a 10,000-class figure takes gigabytes and
+# minutes to draw and cannot be read anyway.
+MAX_CLASSES_DRAWN = 40
+
+
 def class_samples_grid(
     images: np.ndarray, labels: np.ndarray, classes: list[str], path: str | Path, per_class: int = 8, title: str = ""
 ) -> Path:
-    """The study's Figures 2 and 3: the first ``per_class`` images of every class, one row per class."""
+    """The study's Figures 2 and 3: the first ``per_class`` images of every class, one row per class (the first
+    MAX_CLASSES_DRAWN classes of a larger set, said in the title)."""
     plt = _figure_module()
+    if len(classes) > MAX_CLASSES_DRAWN:
+        title = f"{title} (the first {MAX_CLASSES_DRAWN} of {len(classes)} classes)".strip()
+        classes = classes[:MAX_CLASSES_DRAWN]
     k = len(classes)
     fig, axes = plt.subplots(k, per_class, figsize=(0.9 * per_class + 1.2, 0.9 * k + 0.4), squeeze=False)
     for row, name in enumerate(classes):
@@ -120,13 +129,27 @@ def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path
     return save_figure(fig, path)
 
 
+def most_confused(cm: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` classes involved in the most mistakes (as the true or the predicted class), in class order."""
+    off = cm - np.diag(np.diag(cm))
+    involvement = off.sum(0) + off.sum(1)
+    return np.sort(np.argsort(-involvement, kind="stable")[:n])
+
+
 def confusion_heatmaps(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
-    """Counts and row-normalised rates side by side (the study's Figures 5, 8, 10, 12)."""
+    """Counts and row-normalised rates side by side (the study's Figures 5, 8, 10, 12). With more than
+    MAX_CLASSES_DRAWN classes, the rows and columns of the classes involved in the most mistakes, said in the
+    title (the full matrix stays in confusion_matrix.csv)."""
     plt = _figure_module()
+    rates_all = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    if len(classes) > MAX_CLASSES_DRAWN:
+        keep = most_confused(cm, MAX_CLASSES_DRAWN)
+        title = f"{title} ({MAX_CLASSES_DRAWN} most confused of {len(classes)} classes)".strip()
+        cm, rates_all, classes = cm[np.ix_(keep, keep)], rates_all[np.ix_(keep, keep)], [classes[i] for i in keep]
     k = len(classes)
     size = max(4.0, 0.42 * k + 1.5)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    rates = rates_all
     for ax, values, name, fmt in (
         (axes[0], cm, "counts", "d"),
         (axes[1], rates, "row-normalised (recall on the diagonal)", ".2f"),
