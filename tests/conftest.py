@@ -11,6 +11,7 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 DATA_ROOT = Path(os.environ.get("CNNBENCH_DATA", SHARED_DATA)).resolve()  # subprocesses run in other folders
 HAVE_DATA = (DATA_ROOT / "MNIST" / "raw").exists()
 TINY_MODEL = "tiny_cnn"
+TINY_MODEL_WIDE = "tiny_cnn_wide"  # a second architecture, for comparisons between two models
 
 
 class TinyCNN(nn.Module):
@@ -18,26 +19,27 @@ class TinyCNN(nn.Module):
     (folders, resuming, reports, loaders), where a full VGG or ResNet would only cost time. Laid out as VGG is
     (features, avgpool, classifier), so stages, Grad-CAM layers and the classifier are found the usual way."""
 
-    def __init__(self, num_classes: int, in_chans: int, variant: str):
+    def __init__(self, num_classes: int, in_chans: int, variant: str, width: int = 8):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 8, 3, padding=1),
-            nn.BatchNorm2d(8),
+            nn.Conv2d(in_chans, width, 3, padding=1),
+            nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1),
-            nn.BatchNorm2d(16),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(16, num_classes)
+        self.classifier = nn.Linear(2 * width, num_classes)
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
 register_model(TINY_MODEL, min_input=8)(TinyCNN)  # a user's own model, as register_model documents
+register_model(TINY_MODEL_WIDE, min_input=8)(lambda **kw: TinyCNN(**kw, width=16))
 
 
 def pytest_collection_modifyitems(config, items):

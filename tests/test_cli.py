@@ -43,12 +43,19 @@ def test_models_and_datasets_list(capsys):
         ),
     ],
 )
-def test_user_mistakes_exit_2_without_traceback(tmp_path, args, message):
-    result = run_cli(*args, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_user_mistakes_exit_2_without_traceback(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)  # in-process (a process per case costs 3 s of imports); the next test runs one
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
     assert not (tmp_path / "X" / "summary.json").exists()
+
+
+def test_a_user_mistake_in_a_real_process_is_one_paragraph(tmp_path):
+    """The same path end to end: the installed entry point, its exit code and its stderr."""
+    result = run_cli("train", "--model", "resnet81", "--out", "X", cwd=tmp_path)
+    assert result.returncode == 2 and "Did you mean 'resnet18'?" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_only_rank_0_prints_a_user_error(monkeypatch, capsys):

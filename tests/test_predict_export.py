@@ -13,11 +13,13 @@ from cnnbench.cli import main
 from cnnbench.data.loader import load_dataset
 from cnnbench.engine.evaluate import evaluate
 from cnnbench.engine.predict import load_trained
+from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
 
+# Plumbing (the run's preprocessing, exporters against PyTorch): the tiny registered model, not a full network.
 CFG = TrainConfig(
-    model="resnet18",
+    model=TINY_MODEL,
     dataset="mnist",
     epochs=1,
     limit_train=600,
@@ -30,7 +32,7 @@ CFG = TrainConfig(
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run") / "mnist-resnet18"
+    run = tmp_path_factory.mktemp("run") / "mnist-tiny"
     fit(CFG, run)
     return run
 

@@ -10,7 +10,7 @@ from cnnbench.config import TrainConfig
 from cnnbench.report.comparison import verdict
 from cnnbench.report.significance import Pair, SeedPair, pair_finding
 from cnnbench.study import StudySpec, run_study
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, TINY_MODEL_WIDE
 
 
 def test_holm_against_a_hand_computation():
@@ -62,14 +62,14 @@ def test_one_seed_is_one_trained_network_not_the_architecture():
 def test_the_report_labels_confirmatory_and_exploratory_verdicts(tmp_path):
     base = TrainConfig(epochs=1, limit_train=200, limit_test=100, batch_size=32, lr=0.05, precise_bn=0)
     out = tmp_path / "study"
-    run_study(StudySpec((TINY_MODEL, "vgg11_bn"), ("mnist_demo",), (0, 1), base), out, log=lambda _: None)
+    run_study(StudySpec((TINY_MODEL, TINY_MODEL_WIDE), ("mnist_demo",), (0, 1), base), out, log=lambda _: None)
     study = json.loads((out / "study.json").read_text())
     assert study["protocol"]["seeds"] == [0, 1] and study["protocol"]["before_results"] is True
     pairs = (out / "pairs.csv").read_text()
     assert "p_adjusted" in pairs.splitlines()[0] and ",confirmatory," in pairs
     report = (out / "report.html").read_text()
     assert "Protocol declared" in report and "Confirmatory" in report
-    run_study(StudySpec((TINY_MODEL, "vgg11_bn"), ("mnist_demo",), (0, 1, 2), base), out, log=lambda _: None)
+    run_study(StudySpec((TINY_MODEL, TINY_MODEL_WIDE), ("mnist_demo",), (0, 1, 2), base), out, log=lambda _: None)
     study = json.loads((out / "study.json").read_text())
     assert study["protocol"]["seeds"] == [0, 1]  # the first declaration stands
     assert study["protocol"]["seed_history"][-1]["seeds"] == [0, 1, 2]
