@@ -239,6 +239,31 @@ def load_config_file(path: str | Path, base: TrainConfig | None = None) -> Train
     return config_from_dict(read_config_mapping(path), base, where=f"Config file {path}")
 
 
+MAX_YAML_ALIASES = 100  # a config of training options needs a few at most; a billion-laughs file needs thousands
+
+
+def _load_yaml(text: str, path: Path):
+    """yaml.safe_load, refusing files with more than MAX_YAML_ALIASES aliases (*name): a few hundred bytes of
+    nested aliases stand for billions of values, which anything that walks them (printing, copying) would expand."""
+    import yaml
+
+    class CountingLoader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                CountingLoader.aliases += 1
+                if CountingLoader.aliases > MAX_YAML_ALIASES:
+                    raise ConfigError(
+                        f"Config file {path} uses more than {MAX_YAML_ALIASES} YAML aliases (*name), far more than "
+                        "training options need (nested aliases can expand to billions of values). Write the "
+                        "values out."
+                    )
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=CountingLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_config_mapping(path: str | Path) -> dict:
     """The raw key/value mapping of a YAML or JSON config file (not yet checked against TrainConfig)."""
     import yaml
@@ -253,7 +278,7 @@ def read_config_mapping(path: str | Path) -> dict:
             f"Config file {path} is not a text file (it is not UTF-8): give a YAML or JSON file of training options."
         ) from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else _load_yaml(text, path)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ConfigError(
             f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}".replace("\n", " ")
