@@ -149,8 +149,10 @@ def test_a_yaml_alias_bomb_is_a_quick_clear_error(tmp_path, capsys):
     import time
 
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]" for a, b in zip("abcdefghijk", "bcdefghijkl")]
-    lines.append("epochs: *l")  # 9^12 strings if expanded, from 113 aliases
+    lines += [
+        f"{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]" for a, b in zip("abcdefghijkl", "bcdefghijklm")
+    ]
+    lines.append("epochs: *m")  # 9^12 strings if expanded, from 109 aliases
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("\n".join(lines) + "\n")
     start = time.perf_counter()
