@@ -1,5 +1,7 @@
 """Faults: kills, Ctrl-C, corrupt and malicious checkpoints, out of memory; nothing lost, results unchanged."""
 
+import errno
+import json
 import os
 import signal
 import subprocess
@@ -206,3 +208,52 @@ def test_study_interrupted_mid_grid_resumes_without_recomputing(tmp_path):
     assert "[2/2] vgg13_bn-mnist_demo-seed0 (resuming)" in log
     rows = (second / "metrics.csv").read_text().splitlines()
     assert rows[1] == epoch1 and len(rows) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpgid"), reason="resource limits are a POSIX feature")
+def test_a_file_size_limit_during_a_checkpoint_is_one_paragraph_and_the_last_checkpoint_stays(tmp_path):
+    """RLIMIT_FSIZE (what a full quota or a file-size limit looks like to a process): writing the second epoch's
+    checkpoint fails; the first epoch's checkpoint is intact and the run resumes from it once the limit is gone."""
+    import resource
+
+    out = tmp_path / "run"
+    finish(out, "--epochs", "1")  # epoch 1 written under no limit
+    size = (out / "checkpoints" / "last.pt").stat().st_size
+    first = load_file(out / "checkpoints" / "last.pt")
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "epochs": 2}))  # the same run, asked for one more epoch
+    (out / "summary.json").unlink()  # so it counts as unfinished
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnbench", "train", "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=600,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "grew past the size" in proc.stderr and "last.pt" in proc.stderr
+    kept, _ = load_latest(out / "checkpoints")
+    assert kept["epoch"] == first["epoch"] == 1  # the previous checkpoint is whole and usable
+    finish(out, "--resume")
+    assert load_file(out / "checkpoints" / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("code, said", [(errno.EROFS, "read-only"), (errno.ENAMETOOLONG, "too long")])
+def test_file_system_conditions_are_one_paragraph(tmp_path, monkeypatch, capsys, code, said):
+    """A read-only --out folder or a path too long, as the operating system reports them while writing."""
+    import cnnbench.engine.train as train_module
+    from cnnbench.cli import main
+
+    def refuse(path, obj):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(train_module, "write_json", refuse)
+    assert main(["train", *ARGS, "--epochs", "1", "--limit-train", "64", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "config.json" in err and "Traceback" not in err
