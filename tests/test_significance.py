@@ -43,6 +43,8 @@ def write_run(study, model, seed, correct, **config):
         "params": 1000,
         "macs": 10,
         "precision": "fp32",
+        "device": "cpu",
+        "input_shape": [1, 32, 32],
         "environment": {"device_name": "CPU"},
         "config": cfg,
     }
