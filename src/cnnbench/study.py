@@ -207,7 +207,16 @@ def _write_dataset_overview(out: Path, data) -> None:
     )
 
 
-def _write_run_evaluation(run_dir: Path, model: str, data) -> None:
+def finish_run_files(run_dir: Path) -> None:
+    """A lone run's confusion matrix, per-class table and misclassified images, as a study writes them for its runs
+    (`cnnbench train` calls it, so that `cnnbench report RUN_DIR` has them): from its saved test predictions and
+    its data set's test images."""
+    cfg = config_from_dict(read_json(run_dir / CONFIG_JSON), where=str(run_dir / CONFIG_JSON))
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
+    write_run_evaluation(run_dir, cfg.model, data)
+
+
+def write_run_evaluation(run_dir: Path, model: str, data) -> None:
     with np.load(run_dir / PREDICTIONS) as z:
         logits = torch.from_numpy(z["logits"])
     from .report.plots import misclassified_figure
@@ -296,7 +305,7 @@ def run_study(
                 continue
             log(f"[{i}/{len(todo)}] {run_dir.name}" + (" (resuming)" if run_dir.exists() else ""))
             fit(cfg, run_dir, resume=run_dir.exists(), callbacks=callbacks(), data=data)
-            _write_run_evaluation(run_dir, cfg.model, data)
+            write_run_evaluation(run_dir, cfg.model, data)
     if robustness is not None:
         from .analysis.robustness.evaluate import run_robustness
 

@@ -26,4 +26,5 @@ def run(args) -> int:
     for c in r["per_class"]:
         print(f"{c['class']:<{width}}  {c['precision']:.4f}     {c['recall']:.4f}  {c['f1']:.4f}  {c['support']}")
     print("wrote evaluation.json, confusion_matrix.csv, per_class.csv, misclassified.csv, misclassified.png")
+    print(f"pictures: cnnbench report {args.run_dir}")
     return 0

@@ -78,8 +78,6 @@ def run(args) -> int:
 
 
 def _insight_done(run_dir: Path, result: dict) -> None:
-    print(
-        f"wrote {run_dir / 'insight'} (Grad-CAM at {result['gradcam_layer']}); `cnnbench report` on a study draws them"
-    )
+    print(f"wrote {run_dir / 'insight'} (Grad-CAM at {result['gradcam_layer']}); pictures: cnnbench report {run_dir}")
     for note in result["notes"]:
         print(f"  note: {note}")

@@ -97,3 +97,4 @@ def _robustness_done(run_dir: Path, r: dict) -> None:
     )
     for name, why in r["substitutes"].items():
         print(f"  substitute in {name}: {why}")
+    print(f"pictures (heat map, accuracy against eps): cnnbench report {run_dir}")

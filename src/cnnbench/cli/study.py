@@ -53,8 +53,11 @@ def add_parsers(sub) -> None:
     tensorboard_option(compare)
     add_train_options(compare)
 
-    report = sub.add_parser("report", help="rebuild a study's report from its run folders")
-    report.add_argument("study_dir")
+    report = sub.add_parser(
+        "report",
+        help="a study's report from its run folders, or one run's report (curves, confusion, robustness, insight)",
+    )
+    report.add_argument("study_dir", metavar="STUDY_DIR|RUN_DIR", help="a study folder, or one run's folder")
     report.add_argument(
         "--baseline",
         default=None,
@@ -116,5 +119,9 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from ..report.html import build_report
 
+    if not Path(args.study_dir).is_dir():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{args.study_dir} is not a folder: give a study folder or a run folder.")
     print(f"report: {build_report(args.study_dir, baseline=args.baseline)}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,4 +66,9 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return getattr(e, "exit_code", 130)
+    if os.environ.get("RANK", "0") == "0" and (Path(args.out) / SUMMARY).exists():
+        from ..study import finish_run_files
+
+        finish_run_files(Path(args.out))
+        print(f"pictures (curves, confusion matrix, misclassified images): cnnbench report {args.out}")
     return 0

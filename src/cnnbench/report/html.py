@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -11,19 +12,27 @@ import numpy as np
 
 from ..analysis.protocol import Protocol
 from ..fileio import read_csv, read_json, write_text
-from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, dataset_dir_for
+from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, SUMMARY, dataset_dir_for
 from ..models.registry import variant_description
 from . import plots
 from .architecture import architecture_rows, stage_figure
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
 from .insight import landscape_overlay, run_insight_figures, study_cka_figures
 from .plots import MAX_CLASSES_DRAWN
-from .robustness import attach_corruption_errors, choose_baseline, dataset_figures, robustness_rows, run_heatmap
+from .robustness import (
+    attach_corruption_errors,
+    choose_baseline,
+    dataset_figures,
+    eps_label,
+    robustness_rows,
+    run_heatmap,
+)
 from .significance import all_pairs
 from .tables import (
     TOP1_LEGEND,
     group_runs,
     has_validation,
+    load_run_dirs,
     load_runs,
     megabytes,
     millions,
@@ -96,32 +105,74 @@ def shown_classes(per_class: list[dict], limit: int = MAX_CLASSES_DRAWN) -> list
     return sorted(per_class, key=lambda c: float(c.get("f1") or 0))[:limit]
 
 
-def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
-    """Write comparison.csv, comparison.md, figures and report.html into ``study_dir``; return the report's path.
-    ``baseline``: the model corruption errors (mCE) are relative to; default the study's first model."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
+def build_report(target: str | Path, baseline: str | None = None) -> Path:
+    """Write report.html (and, for a study, comparison.csv, comparison.md and pairs.csv) into ``target``: a study
+    folder, or one run's folder (`cnnbench train --out`), which gets the same sections for its single run. Returns
+    the report's path. ``baseline``: the model corruption errors (mCE) are relative to; default the first model."""
+    target = Path(target)
+    if (target / SUMMARY).exists() and not (target / "runs").is_dir():
+        return _run_report(target)
+    return _study_report(target, baseline)
 
-    study_dir = Path(study_dir)
+
+def _run_report(run_dir: Path) -> Path:
+    records = load_run_dirs([run_dir], warn=_refuse)
+    return _write_report(
+        run_dir, records, {}, f"cnnbench run: {run_dir.name}", None, lambda _: run_dir / "figures", True
+    )
+
+
+def _refuse(problem: str) -> None:
+    from ..errors import ConfigError
+
+    raise ConfigError(f"Cannot build the report: {problem}")
+
+
+def _study_report(study_dir: Path, baseline: str | None) -> Path:
     records = load_runs(study_dir)
     if not records:
         from ..errors import ConfigError
 
         raise ConfigError(
             f"{study_dir} holds no finished runs (no runs/*/summary.json): run `cnnbench compare --out "
-            f"{study_dir}` first."
+            f"{study_dir}` first, or give a run folder (of `cnnbench train`)."
         )
-    groups = group_runs(records)
     study = read_json(study_dir / STUDY_SPEC) if (study_dir / STUDY_SPEC).exists() else {}
-    baseline = choose_baseline(groups, baseline, study.get("models", []))
+    return _write_report(
+        study_dir,
+        records,
+        study,
+        f"cnnbench study: {study_dir.name}",
+        baseline,
+        lambda dataset: dataset_dir_for(study_dir, dataset),
+        False,
+    )
+
+
+def _write_report(
+    out: Path,
+    records: list,
+    study: dict,
+    title: str,
+    baseline: str | None,
+    figures_dir: Callable[[str], Path],
+    single_run: bool,
+) -> Path:
+    """The report's sections, drawn from ``records`` alone, into ``out``/report.html; a study also gets its tables."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    groups = group_runs(records)
+    baseline = choose_baseline(groups, baseline if not single_run else None, study.get("models", []))
     attach_corruption_errors(groups, baseline)
     protocol = Protocol.from_dict(study["protocol"]) if isinstance(study.get("protocol"), dict) else None
     pairs = all_pairs(groups, protocol)
-    write_comparison(study_dir, groups, pairs)
+    if not single_run:
+        write_comparison(out, groups, pairs)
     notes = findings(groups, pairs, protocol)
     sections = []
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
-        ds_dir = dataset_dir_for(study_dir, dataset)
+        ds_dir = figures_dir(dataset)
         info = read_json(ds_dir / "dataset.json") if (ds_dir / "dataset.json").exists() else {}
         series = [
             {
@@ -152,7 +203,7 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
                         "name": r.path.name,
                     }
                 )
-        insight = _insight_section(study_dir, gs, ds_dir, dataset)
+        insight = _insight_section(out, gs, ds_dir, dataset)
         architecture = _architecture_section(gs, info, ds_dir, dataset)
         sections.append(
             {
@@ -178,12 +229,16 @@ def build_report(study_dir: str | Path, baseline: str | None = None) -> Path:
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
     env.globals.update(variant_description=variant_description)
-    env.globals.update(pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND)
+    env.globals.update(
+        pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND, eps_label=eps_label
+    )
     page = env.get_template("report.html").render(  # the template, named as the page it makes
-        title=f"cnnbench study: {study_dir.name}",
+        title=title,
         study=study,
+        single_run=single_run,
+        target=str(out),
         sections=sections,  # the template escapes the title
         generated=datetime.now().strftime("%Y-%m-%d %H:%M"),
         run_count=len(records),
     )
-    return write_text(study_dir / REPORT_HTML, page)
+    return write_text(out / REPORT_HTML, page)

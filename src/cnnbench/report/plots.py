@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -238,8 +239,10 @@ def curves_by_panel(
     xlabel: str,
     path: str | Path,
     title: str = "",
+    x_labels: Callable[[float], str] | None = None,
 ) -> Path:
-    """One panel per key of ``panels``, one line per model: {panel: {label: (x, top1)}}; clean accuracy dashed."""
+    """One panel per key of ``panels``, one line per model: {panel: {label: (x, top1)}}; clean accuracy dashed.
+    ``x_labels``: how to write the x values at their ticks (eps as 8/255, say)."""
     plt = _figure_module()
     n = len(panels)
     cols = min(n, 3)
@@ -256,6 +259,9 @@ def curves_by_panel(
                 ax.axhline(clean[label], color=colors[label], ls="--", lw=0.8)
         ax.set_title(panel, fontsize=9), ax.set_xlabel(xlabel, fontsize=8), ax.set_ylabel("top-1", fontsize=8)
         ax.set_ylim(0, 1), ax.grid(alpha=0.3)
+        if x_labels is not None:
+            ticks = sorted({v for x, _ in per.values() for v in x})
+            ax.set_xticks(ticks, [x_labels(v) if v else "0" for v in ticks], fontsize=7, rotation=45)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     if title:

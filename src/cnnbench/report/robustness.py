@@ -48,6 +48,18 @@ def attach_corruption_errors(groups: list[Group], baseline: str | None) -> None:
             g.mce_baseline = base.label
 
 
+def eps_label(eps: float, natural: bool) -> str:
+    """eps as the literature writes it: a fraction of 255 for natural images (8/255), decimals for digits (0.3)."""
+    steps = eps * 255
+    if natural and eps > 0 and abs(steps - round(steps)) < 1e-3:
+        return f"{round(steps)}/255"
+    return f"{eps:.4g}"
+
+
+def _natural(group: Group) -> bool:
+    return int(group.first.get("input_shape", [3])[0]) == 3
+
+
 def robustness_rows(groups: list[Group]) -> list[dict]:
     """One row per model with robustness results: what the report's and comparison.md's tables show."""
     rows = []
@@ -70,6 +82,7 @@ def robustness_rows(groups: list[Group]) -> list[dict]:
                 "set": rob["corruption_set"],
                 "substitutes": rob["substitutes"],
                 "baseline": g.mce_baseline,
+                "natural": _natural(g),
             }
         )
     return rows
@@ -92,7 +105,7 @@ def robustness_markdown(groups: list[Group]) -> list[str]:
         + f"; mCE relative to {rows[0]['baseline'] or '-'}):",
         "",
         "| model | seeds | clean top-1 (these images) | mean corruption top-1 | mCE | relative mCE | "
-        + " | ".join(f"{a} eps {e:.4g}" for a, e in attacks)
+        + " | ".join(f"{a} eps {eps_label(e, rows[0]['natural'])}" for a, e in attacks)
         + " |",
         "|---" * (6 + len(attacks)) + "|",
     ]
@@ -129,6 +142,7 @@ def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
     series = [(g.label, g.robustness) for g in groups if g.robustness]
     if not series:
         return {}
+    natural = any(_natural(g) for g in groups if g.robustness)
     figures = {}
     by_family = {}
     for label, rob in series:
@@ -160,8 +174,9 @@ def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
         figures["eps"] = plots.curves_by_panel(
             attacks,
             None,
-            "eps (L-inf, pixels in [0, 1])",
+            "eps (L-inf" + (", in 1/255)" if natural else ", pixels in [0, 1])"),
             folder / "robustness_eps.png",
             title=f"{dataset}: top-1 against adversarial eps",
+            x_labels=(lambda e: eps_label(e, natural)) if natural else None,
         )
     return figures

@@ -332,12 +332,18 @@ def _read_metrics(path: Path) -> list[dict]:
 
 
 def load_runs(study_dir: Path, warn: Callable[[str], None] | None = None) -> list[RunRecord]:
-    """Every finished run of the study. A run whose files are damaged (hand-edited, truncated) is left out, and
-    ``warn`` (by default, stderr) is told which file and what is wrong, so one bad folder never stops a report."""
+    """Every finished run of the study (see load_run_dirs)."""
+    return load_run_dirs([p.parent for p in sorted((study_dir / "runs").glob(f"*/{SUMMARY}"))], warn)
+
+
+def load_run_dirs(run_dirs: list[Path], warn: Callable[[str], None] | None = None) -> list[RunRecord]:
+    """The finished runs among ``run_dirs``. A run whose files are damaged (hand-edited, truncated) is left out,
+    and ``warn`` (by default, stderr) is told which file and what is wrong, so one bad folder never stops a
+    report."""
     warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
     records = []
-    for summary_path in sorted((study_dir / "runs").glob(f"*/{SUMMARY}")):
-        run = summary_path.parent
+    for run in run_dirs:
+        summary_path = run / SUMMARY
         try:
             summary = _read_summary(summary_path)
             rows = _read_metrics(run / METRICS_CSV) if (run / METRICS_CSV).exists() else []

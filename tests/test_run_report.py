@@ -1,0 +1,78 @@
+"""`cnnbench report RUN_DIR`: one run's report with the study report's sections, and a page that fits any screen."""
+
+from pathlib import Path
+
+import pytest
+
+from cnnbench.cli import main
+from tests.conftest import TINY_MODEL
+from tests.test_readers import make_tree
+from tests.test_study import CHROMIUM
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def lone_run(tmp_path_factory):
+    """A run trained by `cnnbench train` alone, on a small folder of colour images."""
+    root = tmp_path_factory.mktemp("lone")
+    tree = make_tree(root / "pets", classes=("cat", "dog", "owl"), per_class=6, size=16)
+    out = root / "run"
+    args = ["--model", TINY_MODEL, "--dataset", f"imagefolder:{tree}", "--epochs", "2", "--batch-size", "6"]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_lone_run_gets_its_own_report(lone_run, capsys):
+    assert main(["report", str(lone_run)]) == 0
+    page = (lone_run / "report.html").read_text()
+    assert "cnnbench run: run" in page and "training curves" in page and "confusion matrix" in page
+    assert "misclassified images" in page and "Per-class precision" in page
+    # what is missing is named with the command that makes it
+    assert f"cnnbench robustness {lone_run}" in page and f"cnnbench insight {lone_run}" in page
+    assert not (lone_run / "comparison.csv").exists()  # a run folder gets its report, not a study's tables
+
+
+def test_the_run_report_shows_robustness_and_insight_once_measured(lone_run):
+    args = ["--corruptions", "fog,contrast", "--severities", "1,5", "--attacks", "fgsm", "--eps", "1/255,8/255"]
+    assert main(["robustness", str(lone_run), *args, "--limit-test", "6"]) == 0
+    assert main(["insight", str(lone_run), "--cka-images", "6", "--landscape-images", "6", "--images", "2"]) == 0
+    assert main(["report", str(lone_run)]) == 0
+    page = (lone_run / "report.html").read_text()
+    assert "robustness heat map" in page and "2 of its 15 corruptions: fog, contrast" in page
+    assert "fgsm eps 1/255" in page and "fgsm eps 8/255" in page and "0.003922" not in page
+    assert "Grad-CAM" in page and f"cnnbench robustness {lone_run}" not in page
+
+
+def test_the_commands_say_how_to_see_the_pictures(lone_run, capsys):
+    assert main(["evaluate", str(lone_run)]) == 0
+    assert f"cnnbench report {lone_run}" in capsys.readouterr().out
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("width", [1280, 400])
+def test_the_page_fits_a_laptop_and_a_phone(lone_run, tmp_path, width):
+    """No table or figure runs off the page: wide tables scroll in their own box. A screenshot is kept."""
+    from playwright.sync_api import sync_playwright
+
+    if not (lone_run / "report.html").exists():
+        assert main(["report", str(lone_run)]) == 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(Path(lone_run / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        overflowing = page.evaluate(
+            "[...document.querySelectorAll('table, img, pre')]"
+            ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).length"
+        )
+        shot = tmp_path / f"report-{width}.png"
+        page.screenshot(path=str(shot), full_page=False)
+        browser.close()
+    assert page_width <= width and overflowing == 0
+    assert shot.stat().st_size > 1000
