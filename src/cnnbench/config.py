@@ -17,7 +17,7 @@ from .errors import ConfigError, did_you_mean
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # mps: Apple-silicon GPUs
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")  # torch.compile's modes
 _DATA = DataOptions()  # the data options' defaults live there; the fields below of the same names read them
 
@@ -44,7 +44,7 @@ class TrainConfig:
     seed: int = 0  # seeds weights, shuffling and augmentation
     deterministic: bool = False  # ask PyTorch for deterministic kernels (bit-identical CPU reruns)
     precision: str = "auto"  # auto (bf16 where the hardware runs it fast) | fp32 | bf16 | fp16
-    device: str = "auto"  # auto (cuda if present) | cpu | cuda
+    device: str = "auto"  # auto (cuda, else mps, else cpu) | cpu | cuda | mps
     channels_last: bool = True  # NHWC memory format for convolutions
     compile: bool = False  # torch.compile the model (compiled before the first epoch; eager if compiling fails)
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs | max-autotune

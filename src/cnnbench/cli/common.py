@@ -33,7 +33,12 @@ def tensorboard_option(parser: argparse.ArgumentParser) -> None:
 
 
 def device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: cuda if present (default auto)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="auto: a CUDA GPU, else an Apple GPU (mps), else the CPU (default auto)",
+    )
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -84,7 +89,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     option("--seed", "seeds weights, shuffling and augmentation", type=int)
     option("--deterministic", "deterministic kernels: bit-identical reruns on CPU", boolean=True)
     option("--precision", "auto: bf16 where the hardware runs it fast", choices=PRECISIONS)
-    option("--device", "auto: cuda if present", choices=DEVICES)
+    option("--device", "auto: a CUDA GPU, else an Apple GPU (mps), else the CPU", choices=DEVICES)
     option("--channels-last", "NHWC memory format for convolutions", boolean=True)
     option(
         "--compile",

@@ -32,6 +32,13 @@ def init_distributed(device_type: str) -> DistContext:
     """Join the process group torchrun set up (gloo on CPU, NCCL on GPUs); a no-op for one process."""
     if not launched_by_torchrun():
         return DistContext()
+    if device_type == "mps":
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "torchrun with --device mps: PyTorch has no process-group backend for Apple GPUs, so several "
+            "processes cannot train one model there. Run one process (plain `cnnbench train`), or use CUDA GPUs."
+        )
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

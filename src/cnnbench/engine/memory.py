@@ -27,20 +27,29 @@ def resident_bytes() -> int | None:
         return None
 
 
+def mps_allocated_bytes() -> int | None:
+    """Memory the MPS driver holds for this process (Apple GPUs), None where it cannot be read."""
+    try:
+        return int(torch.mps.driver_allocated_memory())
+    except Exception:  # a failed measurement must never stop training
+        return None
+
+
 class PeakRSS:
     """Peak resident memory of this process, sampled every ``interval`` seconds (CPU has no allocator counter).
     ``peak`` stays None where the platform does not tell."""
 
-    def __init__(self, interval: float = 0.002):
+    def __init__(self, interval: float = 0.002, reader=None):
         self.interval, self.peak, self._stop = interval, None, threading.Event()
+        self.reader = reader or resident_bytes
 
     def _update(self) -> None:
-        now = resident_bytes()
+        now = self.reader()
         if now is not None:
             self.peak = now if self.peak is None else max(self.peak, now)
 
     def __enter__(self):
-        self.base = self.peak = resident_bytes()
+        self.base = self.peak = self.reader()
         self._thread = None
         if self.base is None:
             warnings.warn("cannot read this process's resident memory here: peak memory is not recorded", stacklevel=2)
@@ -71,11 +80,15 @@ class PeakMemory:
         self.device = device
         self.base_mb = 0.0
         # 50 samples/s by default: no measurable cost over an epoch; a single step needs finer sampling.
-        self._rss = PeakRSS(interval) if device.type != "cuda" else None
+        # MPS has no peak counter: its driver's allocation is sampled like the CPU's resident memory.
+        reader = mps_allocated_bytes if device.type == "mps" else None
+        self._rss = PeakRSS(interval, reader) if device.type != "cuda" else None
 
     @property
     def kind(self) -> str:
-        return "CUDA allocator peak" if self._rss is None else "process resident peak"
+        if self._rss is None:
+            return "CUDA allocator peak"
+        return "MPS driver allocation peak (sampled)" if self.device.type == "mps" else "process resident peak"
 
     def __enter__(self):
         if self._rss is None:

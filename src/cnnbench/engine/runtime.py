@@ -27,14 +27,35 @@ def short_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no details'}"
 
 
+def mps_available() -> bool:
+    """An Apple-silicon GPU PyTorch can use (the MPS backend)."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def resolve_device(name: str) -> torch.device:
+    """auto: a CUDA GPU, else an Apple GPU (MPS), else the CPU; an asked-for device that is absent is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine. Use --device cpu or auto."
         )
+    if name == "mps" and not mps_available():
+        raise ConfigError(
+            "--device mps was asked for, but PyTorch sees no Apple GPU here (MPS needs Apple silicon, macOS 12.3 or "
+            "later and a PyTorch built with MPS). Use --device cpu or auto."
+        )
     return torch.device(name)
+
+
+def mps_supports_bf16() -> bool:
+    """bf16 on MPS depends on the macOS and PyTorch versions: ask the backend directly."""
+    try:
+        (torch.ones(2, dtype=torch.bfloat16, device="mps") * 2).sum().item()
+        return True
+    except (RuntimeError, TypeError):
+        return False
 
 
 @cache
@@ -71,6 +92,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "mps":
+        return "bf16" if mps_supports_bf16() else "fp16"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
@@ -85,11 +108,15 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock timings cover it; nothing to wait for on a CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple GPU (MPS) on {cpu_name()}"
     return f"CPU: {cpu_name()} ({os.cpu_count()} cores)"
 
 

@@ -16,6 +16,8 @@ def _rng_state(run: Run) -> dict:
     state = {"torch": torch.get_rng_state(), "data": run.generator.get_state()}
     if run.device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(run.device)
+    elif run.device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -24,6 +26,8 @@ def _set_rng_state(run: Run, state: dict) -> None:
     run.generator.set_state(state["data"])
     if "cuda" in state and run.device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], run.device)
+    if "mps" in state and run.device.type == "mps":
+        torch.mps.set_rng_state(state["mps"])
 
 
 def save_state(run: Run, callbacks: Sequence[Callback] = ()) -> None:
