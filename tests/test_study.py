@@ -335,11 +335,13 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
         if rebuild:  # `cnnbench report` picks the results up from the run folders (its own --baseline)
             assert main(["report", str(copy), "--baseline", "vgg13_bn"]) == 0
         r = rows()
-        assert r["vgg13_bn"]["mce"] == "1.0" and r["vgg13_bn"]["mce_baseline"] == "vgg13_bn"
-        assert float(r["vgg11_bn"]["mce"]) > 0 and r["vgg11_bn"]["robust_images"] == "20"
+        # two of the set's corruptions ran: no benchmark mCE is claimed (the set's label says what ran)
+        assert r["vgg13_bn"]["mce"] == "" and r["vgg13_bn"]["mce_baseline"] == "vgg13_bn"
+        assert r["vgg11_bn"]["mce"] == "" and r["vgg11_bn"]["robust_images"] == "20"
         assert 0 <= float(r["vgg11_bn"]["mean_corruption_top1"]) <= 1 and r["vgg11_bn"]["adv_eps"] == "0.1"
         html = (copy / "report.html").read_text()
         assert "Robustness" in html and "MNIST-C-style" in html and "relative to <b>vgg13_bn</b>" in html
+        assert "2 of its 13 corruptions: shot_noise, rotate" in html
         md = (copy / "comparison.md").read_text()
         assert "Robustness (MNIST-C-style" in md and "| vgg13_bn | 2 |" in md and "fgsm eps 0.1" in md
     assert (copy / "datasets" / "mnist_demo" / "robustness_eps.png").exists()
