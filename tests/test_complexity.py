@@ -82,3 +82,35 @@ def test_profile_cli_writes_json(tmp_path, capsys):
 def test_profile_rejects_small_inputs(capsys):
     assert main(["profile", "--models", "vgg16", "--input", "3x16x16"]) == 2
     assert "at least 32x32" in capsys.readouterr().err
+
+
+def test_profile_without_timing_answers_at_once_for_big_models(capsys):
+    import time
+
+    start = time.perf_counter()
+    assert main(["profile", "--models", "vgg19,resnet152", "--input", "3x224x224", "--no-timing"]) == 0
+    assert time.perf_counter() - start < 30  # no weights are made: the meta device
+    out = capsys.readouterr().out
+    import torch
+
+    from cnnbench.models import create_model
+
+    with torch.device("meta"):
+        params = sum(p.numel() for p in create_model("vgg19", num_classes=10, variant="paper").parameters())
+    row = next(line for line in out.splitlines() if line.startswith("vgg19"))
+    assert f"{params:,}" in row and "resnet152" in out and "no timing" in out
+
+
+def test_profile_times_within_its_budget_and_picks_a_batch():
+    import time
+
+    import torch
+
+    from cnnbench.analysis.profile import ProfileConfig, default_batch_size, profile_model
+
+    cpu = torch.device("cpu")
+    assert default_batch_size(cpu, (3, 32, 32)) == 128 and default_batch_size(cpu, (3, 224, 224)) == 8
+    assert default_batch_size(torch.device("cuda"), (3, 32, 32)) == 512
+    start = time.perf_counter()
+    record = profile_model("resnet18", ProfileConfig(seconds=0.5, repeats=1000, warmup=1))
+    assert time.perf_counter() - start < 15 and record["batch_size"] == 128 and record["infer_images_per_s"] > 0

@@ -6,6 +6,8 @@ timm's benchmark.py reports it); speeds on a shared machine vary, so compare mod
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -32,13 +34,15 @@ from ..models.complexity import count_flops, count_params
 class ProfileConfig:
     input_shape: tuple[int, int, int] = (3, 32, 32)  # C x H x W of one image
     num_classes: int = 10
-    batch_size: int = 128
+    batch_size: int | None = None  # None: what suits the device and the input size (default_batch_size)
     variant: str = "auto"
     precision: str = "auto"
     device: str = "auto"
     train: bool = False  # also time training steps and measure their peak memory
     warmup: int = 2  # untimed iterations first
-    repeats: int = 5  # timed iterations; the median is reported
+    repeats: int = 50  # timed iterations at most; the median is reported
+    seconds: float = 3.0  # time budget per model and measurement: timed iterations stop once it is spent (at least 1)
+    timing: bool = True  # False: parameters and MACs only, on the meta device (no memory, no time)
     channels_last: bool = True
     compile: bool = False  # time torch.compile'd steps; the first call (compiling) is timed on its own
     compile_mode: str = "default"
@@ -54,12 +58,27 @@ def parse_input(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
+def default_batch_size(device: torch.device, input_shape: tuple[int, int, int]) -> int:
+    """A batch that keeps one step short where compute is scarce: 128 images of 32x32 on a CPU (fewer for larger
+    images, at least 8), 512 on a GPU (at least 32), scaled by pixels and rounded to a power of two."""
+    pixels = input_shape[1] * input_shape[2]
+    top, low = (128, 8) if device.type == "cpu" else (512, 32)
+    scaled = top * 1024 / pixels
+    return int(max(low, min(top, 2 ** round(math.log2(max(scaled, 1))))))
+
+
 def _median_rate(step, batch: int, cfg: ProfileConfig, device: torch.device) -> float:
+    """Images per second: the median over timed steps, as many as fit in ``cfg.seconds`` (at least one, at most
+    ``cfg.repeats``), after ``cfg.warmup`` untimed ones (also cut short by the budget)."""
+    start = time.perf_counter()
     for _ in range(cfg.warmup):
         step()
+        if time.perf_counter() - start > cfg.seconds / 2:
+            break
     synchronize(device)
-    times = []
-    for _ in range(cfg.repeats):
+    times: list[float] = []
+    budget_end = time.perf_counter() + cfg.seconds
+    while not times or (len(times) < cfg.repeats and time.perf_counter() < budget_end):
         t0 = time.perf_counter()
         step()
         synchronize(device)
@@ -95,8 +114,31 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
     need = min_input_size(name)
     if min(h, w) < need:
         raise ConfigError(f"{name} needs inputs of at least {need}x{need} pixels; --input {c}x{h}x{w} is too small.")
+    if not cfg.timing:  # shapes only: no weights are made, so even the largest model answers at once
+        with torch.device("meta"):
+            model = create_model(
+                name, num_classes=cfg.num_classes, in_chans=c, variant=cfg.variant, image_size=min(h, w)
+            )
+        flops = count_flops(model, cfg.input_shape)
+        return {
+            "model": name,
+            "variant": model.variant,
+            "input": f"{c}x{h}x{w}",
+            "batch_size": None,
+            "params": count_params(model),
+            "macs": flops // 2,
+            "flops": flops,
+            "precision": None,
+            "device": "meta",
+            "channels_last": None,
+            "compile": None,
+            "train_images_per_s": None,
+            "infer_images_per_s": None,
+            "peak_memory_mb": None,
+        }
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or default_batch_size(device, cfg.input_shape))
     torch.manual_seed(0)
     model = create_model(name, num_classes=cfg.num_classes, in_chans=c, variant=cfg.variant, image_size=min(h, w))
     params = count_params(model)
