@@ -62,7 +62,9 @@ def test_one_seed_is_one_trained_network_not_the_architecture():
 def test_the_report_labels_confirmatory_and_exploratory_verdicts(tmp_path):
     base = TrainConfig(epochs=1, limit_train=200, limit_test=100, batch_size=32, lr=0.05, precise_bn=0)
     out = tmp_path / "study"
-    run_study(StudySpec((TINY_MODEL, TINY_MODEL_WIDE), ("mnist_demo",), (0, 1), base), out, log=lambda _: None)
+    said = []
+    run_study(StudySpec((TINY_MODEL, TINY_MODEL_WIDE), ("mnist_demo",), (0, 1), base), out, log=said.append)
+    assert any("3 runs of mnist_demo to go: about" in line for line in said)  # a time to finish, as it goes
     study = json.loads((out / "study.json").read_text())
     assert study["protocol"]["seeds"] == [0, 1] and study["protocol"]["before_results"] is True
     pairs = (out / "pairs.csv").read_text()

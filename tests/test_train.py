@@ -303,3 +303,15 @@ def test_callbacks_hear_of_the_exception_and_keep_their_state(tmp_path):
     resumed = Recorder()
     fit(cfg, tmp_path / "run", resume=True, callbacks=[resumed])
     assert resumed.steps == 8 and resumed.error is None  # 4 steps an epoch: restored, then counted on
+
+
+def test_progress_says_how_long_the_run_has_left():
+    from types import SimpleNamespace
+
+    from cnnbench.engine.callbacks import ConsoleProgress
+    from cnnbench.engine.run import TrainingState
+
+    rows = [{"epoch_time_s": 20.0}, {"epoch_time_s": 40.0}]
+    run = SimpleNamespace(config=SimpleNamespace(epochs=5), state=TrainingState(epoch=2, rows=rows))
+    assert ConsoleProgress._left(run, {"epoch": 2}) == " | about 2 min left"  # 3 epochs of 30 s
+    assert ConsoleProgress._left(run, {"epoch": 5}) == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,14 +299,21 @@ def run_study(
         data = load_dataset(dataset, todo[0].data_dir, todo[0].data_options())  # one decode, shared by every run
         if not overview.exists():
             _write_dataset_overview(out, data)
+        pace: list[float] = []  # seconds each run trained here took
         for i, cfg in enumerate(todo, 1):
             run_dir = run_dir_for(out, cfg)
             if _finished(run_dir):
                 log(f"[{i}/{len(todo)}] {run_dir.name}: finished earlier, skipped")
                 continue
             log(f"[{i}/{len(todo)}] {run_dir.name}" + (" (resuming)" if run_dir.exists() else ""))
+            started = time.perf_counter()
             fit(cfg, run_dir, resume=run_dir.exists(), callbacks=callbacks(), data=data)
             write_run_evaluation(run_dir, cfg.model, data)
+            pace.append(time.perf_counter() - started)
+            left = [c for c in todo[i:] if not _finished(run_dir_for(out, c))]
+            if left:  # the runs of a grid differ in model, so this is a rough guide, said as such
+                minutes_left = sum(pace) / len(pace) * len(left) / 60
+                log(f"{len(left)} runs of {dataset} to go: about {minutes_left:.0f} min at the pace so far")
     if robustness is not None:
         from .analysis.robustness.evaluate import run_robustness
 

@@ -83,8 +83,18 @@ class ConsoleProgress(Callback):
             f"{prefix}epoch {row['epoch']}/{run.config.epochs}: train loss {row['train_loss']:.4f} acc "
             f"{row['train_acc']:.4f} | "
             f"test loss {row['test_loss']:.4f} top1 {row['test_top1']:.4f} top5 {row['test_top5']:.4f} | "
-            f"{row['epoch_time_s']:.1f}s, {row['images_per_s']:.0f} img/s" + " " * 10 + "\n"
+            f"{row['epoch_time_s']:.1f}s, {row['images_per_s']:.0f} img/s" + self._left(run, row) + " " * 10 + "\n"
         )
+
+    @staticmethod
+    def _left(run: Run, row: dict) -> str:
+        """The run's estimated time to finish, at the pace of its epochs so far."""
+        remaining = run.config.epochs - row["epoch"]
+        if remaining <= 0:
+            return ""
+        per_epoch = sum(r["epoch_time_s"] for r in run.state.rows) / max(len(run.state.rows), 1)
+        left = per_epoch * remaining
+        return f" | about {left:.0f}s left" if left < 90 else f" | about {left / 60:.0f} min left"
 
     def on_train_end(self, run: Run, summary: dict) -> None:
         self._write(

@@ -116,6 +116,10 @@ class CellSource:
         return torch.from_numpy(np.ascontiguousarray(block[rows])).permute(0, 3, 1, 2).contiguous()
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def _stable_hash(*parts) -> int:
     return zlib.crc32(repr(parts).encode())
 
@@ -164,7 +168,11 @@ def run_robustness(
     clean = accuracy((data.test_x[index[a:b]], y_all[a:b]) for a, b in spans())
     log(f"{run_dir.name}: clean top-1 {clean:.2%} on {len(index)} test images ({precision}, {device.type})")
     corruptions: dict[str, dict[int, float]] = {}
-    for name in names:
+    started = time.perf_counter()
+    for done, name in enumerate(names):
+        if done == 1:  # one corruption measured: enough to say how long the rest will take
+            each = time.perf_counter() - started
+            log(f"  about {_duration(each * (len(names) - 1))} for the other {len(names) - 1} corruptions")
 
         def cells(severity, name=name):
             for a, b in spans():
