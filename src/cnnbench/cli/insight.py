@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.insight.evaluate import LANDSCAPES, InsightConfig
-from ..config import DEVICES
-from .common import run_or_study
+from .common import device_option, run_or_study
 
 
 def add_parser(sub) -> None:
@@ -52,7 +51,7 @@ def add_parser(sub) -> None:
     ins.add_argument(
         "--seed", type=int, default=insight.seed, help=f"seeds the random directions (default {insight.seed})"
     )
-    ins.add_argument("--device", default=insight.device, choices=DEVICES)
+    device_option(ins)
 
 
 def run(args) -> int:

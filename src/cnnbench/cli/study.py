@@ -27,8 +27,12 @@ def add_parsers(sub) -> None:
         "paper: the study's setup; modern: small-image variants, a good recipe; fast: large "
         "batches, cutout and weight averaging, for GPUs",
     )
-    compare.add_argument("--models", default=None, help="comma-separated model names, e.g. vgg16_bn,resnet18")
-    compare.add_argument("--datasets", default=None, help="comma-separated data sets, e.g. mnist,cifar10")
+    compare.add_argument(
+        "--models", default=None, help="comma-separated model names, e.g. vgg16_bn,resnet18 (default: the preset's)"
+    )
+    compare.add_argument(
+        "--datasets", default=None, help="comma-separated data sets, e.g. mnist,cifar10 (default: the preset's)"
+    )
     compare.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     compare.add_argument("--out", default=None, help="study folder (default studies/<preset>)")
     compare.add_argument(
