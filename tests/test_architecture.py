@@ -19,10 +19,11 @@ FLOORS = {
     "engine": 3,
     "analysis": 4,
     "report": 5,
-    "study": 6,
-    "cli": 7,
-    "__init__": 8,
-    "__main__": 8,
+    "launch": 6,
+    "study": 7,
+    "cli": 8,
+    "__init__": 9,
+    "__main__": 9,
 }
 
 

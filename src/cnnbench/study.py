@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from .analysis import protocol
 from .analysis.protocol import Protocol
 from .config import TrainConfig, config_from_dict, validate
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
-from .engine.evaluate_run import write_evaluation_files
-from .engine.train import check_output_folder, config_differences, fit
+from .engine.train import check_output_folder, config_differences
 from .errors import ConfigError
 from .fileio import read_json, write_json
+from .launch import events
+from .launch.cell import finished
+from .launch.launchers import LaunchConfig, check_launch, run_inline, run_local, run_ray, run_slurm
 from .layout import (
     CONFIG_JSON,
-    PER_CLASS_CSV,
-    PREDICTIONS,
     ROBUSTNESS_JSON,
     STUDY_SPEC,
-    SUMMARY,
     dataset_dir_for,
     run_dir_for,
     run_dirs_of,
@@ -208,28 +203,6 @@ def _write_dataset_overview(out: Path, data) -> None:
     )
 
 
-def finish_run_files(run_dir: Path) -> None:
-    """A lone run's confusion matrix, per-class table and misclassified images, as a study writes them for its runs
-    (`cnnbench train` calls it, so that `cnnbench report RUN_DIR` has them): from its saved test predictions and
-    its data set's test images."""
-    cfg = config_from_dict(read_json(run_dir / CONFIG_JSON), where=str(run_dir / CONFIG_JSON))
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
-    write_run_evaluation(run_dir, cfg.model, data)
-
-
-def write_run_evaluation(run_dir: Path, model: str, data) -> None:
-    with np.load(run_dir / PREDICTIONS) as z:
-        logits = torch.from_numpy(z["logits"])
-    from .report.plots import misclassified_figure
-
-    write_evaluation_files(run_dir, logits, data.test_y, data.classes)
-    misclassified_figure(run_dir, data.test_x.cpu().numpy(), f"{model} on {data.name}")
-
-
-def _finished(run_dir: Path) -> bool:
-    return (run_dir / SUMMARY).exists() and (run_dir / PER_CLASS_CSV).exists()
-
-
 def _check_distinct_folders(spec: StudySpec) -> None:
     """Two data sets whose names flatten to one folder name would share run folders: the second would be taken
     for finished and left out of the report. Refuse, naming both."""
@@ -248,7 +221,7 @@ def _check_finished_runs_match(out: Path, configs: Sequence[TrainConfig]) -> Non
     """A finished run trained with other settings would be skipped and mixed into the comparison: refuse."""
     for cfg in configs:
         run_dir = run_dir_for(out, cfg)
-        if _finished(run_dir) and (run_dir / CONFIG_JSON).exists():
+        if finished(run_dir) and (run_dir / CONFIG_JSON).exists():
             changes = config_differences(read_json(run_dir / CONFIG_JSON), cfg)
             if changes:
                 raise ConfigError(
@@ -263,7 +236,7 @@ def study_protocol(out: Path, spec: StudySpec) -> Protocol:
     declaration and record a changed seed list, and whether results existed when it changed."""
     saved = read_json(out / STUDY_SPEC) if (out / STUDY_SPEC).exists() else {}
     previous = Protocol.from_dict(saved["protocol"]) if isinstance(saved.get("protocol"), dict) else None
-    results_exist = any(_finished(d) for d in run_dirs_of(out))
+    results_exist = any(finished(d) for d in run_dirs_of(out))
     return protocol.updated(previous, spec.models, spec.seeds, spec.with_scratch, results_exist)
 
 
@@ -274,51 +247,62 @@ def run_study(
     log: Callable[[str], None] = print,
     robustness=None,
     insight=None,
-) -> Path:
+    launch: LaunchConfig = LaunchConfig(),
+) -> Path | None:
     """Run every (data set, model, seed) of ``spec`` under ``out`` (finished runs are skipped, interrupted ones
-    resumed), then write the report. Returns the report's path.
+    resumed), then write the report. Returns the report's path (None where a Slurm study was submitted and not
+    waited for: its last cell writes the report).
 
+    ``launch``: how the cells reach workers (launch/launchers.py): inline in this process (the default), local
+    worker processes, a Slurm array or a Ray cluster. A cell another live worker holds is left to it and waited for.
     ``robustness``: a RobustnessConfig to measure every run under corruptions and attacks once it has trained
     (runs that already hold robustness.json keep it). ``insight``: an InsightConfig to write every run's insight/
     and the CKA between models (rewritten each time: the CKA between models needs every run's features)."""
     from .report.html import build_report
 
     out = Path(out)
+    launch = check_launch(launch)
     check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     configs = spec.runs()
     _check_distinct_folders(spec)
     _check_finished_runs_match(out, configs)
-    write_json(out / STUDY_SPEC, {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict()})
+    cells = [{"name": run_dir_for(out, c).name, "config": c.to_dict()} for c in configs]
+    write_json(out / STUDY_SPEC, {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict(), "cells": cells})
+    datasets = {}
     for dataset in spec.datasets:
         todo = [c for c in configs if c.dataset == dataset]
         overview = dataset_dir_for(out, dataset) / "samples.png"
-        if all(_finished(run_dir_for(out, c)) for c in todo) and overview.exists():
+        if all(finished(run_dir_for(out, c)) for c in todo) and overview.exists():
             log(f"{dataset}: all {len(todo)} runs already finished")
             continue
-        data = load_dataset(dataset, todo[0].data_dir, todo[0].data_options())  # one decode, shared by every run
+        if launch.launcher == "inline" or not overview.exists():
+            datasets[dataset] = load_dataset(dataset, todo[0].data_dir, todo[0].data_options())  # one decode
         if not overview.exists():
-            _write_dataset_overview(out, data)
-        pace: list[float] = []  # seconds each run trained here took
-        for i, cfg in enumerate(todo, 1):
-            run_dir = run_dir_for(out, cfg)
-            if _finished(run_dir):
-                log(f"[{i}/{len(todo)}] {run_dir.name}: finished earlier, skipped")
-                continue
-            log(f"[{i}/{len(todo)}] {run_dir.name}" + (" (resuming)" if run_dir.exists() else ""))
-            started = time.perf_counter()
-            fit(cfg, run_dir, resume=run_dir.exists(), callbacks=callbacks(), data=data)
-            write_run_evaluation(run_dir, cfg.model, data)
-            pace.append(time.perf_counter() - started)
-            left = [c for c in todo[i:] if not _finished(run_dir_for(out, c))]
-            if left:  # the runs of a grid differ in model, so this is a rough guide, said as such
-                minutes_left = sum(pace) / len(pace) * len(left) / 60
-                log(f"{len(left)} runs of {dataset} to go: about {minutes_left:.0f} min at the pace so far")
+            _write_dataset_overview(out, datasets[dataset])
+    todo = [c for c in configs if not finished(run_dir_for(out, c))]
+    for cfg in todo:
+        events.record(out, run_dir_for(out, cfg).name, "queued", launcher=launch.launcher)
+    if launch.launcher == "inline":
+        failed = run_inline(out, todo, log, callbacks, lambda cfg: datasets[cfg.dataset])
+    elif launch.launcher == "local":
+        failed = run_local(out, todo, log, launch.workers)
+    elif launch.launcher == "slurm":
+        failed = run_slurm(out, todo, log, launch)
+        if failed is None:  # submitted: the last cell to finish writes the report
+            return None
+    else:
+        failed = run_ray(out, todo, log, launch)
+    if failed:
+        log(
+            f"{len(failed)} run(s) failed: {', '.join(failed)}; their reasons are in {out / 'events.jsonl'} and "
+            f"`cnnbench status {out}`; running the same command again retries only them"
+        )
     if robustness is not None:
         from .analysis.robustness.evaluate import run_robustness
 
         for cfg in configs:
-            if not (run_dir_for(out, cfg) / ROBUSTNESS_JSON).exists():
+            if finished(run_dir_for(out, cfg)) and not (run_dir_for(out, cfg) / ROBUSTNESS_JSON).exists():
                 run_robustness(run_dir_for(out, cfg), robustness, log=log)
     if insight is not None:
         from .analysis.insight.evaluate import study_insight

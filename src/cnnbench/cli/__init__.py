@@ -31,6 +31,7 @@ COMMANDS: dict[str, Callable] = {
     "train": train.run,
     "compare": study.cmd_compare,
     "report": study.cmd_report,
+    "status": study.cmd_status,
     "profile": profile.run,
     "evaluate": evaluate.run,
     "predict": use.cmd_predict,
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_parser(sub)
-    study.add_parsers(sub)  # compare, report
+    study.add_parsers(sub)  # compare, status, report
     profile.add_parser(sub)
     insight.add_parser(sub)
     evaluate.add_parser(sub)

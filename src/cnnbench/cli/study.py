@@ -55,7 +55,13 @@ def add_parsers(sub) -> None:
     bool_flag(compare, "dynamics", "record per-layer weight dynamics while training (default on for studies)")
     compare.set_defaults(dynamics=True)
     tensorboard_option(compare)
+    _launch_options(compare)
     add_train_options(compare)
+
+    status = sub.add_parser("status", help="where every run of a study stands, wherever its runs train")
+    status.add_argument("study_dir", metavar="STUDY_DIR")
+    status.add_argument("--json", action="store_true", help="one JSON object per run, for scripts")
+    status.add_argument("--watch", action="store_true", help="print the status every 10 s until every run ended")
 
     report = sub.add_parser(
         "report",
@@ -89,6 +95,76 @@ def study_spec_from_args(args: argparse.Namespace):
     )
 
 
+def _launch_options(compare) -> None:
+    from ..launch.launchers import LAUNCHERS, LaunchConfig
+
+    d = LaunchConfig()
+    group = compare.add_argument_group("launching the runs (a study bigger than one process)")
+    group.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default=d.launcher,
+        help="inline: one run after another here (default); local: --workers processes on this machine; slurm: a "
+        "job array through submitit; ray: tasks on a Ray cluster",
+    )
+    group.add_argument("--workers", type=int, default=d.workers, help=f"local: processes (default {d.workers})")
+    group.add_argument("--slurm-partition", default=None, help="slurm: the partition (default: the cluster's)")
+    group.add_argument("--gpus-per-run", type=int, default=d.gpus_per_run, help="slurm: GPUs per run (default 0)")
+    group.add_argument("--cpus-per-run", type=int, default=d.cpus_per_run, help="slurm, ray: CPUs per run (default 2)")
+    group.add_argument(
+        "--timeout-min",
+        type=int,
+        default=d.timeout_min,
+        help="slurm: minutes per job before it is requeued (default 240)",
+    )
+    group.add_argument(
+        "--max-parallel", type=int, default=d.max_parallel, help="slurm: array tasks at once (default 32)"
+    )
+    group.add_argument(
+        "--slurm-option", action="append", default=[], metavar="KEY=VALUE", help="slurm: any other sbatch setting"
+    )
+    group.add_argument("--wait", action="store_true", help="slurm: follow the jobs until they end (default: return)")
+    group.add_argument("--ray-address", default=d.ray_address, help="ray: auto, HOST:PORT or local (default auto)")
+
+
+def launch_config_from_args(args):
+    from ..errors import ConfigError
+    from ..launch.launchers import LaunchConfig
+
+    options = {}
+    for item in args.slurm_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--slurm-option takes KEY=VALUE, such as qos=high (got {item!r}).")
+        options[key.strip()] = value.strip()
+    return LaunchConfig(
+        args.launcher,
+        args.workers,
+        args.slurm_partition,
+        args.gpus_per_run,
+        args.cpus_per_run,
+        args.timeout_min,
+        args.max_parallel,
+        options,
+        args.wait,
+        args.ray_address,
+    )
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from ..launch.status import status_text, study_cells, watch
+
+    study = Path(args.study_dir)
+    cells = watch(study) if args.watch else study_cells(study)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cells], indent=2))
+    elif not args.watch:
+        print(status_text(study, cells))
+    return 0 if cells and all(c.state == "finished" for c in cells) else 1
+
+
 def cmd_compare(args) -> int:
     from ..study import run_study
 
@@ -109,6 +185,7 @@ def cmd_compare(args) -> int:
             callbacks=lambda: training_callbacks(args.dynamics, args.tensorboard),
             robustness=RobustnessConfig() if args.robustness else None,
             insight=InsightConfig() if args.insight else None,
+            launch=launch_config_from_args(args),
         )
     except KeyboardInterrupt as e:
         print(
@@ -116,6 +193,9 @@ def cmd_compare(args) -> int:
             file=sys.stderr,
         )
         return getattr(e, "exit_code", 130)
+    if report is None:
+        print(f"submitted; `cnnbench status {out}` follows the runs, and the last one to finish writes the report")
+        return 0
     print(f"report: {report}")
     return 0
 

@@ -67,7 +67,7 @@ def run(args) -> int:
         )
         return getattr(e, "exit_code", 130)
     if os.environ.get("RANK", "0") == "0" and (Path(args.out) / SUMMARY).exists():
-        from ..study import finish_run_files
+        from ..launch.cell import finish_run_files
 
         finish_run_files(Path(args.out))
         print(f"pictures (curves, confusion matrix, misclassified images): cnnbench report {args.out}")

@@ -1,0 +1,126 @@
+"""`cnnbench status STUDY`: where every cell of a study stands, from the study's files alone (its cell list in
+study.json, the run folders, their locks and the events journal), wherever the cells run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..fileio import read_json
+from ..layout import STUDY_SPEC, SUMMARY
+from . import events
+from .cell import finished
+from .lock import is_stale, read_lock
+
+
+@dataclass
+class CellStatus:
+    name: str
+    state: str  # pending | running | finished | failed
+    host: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    images_per_s: float | None = None
+    eta_s: float | None = None  # running: seconds to finish at its pace so far
+    test_top1: float | None = None
+    reason: str | None = None  # failed: why
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def study_cells(study_dir: Path) -> list[CellStatus]:
+    study_dir = Path(study_dir)
+    if not (study_dir / STUDY_SPEC).exists():
+        raise ConfigError(f"{study_dir} is not a study folder (no {STUDY_SPEC}): give the --out of `cnnbench compare`.")
+    cells = read_json(study_dir / STUDY_SPEC).get("cells", [])
+    last = events.latest_by_cell(study_dir)
+    epochs_seen = {}
+    for e in events.read(study_dir):
+        if e["event"] == "epoch":
+            epochs_seen.setdefault(e["cell"], []).append(e)
+    out = []
+    for cell in cells:
+        name, run_dir = cell["name"], study_dir / "runs" / cell["name"]
+        if finished(run_dir):
+            summary = read_json(run_dir / SUMMARY)
+            out.append(CellStatus(name, "finished", test_top1=summary.get("test_top1"), epochs=summary.get("epochs")))
+            continue
+        lock = read_lock(run_dir)
+        event = last.get(name, {})
+        if lock and not is_stale(lock):
+            seen = epochs_seen.get(name, [])
+            epoch = seen[-1]["epoch"] if seen else 0
+            total = cell["config"].get("epochs")
+            pace = sum(e["epoch_time_s"] for e in seen[-3:]) / len(seen[-3:]) if seen else None
+            out.append(
+                CellStatus(
+                    name,
+                    "running",
+                    host=lock.get("host"),
+                    epoch=epoch,
+                    epochs=total,
+                    images_per_s=seen[-1]["images_per_s"] if seen else None,
+                    eta_s=pace * (total - epoch) if pace and total else None,
+                )
+            )
+        elif event.get("event") == "failed":
+            out.append(CellStatus(name, "failed", host=event.get("host"), reason=event.get("reason")))
+        else:
+            out.append(CellStatus(name, "pending", epochs=cell["config"].get("epochs")))
+    return out
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 90
+        else f"{seconds / 60:.0f} min"
+        if seconds < 5400
+        else f"{seconds / 3600:.1f} h"
+    )
+
+
+def status_text(study_dir: Path, cells: list[CellStatus]) -> str:
+    lines = []
+    for c in cells:
+        if c.state == "finished":
+            detail = f"test top-1 {c.test_top1:.2%}" if c.test_top1 is not None else ""
+        elif c.state == "running":
+            rate = f", {c.images_per_s:.0f} images/s" if c.images_per_s else ""
+            detail = f"on {c.host}, epoch {c.epoch} of {c.epochs}{rate}, about {_duration(c.eta_s)} left"
+        elif c.state == "failed":
+            detail = f"{c.reason} (retry: run the same `cnnbench compare` again)"
+        else:
+            detail = ""
+        lines.append(f"{c.name:<44} {c.state:<9} {detail}".rstrip())
+    counts = {s: sum(c.state == s for c in cells) for s in ("finished", "running", "pending", "failed")}
+    running = [c for c in cells if c.state == "running"]
+    paces = [c.eta_s / max(c.epochs - c.epoch, 1) * c.epochs for c in running if c.eta_s is not None and c.epochs]
+    per_run = sum(paces) / len(paces) if paces else None
+    left = None
+    if per_run is not None:
+        parallel = max(len(running), 1)
+        left = (sum(c.eta_s or 0 for c in running) + per_run * counts["pending"]) / parallel
+    lines.append(
+        f"{len(cells)} runs: {counts['finished']} finished, {counts['running']} running, {counts['pending']} pending, "
+        f"{counts['failed']} failed" + (f"; about {_duration(left)} to go at the running workers' pace" if left else "")
+    )
+    return "\n".join(lines)
+
+
+def watch(study_dir: Path, every: float = 10.0, rounds: int | None = None) -> list[CellStatus]:
+    """Print the status every ``every`` seconds until every cell has finished or failed (or ``rounds`` ran out)."""
+    n = 0
+    while True:
+        cells = study_cells(study_dir)
+        print(status_text(study_dir, cells), flush=True)
+        n += 1
+        if all(c.state in ("finished", "failed") for c in cells) or (rounds is not None and n >= rounds):
+            return cells
+        time.sleep(every)
+        print()
