@@ -202,3 +202,11 @@ def test_ray_on_a_local_instance(tmp_path):
         assert report.exists()
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize("launcher, package", [("slurm", "submitit"), ("ray", "ray")])
+def test_a_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys, launcher, package):
+    monkeypatch.setitem(sys.modules, package, None)  # as if not installed
+    args = ["compare", "--models", TINY_MODEL, "--datasets", "mnist_demo", "--epochs", "1", "--limit-train", "64"]
+    assert main([*args, "--launcher", launcher, "--out", str(tmp_path / "s")]) == 2
+    assert f"pip install 'cnnbench[{launcher}]'" in capsys.readouterr().err
