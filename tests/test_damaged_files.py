@@ -38,7 +38,9 @@ VALUES = st.one_of(
 @st.composite
 def damage(draw):
     """(file name in the run folder, how to damage it)."""
-    target = draw(st.sampled_from(["summary.json", "metrics.csv", "predictions.npz", "misclassified.csv"]))
+    target = draw(
+        st.sampled_from(["summary.json", "metrics.csv", "predictions.npz", "misclassified.csv", "config.json"])
+    )
     how = draw(
         st.sampled_from(["truncate", "garbage", "field"] if target == "summary.json" else ["truncate", "garbage"])
     )
@@ -85,6 +87,10 @@ def test_report_survives_damaged_run_files(finished_study, tmp_path_factory, cap
     code = main(["report", str(study)])
     err = capsys.readouterr().err
     assert code in (0, 2) and "Traceback" not in err
+    assert main(["status", str(study)]) in (0, 1)  # status reads the same files: never a traceback either
+    if target == "config.json":  # evaluate reads the run's config: a clear error, never a traceback
+        assert main(["evaluate", str(victim.parent)]) in (0, 2)
+        assert "Traceback" not in capsys.readouterr().err
     if code == 2:
         assert (study / "report.html").read_bytes() == before  # a failed rebuild leaves the old report
     if target == "summary.json" and code == 0 and "left" in err:

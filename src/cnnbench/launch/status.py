@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fileio import read_json
-from ..layout import STUDY_SPEC, SUMMARY
+from ..layout import CONFIG_JSON, STUDY_SPEC, SUMMARY, run_dirs_of
 from . import events
 from .cell import finished
 from .lock import is_stale, read_lock
@@ -35,7 +35,15 @@ def study_cells(study_dir: Path) -> list[CellStatus]:
     study_dir = Path(study_dir)
     if not (study_dir / STUDY_SPEC).exists():
         raise ConfigError(f"{study_dir} is not a study folder (no {STUDY_SPEC}): give the --out of `cnnbench compare`.")
-    cells = read_json(study_dir / STUDY_SPEC).get("cells", [])
+    try:
+        spec = read_json(study_dir / STUDY_SPEC)
+        cells = [c for c in spec.get("cells", []) if isinstance(c, dict) and "name" in c and "config" in c]
+    except (ValueError, AttributeError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{study_dir / STUDY_SPEC} is damaged ({e}): run the study's `cnnbench compare` again."
+        ) from None
+    if not cells:  # a study from before launchers recorded its cells: its run folders are its cells
+        cells = [{"name": d.name, "config": _config(d)} for d in run_dirs_of(study_dir)]
     last = events.latest_by_cell(study_dir)
     epochs_seen = {}
     for e in events.read(study_dir):
@@ -45,8 +53,12 @@ def study_cells(study_dir: Path) -> list[CellStatus]:
     for cell in cells:
         name, run_dir = cell["name"], study_dir / "runs" / cell["name"]
         if finished(run_dir):
-            summary = read_json(run_dir / SUMMARY)
-            out.append(CellStatus(name, "finished", test_top1=summary.get("test_top1"), epochs=summary.get("epochs")))
+            try:
+                summary = read_json(run_dir / SUMMARY)
+                top1 = float(summary["test_top1"])
+            except (ValueError, TypeError, KeyError, UnicodeDecodeError):  # hand-edited: finished, number unknown
+                top1 = None
+            out.append(CellStatus(name, "finished", test_top1=top1, epochs=cell["config"].get("epochs")))
             continue
         lock = read_lock(run_dir)
         event = last.get(name, {})
@@ -71,6 +83,14 @@ def study_cells(study_dir: Path) -> list[CellStatus]:
         else:
             out.append(CellStatus(name, "pending", epochs=cell["config"].get("epochs")))
     return out
+
+
+def _config(run_dir: Path) -> dict:
+    try:
+        config = read_json(run_dir / CONFIG_JSON)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _duration(seconds: float | None) -> str:
