@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import torch.nn as nn
 
 from cnnbench.models import register_model
@@ -12,6 +13,7 @@ DATA_ROOT = Path(os.environ.get("CNNBENCH_DATA", SHARED_DATA)).resolve()  # subp
 HAVE_DATA = (DATA_ROOT / "MNIST" / "raw").exists()
 TINY_MODEL = "tiny_cnn"
 TINY_MODEL_WIDE = "tiny_cnn_wide"  # a second architecture, for comparisons between two models
+ROUNDING_MODEL = "tiny_rounding"  # no input gradient: what a masked attack looks like
 
 
 class TinyCNN(nn.Module):
@@ -38,8 +40,24 @@ class TinyCNN(nn.Module):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
+class RoundingCNN(nn.Module):
+    """TinyCNN behind a rounding of its input: it learns and classifies, but its input gradient is zero everywhere,
+    as in a defence that masks gradients (tests/test_attacks.py)."""
+
+    def __init__(self, num_classes: int, in_chans: int, variant: str):
+        super().__init__()
+        self.features = TinyCNN(num_classes, in_chans, variant).features
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = torch.round(x * 2) / 2
+        return self.classifier(self.avgpool(self.features(x)).flatten(1))
+
+
 register_model(TINY_MODEL, min_input=8)(TinyCNN)  # a user's own model, as register_model documents
 register_model(TINY_MODEL_WIDE, min_input=8)(lambda **kw: TinyCNN(**kw, width=16))
+register_model(ROUNDING_MODEL, min_input=8)(RoundingCNN)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -185,9 +185,8 @@ def test_stages_capture_maps_of_every_model(name, variant):
     model(x)
     for h in handles:
         h.remove()
-    blocks = (
-        2 if name.startswith(TINY_MODEL) else 5
-    )  # one per max-pool: the zoo's VGGs have five, the tiny test model two
+    # one per max-pool: the zoo's VGGs have five, the tiny test models two
+    blocks = 2 if name.startswith("tiny") else 5
     assert [s.name for s in stages] == (
         ["stem", "layer1", "layer2", "layer3", "layer4"]
         if name.startswith("resnet")

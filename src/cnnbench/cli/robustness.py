@@ -35,6 +35,18 @@ def add_parser(sub) -> None:
     )
     rob.add_argument("--seed", type=int, default=0, help="seeds the corruptions and PGD's random start (default 0)")
     rob.add_argument(
+        "--pgd-steps", type=int, default=None, help="PGD iterations (default 10 for natural images, 40 for digits)"
+    )
+    rob.add_argument(
+        "--pgd-restarts", type=int, default=1, help="PGD random starts; robust only if every one fails (default 1)"
+    )
+    rob.add_argument(
+        "--no-masking-checks",
+        dest="masking_checks",
+        action="store_false",
+        help="skip the extra attacks that check for gradient masking (a large eps, 5x the PGD steps)",
+    )
+    rob.add_argument(
         "--baseline",
         default=None,
         help="study only: the model the corruption errors are relative to (default the study's first model)",
@@ -78,7 +90,16 @@ def robustness_config_from_args(args):
     attacks = () if args.attacks == "none" else csv_list(args.attacks, "attacks")
     eps = None if args.eps is None else tuple(_fraction(t.strip()) for t in args.eps.split(",") if t.strip())
     return RobustnessConfig(
-        corruptions, _severities(args.severities), attacks, eps, args.limit_test, args.seed, args.device
+        corruptions,
+        _severities(args.severities),
+        attacks,
+        eps,
+        args.limit_test,
+        args.seed,
+        args.device,
+        pgd_steps=args.pgd_steps,
+        pgd_restarts=args.pgd_restarts,
+        masking_checks=args.masking_checks,
     )
 
 

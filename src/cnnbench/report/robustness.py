@@ -83,6 +83,15 @@ def robustness_rows(groups: list[Group]) -> list[dict]:
                 "substitutes": rob["substitutes"],
                 "baseline": g.mce_baseline,
                 "natural": _natural(g),
+                # any seed's attack flagged by the masking checks flags the row (robustness.json says which)
+                "masking": next(
+                    (
+                        r.robustness["masking"]["verdict"]
+                        for r in g.runs
+                        if r.robustness and (r.robustness.get("masking") or {}).get("suspect")
+                    ),
+                    None,
+                ),
             }
         )
     return rows
@@ -115,6 +124,7 @@ def robustness_markdown(groups: list[Group]) -> list[str]:
             f"| {r['label']} | {r['seeds']} | {fmt(r['clean'])} | {fmt(r['mean_corruption'])} | {fmt(r['mce'])} | "
             f"{fmt(r['relative_mce'])} | " + " | ".join(fmt(adv.get(k)) for k in attacks) + " |"
         )
+    out += ["", *(f"**{r['label']}: {r['masking']}** (gradient-masking checks)" for r in rows if r["masking"])]
     return out
 
 

@@ -19,6 +19,7 @@ from ...engine.runtime import autocast, resolve_device, synchronize
 from ...errors import ConfigError, did_you_mean
 from ...fileio import write_csv, write_json
 from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON
+from . import masking
 from .attacks import PixelModel, fgsm, pgd
 from .corruptions import SUBSTITUTES, check_corruption_names, corrupt, corruption_set, set_name
 
@@ -37,6 +38,11 @@ class AttackSettings:
 # Natural images: eps 1, 2, 4, 8 / 255, step eps / 4, 10 steps; digits: 0.1-0.3, step 0.01, 40 steps (Madry et al.).
 NATURAL_ATTACK = AttackSettings((1 / 255, 2 / 255, 4 / 255, 8 / 255), None, 10)
 DIGIT_ATTACK = AttackSettings((0.1, 0.2, 0.3), 0.01, 40)
+# The masking checks' large eps, where a model with usable gradients is left near 0% (RobustBench's threat models:
+# 8/255 for CIFAR-10, 0.3 for MNIST; four times that), and how many more PGD steps the "more steps" check takes.
+LARGE_EPS = {True: 32 / 255, False: 0.6}
+MORE_STEPS = 5
+MASKING_IMAGES = 200  # the checks run on the first images of the cell (class-balanced), to stay cheap on a CPU
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,9 @@ class RobustnessConfig:
     seed: int = 0  # seeds the corruptions and PGD's random start
     device: str = "auto"
     batch_size: int = 250
+    pgd_steps: int | None = None  # None: the image kind's default (10 natural, 40 digits)
+    pgd_restarts: int = 1  # random starts; an image counts as robust only if it survives every one
+    masking_checks: bool = True  # also attack at a large eps and with more steps, and flag a masked attack
 
 
 def check_config(cfg: RobustnessConfig) -> RobustnessConfig:
@@ -64,6 +73,8 @@ def check_config(cfg: RobustnessConfig) -> RobustnessConfig:
             )
     if cfg.eps is not None and any(not e >= 0 or e > 1 for e in cfg.eps):
         raise ConfigError(f"eps must be between 0 and 1 in pixel units, e.g. 0.0039 or 1/255 (got {list(cfg.eps)}).")
+    if (cfg.pgd_steps is not None and cfg.pgd_steps < 1) or cfg.pgd_restarts < 1:
+        raise ConfigError("--pgd-steps and --pgd-restarts must be positive whole numbers.")
     if cfg.limit_test is not None and cfg.limit_test < 1:
         raise ConfigError(f"--limit-test must be a positive number of images (got {cfg.limit_test}).")
     return cfg
@@ -116,6 +127,28 @@ class CellSource:
         return torch.from_numpy(np.ascontiguousarray(block[rows])).permute(0, 3, 1, 2).contiguous()
 
 
+def _masking_checks(cfg, adversarial, attacked_accuracy, natural: bool, steps: int, log) -> dict | None:
+    """Carlini et al.'s and AutoAttack's sanity checks on the attacks just run (masking.py), on the first
+    MASKING_IMAGES images of the cell: eps monotone, near zero at a large eps, more steps not weaker."""
+    checks = [masking.falls_with_eps(a, by_eps) for a, by_eps in adversarial.items() if len(by_eps) > 1]
+    if cfg.masking_checks:
+        strongest = "pgd" if "pgd" in adversarial else next(iter(adversarial))
+        large = LARGE_EPS[natural]
+        checks.append(
+            masking.near_zero_at_large_eps(strongest, large, attacked_accuracy(strongest, large, steps, MASKING_IMAGES))
+        )
+        if "pgd" in adversarial and adversarial["pgd"]:
+            eps = max(adversarial["pgd"])
+            base = attacked_accuracy("pgd", eps, steps, MASKING_IMAGES)
+            more = attacked_accuracy("pgd", eps, steps * MORE_STEPS, MASKING_IMAGES)
+            checks.append(masking.more_steps_not_weaker(steps, base, steps * MORE_STEPS, more, eps))
+    if not checks:
+        return None
+    result = masking.summary(checks)
+    log(f"  masking checks: {result['verdict']}")
+    return result
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
@@ -152,6 +185,11 @@ def run_robustness(
         with autocast(device, precision):
             return pixel_model(x)
 
+    def attack_forward(x: torch.Tensor) -> torch.Tensor:
+        """Attacks run in float32 whatever the training precision: a coarser forward pass can hide the gradient
+        an attack follows (and report more robustness than the model has)."""
+        return pixel_model(x).float()
+
     def accuracy(batches) -> float:
         right = 0
         for x_uint8, y in batches:
@@ -185,27 +223,36 @@ def run_robustness(
         log(f"  {name:<18} " + " ".join(f"s{s} {v:.1%}" for s, v in corruptions[name].items()))
     settings = NATURAL_ATTACK if natural else DIGIT_ATTACK
     eps_list = cfg.eps if cfg.eps is not None else settings.eps
+    steps = cfg.pgd_steps or settings.steps
     adversarial: dict[str, dict[float, float]] = {}
     generator = torch.Generator().manual_seed(cfg.seed)
+
+    def attacked_accuracy(attack: str, eps: float, n_steps: int, images: int | None = None) -> float:
+        right, seen = 0, 0
+        start = time.perf_counter()
+        for a, b in spans():
+            if images is not None and seen >= images:
+                break
+            x = (data.test_x[index[a:b]].float() / 255).to(device)
+            y = y_all[a:b].to(device)
+            if attack == "fgsm":
+                survived = attack_forward(fgsm(attack_forward, x, y, eps)).argmax(1) == y
+            else:  # an image is robust only if every random start fails to flip it
+                survived = torch.ones_like(y, dtype=torch.bool)
+                for _ in range(cfg.pgd_restarts):
+                    adv = pgd(attack_forward, x, y, eps, settings.step or eps / 4, n_steps, generator)
+                    with torch.inference_mode():
+                        survived &= attack_forward(adv).argmax(1) == y
+            right += int(survived.sum())
+            seen += len(y)
+        synchronize(device)
+        timings["attack_s"] += time.perf_counter() - start
+        return right / seen
+
     for attack in cfg.attacks:
-        adversarial[attack] = {}
-        for eps in eps_list:
-            right = 0
-            start = time.perf_counter()
-            for a, b in spans():
-                x = (data.test_x[index[a:b]].float() / 255).to(device)
-                y = y_all[a:b].to(device)
-                adv = (
-                    fgsm(forward, x, y, eps)
-                    if attack == "fgsm"
-                    else pgd(forward, x, y, eps, settings.step or eps / 4, settings.steps, generator)
-                )
-                with torch.inference_mode():
-                    right += int((forward(adv).argmax(1) == y).sum())
-            synchronize(device)
-            timings["attack_s"] += time.perf_counter() - start
-            adversarial[attack][eps] = right / len(index)
+        adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in eps_list}
         log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
+    masking = _masking_checks(cfg, adversarial, attacked_accuracy, natural, steps, log) if cfg.attacks else None
     result = {
         "model": train_cfg.model,
         "dataset": train_cfg.dataset,
@@ -226,10 +273,14 @@ def run_robustness(
         "attack_settings": {
             "eps": [float(e) for e in eps_list],
             "pgd_step": settings.step or "eps/4",
-            "pgd_steps": settings.steps,
+            "pgd_steps": steps,
+            "pgd_restarts": cfg.pgd_restarts,
             "pgd_random_start": True,
             "norm": "Linf, pixel space [0, 1]",
+            "precision": "fp32",  # attacks never run under autocast
+            "model_mode": "eval",
         },
+        "masking": masking,
         "config": {**asdict(cfg), "limit_test": limit},
         "device": device.type,
         "precision": precision,

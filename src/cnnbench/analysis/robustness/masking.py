@@ -1,0 +1,67 @@
+"""Checks that an attack's numbers are not an artefact of gradient masking, after Carlini et al. (2019), "On
+evaluating adversarial robustness", and AutoAttack's own checks (Croce & Hein, 2020): accuracy must fall as eps
+grows and reach about zero at a large eps; more attack steps must not raise accuracy; a black-box attack must not
+beat the white-box ones. A failed check does not change a number; it flags the result ("attack may be masked")
+with its reason, in robustness.json and in the report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+# Accuracy may rise by this much (sampling noise on ~1,000 images) before a rise counts as a failed check.
+TOLERANCE = 0.01
+# At the large eps, a model whose gradients are usable falls to about zero: above this, the attack is suspect.
+LARGE_EPS_CEILING = 0.05
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def falls_with_eps(attack: str, by_eps: dict[float, float]) -> Check:
+    points = sorted(by_eps.items())
+    rises = [(a, b) for (a, va), (b, vb) in zip(points, points[1:]) if vb > va + TOLERANCE]
+    if rises:
+        a, b = rises[0]
+        return Check(
+            f"{attack} falls with eps",
+            False,
+            f"{attack} accuracy rose from {by_eps[a]:.1%} at eps {a:.4g} to {by_eps[b]:.1%} at {b:.4g}",
+        )
+    return Check(f"{attack} falls with eps", True, "accuracy never rises as eps grows")
+
+
+def near_zero_at_large_eps(attack: str, eps: float, accuracy: float) -> Check:
+    ok = accuracy <= LARGE_EPS_CEILING
+    detail = f"{attack} leaves {accuracy:.1%} at eps {eps:.4g}" + (
+        "" if ok else f", more than {LARGE_EPS_CEILING:.0%}: the gradients may not lead the attack"
+    )
+    return Check("about zero at a large eps", ok, detail)
+
+
+def more_steps_not_weaker(steps: int, accuracy: float, more_steps: int, more_accuracy: float, eps: float) -> Check:
+    ok = more_accuracy <= accuracy + TOLERANCE
+    detail = f"PGD-{more_steps} {more_accuracy:.1%} against PGD-{steps} {accuracy:.1%} at eps {eps:.4g}"
+    return Check("more steps are not weaker", ok, detail)
+
+
+def black_box_not_stronger(black: str, black_acc: float, white: str, white_acc: float, eps: float) -> Check:
+    ok = black_acc >= white_acc - TOLERANCE
+    detail = f"{black} (black-box) {black_acc:.1%} against {white} {white_acc:.1%} at eps {eps:.4g}"
+    return Check("black-box is not stronger than white-box", ok, detail)
+
+
+def summary(checks: list[Check]) -> dict:
+    """robustness.json's "masking": every check, and the verdict with its reasons."""
+    failed = [c for c in checks if not c.passed]
+    return {
+        "checks": [c.to_dict() for c in checks],
+        "suspect": bool(failed),
+        "verdict": "attack may be masked: " + "; ".join(c.detail for c in failed) if failed else "no sign of masking",
+    }

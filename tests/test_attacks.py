@@ -1,0 +1,93 @@
+"""Attacks a robustness researcher accepts: float32 whatever the training precision, restarts that only ever make
+PGD stronger, and the gradient-masking checks, which flag an attack on a model whose gradient is zero."""
+
+import json
+
+import pytest
+import torch
+
+from cnnbench import TrainConfig, fit
+from cnnbench.analysis.robustness import masking
+from cnnbench.analysis.robustness.evaluate import RobustnessConfig, run_robustness
+from tests.conftest import ROUNDING_MODEL, TINY_MODEL
+
+pytestmark = pytest.mark.data
+RECIPE = dict(dataset="mnist_demo", epochs=2, limit_train=600, limit_test=100, batch_size=32, lr=0.05, precise_bn=0)
+
+
+@pytest.fixture(scope="module")
+def bf16_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bf16") / "run"
+    fit(TrainConfig(model=TINY_MODEL, precision="bf16", **RECIPE), out)
+    return out
+
+
+def test_attacks_run_in_float32_even_after_bf16_training(bf16_run, monkeypatch):
+    dtypes = []
+    import cnnbench.analysis.robustness.evaluate as evaluate
+
+    real_fgsm = evaluate.fgsm
+
+    def spying_fgsm(forward, x, y, eps):
+        dtypes.append(forward(x).dtype)
+        dtypes.append(torch.is_autocast_enabled("cpu"))
+        return real_fgsm(forward, x, y, eps)
+
+    monkeypatch.setattr(evaluate, "fgsm", spying_fgsm)
+    cfg = RobustnessConfig(
+        corruptions=(), attacks=("fgsm",), eps=(0.1,), limit_test=40, device="cpu", masking_checks=False
+    )
+    result = run_robustness(bf16_run, cfg, log=lambda _: None)
+    assert result["precision"] == "bf16" and result["attack_settings"]["precision"] == "fp32"
+    assert set(dtypes) == {torch.float32, False}  # float32 logits, no autocast while attacking
+
+
+def test_more_restarts_never_make_pgd_weaker(bf16_run):
+    def pgd_at(restarts):
+        cfg = RobustnessConfig(
+            corruptions=(),
+            attacks=("pgd",),
+            eps=(0.2,),
+            limit_test=60,
+            device="cpu",
+            pgd_steps=3,
+            pgd_restarts=restarts,
+            masking_checks=False,
+        )
+        return run_robustness(bf16_run, cfg, log=lambda _: None)["adversarial"]["pgd"]["0.2"]
+
+    assert pgd_at(3) <= pgd_at(1)
+
+
+def test_a_model_without_input_gradient_is_flagged_as_masked(tmp_path):
+    out = tmp_path / "rounding"
+    summary = fit(TrainConfig(model=ROUNDING_MODEL, **{**RECIPE, "epochs": 4, "limit_train": 1500}), out)
+    assert summary["test_top1"] > 0.3  # it classifies, well above chance
+    cfg = RobustnessConfig(corruptions=(), attacks=("fgsm",), eps=(0.05, 0.1, 0.2), limit_test=60, device="cpu")
+    result = run_robustness(out, cfg, log=lambda _: None)
+    assert result["masking"]["suspect"] is True
+    assert "attack may be masked" in result["masking"]["verdict"] and "0.6" in result["masking"]["verdict"]
+    saved = json.loads((out / "robustness.json").read_text())
+    assert saved["masking"]["suspect"] is True
+
+
+def test_the_masking_checks_by_hand():
+    assert not masking.falls_with_eps("pgd", {0.01: 0.5, 0.02: 0.6}).passed
+    assert masking.falls_with_eps("pgd", {0.01: 0.5, 0.02: 0.505, 0.03: 0.2}).passed  # within sampling noise
+    assert not masking.near_zero_at_large_eps("pgd", 0.125, 0.3).passed
+    assert masking.near_zero_at_large_eps("pgd", 0.125, 0.01).passed
+    assert not masking.more_steps_not_weaker(10, 0.10, 50, 0.20, 0.03).passed
+    assert not masking.black_box_not_stronger("square", 0.05, "pgd", 0.20, 0.03).passed
+    verdict = masking.summary([masking.near_zero_at_large_eps("pgd", 0.125, 0.3)])
+    assert verdict["suspect"] and verdict["verdict"].startswith("attack may be masked: pgd leaves 30.0%")
+
+
+def test_the_report_shows_the_masking_flag(tmp_path):
+    from cnnbench.cli import main
+
+    out = tmp_path / "rounding"
+    fit(TrainConfig(model=ROUNDING_MODEL, **{**RECIPE, "epochs": 1}), out)
+    args = ["--corruptions", "none", "--attacks", "fgsm", "--eps", "0.05,0.1", "--limit-test", "40"]
+    assert main(["robustness", str(out), *args]) == 0
+    assert main(["report", str(out)]) == 0
+    assert "attack may be masked" in (out / "report.html").read_text()
