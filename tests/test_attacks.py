@@ -91,3 +91,47 @@ def test_the_report_shows_the_masking_flag(tmp_path):
     assert main(["robustness", str(out), *args]) == 0
     assert main(["report", str(out)]) == 0
     assert "attack may be masked" in (out / "report.html").read_text()
+
+
+def test_robustness_pairs_are_paired_tests_on_the_same_images(tmp_path):
+    """pairs.csv gets a row per robustness measure, with McNemar's b and c counted here by hand from robustness.npz,
+    labelled exploratory (the protocol declares test top-1)."""
+    import csv
+
+    import numpy as np
+
+    from cnnbench.analysis.statistics import mcnemar_exact
+    from cnnbench.cli import main
+    from cnnbench.study import StudySpec, run_study
+    from tests.conftest import TINY_MODEL_WIDE
+
+    base = TrainConfig(epochs=1, limit_train=300, limit_test=60, batch_size=32, lr=0.05, precise_bn=0)
+    out = tmp_path / "study"
+    run_study(StudySpec((TINY_MODEL, TINY_MODEL_WIDE), ("mnist_demo",), (0,), base), out, log=lambda _: None)
+    args = [
+        "--corruptions",
+        "shot_noise,fog",
+        "--severities",
+        "1,3",
+        "--attacks",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "--limit-test",
+        "40",
+        "--no-masking-checks",
+    ]
+    assert main(["robustness", str(out), *args]) == 0
+    with open(out / "pairs.csv") as f:
+        rows = {r["measure"]: r for r in csv.DictReader(f)}
+    assert {"test_top1", "corruptions: noise", "corruptions: weather", "corruptions: all", "fgsm eps 0.1"} <= set(rows)
+    row = rows["corruptions: noise"]
+    z = {m: np.load(out / "runs" / f"{m}-mnist_demo-seed0" / "robustness.npz") for m in (TINY_MODEL, TINY_MODEL_WIDE)}
+    a, b = row["model_a"], row["model_b"]
+    ca = np.concatenate([z[a]["corruption|shot_noise|1"], z[a]["corruption|shot_noise|3"]])
+    cb = np.concatenate([z[b]["corruption|shot_noise|1"], z[b]["corruption|shot_noise|3"]])
+    by_hand = mcnemar_exact(ca, cb)
+    assert (int(row["mcnemar_b"]), int(row["mcnemar_c"])) == (by_hand.b, by_hand.c) and len(ca) == 80
+    assert float(row["diff_top1"]) == pytest.approx(ca.mean() - cb.mean()) and float(row["diff_top1"]) >= 0
+    assert row["status"] == "exploratory" and "declared metric" in row["status_reason"]
+    assert float(row["p_adjusted"]) >= float(row["p"])  # Holm over every pair of the study

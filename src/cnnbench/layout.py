@@ -29,6 +29,7 @@ MISCLASSIFIED_CSV = "misclassified.csv"
 ROBUSTNESS_JSON = "robustness.json"
 TEST_FILES = "test_files.txt"  # the images held out for testing, where cnnbench split an image folder itself
 ROBUSTNESS_CSV = "robustness.csv"
+ROBUSTNESS_NPZ = "robustness.npz"  # per test image of every cell: right or wrong (paired tests between models)
 DYNAMICS_CSV = "dynamics.csv"  # per-layer weight/gradient/update norms while training
 DEAD_UNITS_CSV = "dead_units.csv"  # per-stage share of ReLU channels silent on a fixed probe batch, per epoch
 FILTERS_NPZ = "filters.npz"  # the first convolution's weights at epoch 0, 1, ...

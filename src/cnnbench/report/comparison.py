@@ -9,7 +9,7 @@ from ..fileio import write_csv, write_text
 from ..layout import COMPARISON_CSV, COMPARISON_MD
 from ..models.registry import variant_description
 from .robustness import robustness_markdown
-from .significance import Pair, pair_finding, points, write_pairs
+from .significance import Pair, p_value, pair_finding, points, write_pairs
 from .tables import (
     COMPARISON_COLUMNS,
     TOP1_LEGEND,
@@ -39,9 +39,10 @@ def verdict(pair: Pair) -> str:
     if not pair.significant:
         text = "no significant difference"
     elif pair.one_seed:
-        text = f"this {pair.a} network more accurate (one trained network, not the architecture)"
+        better = "more accurate" if pair.measure == "test_top1" else "more robust here"
+        text = f"this {pair.a} network {better} (one trained network, not the architecture)"
     else:
-        text = f"{pair.a} more accurate"
+        text = f"{pair.a} " + ("more accurate" if pair.measure == "test_top1" else "more robust here")
     return f"{text}; {pair.status}"
 
 
@@ -49,6 +50,7 @@ def pair_cells(pair: Pair) -> dict:
     """One pair as the report's table shows it (markdown and HTML alike)."""
     ci, m = pair.ci, pair.mcnemar
     return {
+        "measure": pair.measure if pair.measure != "test_top1" else "test top-1",
         "a": pair.a,
         "b": pair.b,
         "seeds": " ".join(map(str, pair.seeds)),
@@ -116,16 +118,12 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
                 "",
                 "Pairs of models, on the same test images and seeds:",
                 "",
-                "| model A | model B | seeds | A − B (points) | 95% CI | interval | McNemar b / c, p | A wins | "
-                "verdict |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "| measure | model A | model B | seeds | A − B (points) | 95% CI | interval | McNemar b / c, p | "
+                "A wins | verdict |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
-            out += [
-                "| {a} | {b} | {seeds} | {diff} | {ci} | {method} | {mcnemar} | {wins} | {verdict} |".format(
-                    **pair_cells(p)
-                )
-                for p in ds_pairs
-            ]
+            row = "| {measure} | {a} | {b} | {seeds} | {diff} | {ci} | {method} | {mcnemar} | {wins} | {verdict} |"
+            out += [row.format(**pair_cells(p)) for p in ds_pairs]
             out += ["", PAIRS_LEGEND]
         out += robustness_markdown(gs)
         if study_reference(dataset):
@@ -140,6 +138,36 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
             out += [f"| {m} | {loss:.4f} | {pct(t1)} | {pct(t5)} | {t} |" for m, loss, t1, t5, t in ref]
         out.append("")
     return "\n".join(out)
+
+
+def robustness_findings(pairs: list[Pair]) -> list[str]:
+    """Robustness differences with their tests, exploratory unless a protocol declared them: the significant ones
+    one by one (after Holm's correction over the study), the rest named together."""
+    if not pairs:
+        return []
+    notes = []
+    for p in pairs:
+        if not p.significant:
+            continue
+        seeds = "one seed: these two trained networks" if p.one_seed else f"{len(p.seeds)} seeds"
+        top_a = sum(s.top1_a for s in p.per_seed) / len(p.per_seed)
+        top_b = sum(s.top1_b for s in p.per_seed) / len(p.per_seed)
+        notes.append(
+            f"Exploratory ({p.status_reason}): under {p.measure}, {p.a} keeps {points(top_a)}% against {p.b}'s "
+            f"{points(top_b)}% ({points(p.diff)} points; {_test_words(p)}; {seeds})."
+        )
+    level = [p.measure for p in pairs if not p.significant]
+    if level:
+        notes.append(f"No significant robustness difference (paired tests, Holm-corrected) under: {', '.join(level)}.")
+    return notes
+
+
+def _test_words(p: Pair) -> str:
+    adjusted = f", Holm p {p_value(p.p_adjusted)}" if p.p_adjusted is not None else ""
+    if p.one_seed:
+        m = p.mcnemar
+        return f"McNemar b = {m[0]}, c = {m[1]}, p {p_value(m[2])}{adjusted}"
+    return f"paired t over seeds p {p_value(p.t_p)}{adjusted}"
 
 
 def protocol_sentence(protocol: Protocol | None) -> str:
@@ -179,7 +207,8 @@ def findings(groups: list[Group], pairs: list[Pair], protocol: Protocol | None =
                 f"{minutes(g.mean('train_time_s'))} "
                 "of training."
             )
-        for pair in (p for p in pairs if p.dataset == dataset):
+        robust = [p for p in pairs if p.dataset == dataset and p.measure != "test_top1"]
+        for pair in (p for p in pairs if p.dataset == dataset and p.measure == "test_top1"):
             notes += pair_finding(pair)
             a, b = by_label[pair.a], by_label[pair.b]
             time_ratio = a.mean("train_time_s") / max(b.mean("train_time_s"), 1e-9)
@@ -192,6 +221,7 @@ def findings(groups: list[Group], pairs: list[Pair], protocol: Protocol | None =
                 f"parameters ({millions(a.first['params'])} vs {millions(b.first['params'])}); test loss "
                 f"{a.mean('test_loss'):.4f} vs {b.mean('test_loss'):.4f}."
             )
+        notes += robustness_findings(robust)
         if len(gs) > 1:
             fastest = min(gs, key=lambda g: g.mean("time_per_epoch_s"))
             notes.append(

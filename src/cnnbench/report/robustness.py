@@ -10,7 +10,7 @@ from ..analysis.robustness.corruptions import CIFAR, DIGITS, corruption_set
 from ..analysis.robustness.metrics import corruption_errors
 from ..errors import ConfigError, did_you_mean
 from . import plots
-from .tables import Group
+from .tables import Group, eps_label
 
 FAMILIES = {name: c.family for name, c in {**CIFAR, **DIGITS}.items()}
 
@@ -46,14 +46,6 @@ def attach_corruption_errors(groups: list[Group], baseline: str | None) -> None:
             full = [n for n in corruption_set(channels)]  # mCE is the benchmark's over all of them, or partial
             g.corruption_errors = corruption_errors(g.robustness, base.robustness, full)
             g.mce_baseline = base.label
-
-
-def eps_label(eps: float, natural: bool) -> str:
-    """eps as the literature writes it: a fraction of 255 for natural images (8/255), decimals for digits (0.3)."""
-    steps = eps * 255
-    if natural and eps > 0 and abs(steps - round(steps)) < 1e-3:
-        return f"{round(steps)}/255"
-    return f"{eps:.4g}"
 
 
 def _natural(group: Group) -> bool:

@@ -18,6 +18,7 @@ from .tables import Group
 
 PAIRS_COLUMNS = [
     "dataset",
+    "measure",
     "model_a",
     "model_b",
     "seeds",
@@ -42,6 +43,7 @@ PAIRS_COLUMNS = [
 ]
 PAIRS_BY_SEED_COLUMNS = [
     "dataset",
+    "measure",
     "model_a",
     "model_b",
     "seed",
@@ -84,6 +86,7 @@ class Pair:
     p_adjusted: float | None = None  # Holm over every pair of the study
     status: str = "exploratory"  # or "confirmatory": the declared comparison on the declared seeds
     status_reason: str = "not tested against a protocol"
+    measure: str = "test_top1"  # or a robustness measure: "corruptions: blur", "pgd eps 8/255", ...
 
     @property
     def seeds(self) -> list[int]:
@@ -157,6 +160,7 @@ class Pair:
         m, ci = self.mcnemar, self.ci
         return {
             "dataset": self.dataset,
+            "measure": self.measure,
             "model_a": self.a,
             "model_b": self.b,
             "seeds": " ".join(map(str, self.seeds)),
@@ -213,17 +217,48 @@ def compare_pair(a: Group, b: Group) -> Pair | None:
     return Pair(a.dataset, a.label, b.label, per_seed, only, a.model, b.model)
 
 
+def robustness_pairs(a: Group, b: Group) -> list[Pair]:
+    """The two models under each robustness measure both measured on the same images (robustness.npz): McNemar on
+    per-(image, cell) correctness for each seed, a t-interval over seeds with several. Ordered by which model keeps
+    more accuracy, like the accuracy pairs."""
+    runs_a, runs_b = a.by_seed(), b.by_seed()
+    per_measure: dict[str, list[SeedPair]] = {}
+    for seed in sorted(set(runs_a) & set(runs_b)):
+        ra, rb = runs_a[seed].robust_correct, runs_b[seed].robust_correct
+        if ra is None or rb is None or not np.array_equal(ra[0], rb[0]):
+            continue  # no per-image results, or not the same images: nothing paired to test
+        for measure in sorted(set(ra[1]) & set(rb[1])):
+            ca, cb = ra[1][measure], rb[1][measure]
+            if ca.shape != cb.shape:
+                continue
+            m = mcnemar_exact(ca, cb)
+            top_a, top_b = float(ca.mean()), float(cb.mean())
+            per_measure.setdefault(measure, []).append(SeedPair(seed, top_a, top_b, top_a - top_b, None, m.b, m.c, m.p))
+    pairs = []
+    for measure, per_seed in per_measure.items():
+        if np.mean([s.diff for s in per_seed]) < 0:
+            per_seed = [SeedPair(s.seed, s.top1_b, s.top1_a, -s.diff, None, s.c, s.b, s.p) for s in per_seed]
+            pairs.append(Pair(a.dataset, b.label, a.label, per_seed, ([], []), b.model, a.model, measure=measure))
+        else:
+            pairs.append(Pair(a.dataset, a.label, b.label, per_seed, ([], []), a.model, b.model, measure=measure))
+    return pairs
+
+
 def all_pairs(groups: list[Group], protocol: Protocol | None = None) -> list[Pair]:
-    """Every pair of models per data set, its p Holm-adjusted over all of them, and whether its verdict is
-    confirmatory under ``protocol`` (the study's declaration; None: everything is exploratory)."""
+    """Every pair of models per data set, by test top-1 and by each robustness measure both have, its p
+    Holm-adjusted over all of them, and whether its verdict is confirmatory under ``protocol`` (the study's
+    declaration; None: everything is exploratory, and robustness measures always are unless declared)."""
     pairs = []
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
         pairs += [p for a, b in combinations(gs, 2) if (p := compare_pair(a, b)) is not None]
+        pairs += [p for a, b in combinations(gs, 2) for p in robustness_pairs(a, b)]
     adjusted = holm([p.p for p in pairs])
     return [
         dataclasses.replace(
-            p, p_adjusted=q, **dict(zip(("status", "status_reason"), status(protocol, p.model_a, p.model_b, p.seeds)))
+            p,
+            p_adjusted=q,
+            **dict(zip(("status", "status_reason"), status(protocol, p.model_a, p.model_b, p.seeds, p.measure))),
         )
         for p, q in zip(pairs, adjusted)
     ]
@@ -234,6 +269,7 @@ def write_pairs(study_dir: Path, pairs: list[Pair]) -> None:
     rows = [
         {
             "dataset": p.dataset,
+            "measure": p.measure,
             "model_a": p.a,
             "model_b": p.b,
             "seed": s.seed,

@@ -26,6 +26,7 @@ from ..layout import (
     PER_CLASS_CSV,
     PREDICTIONS,
     ROBUSTNESS_JSON,
+    ROBUSTNESS_NPZ,
     SUMMARY,
     pretrained_label,
 )
@@ -126,6 +127,43 @@ class RunRecord:
                 return None
             return correct
         return None
+
+    @cached_property
+    def robust_correct(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """robustness.npz as paired measures (robustness_measures); None where it is absent or damaged."""
+        path = self.path / ROBUSTNESS_NPZ
+        natural = int(self.summary.get("input_shape", [3])[0]) == 3
+        return robustness_measures(path, natural) if path.exists() else None
+
+
+def eps_label(eps: float, natural: bool) -> str:
+    """eps as the literature writes it: a fraction of 255 for natural images (8/255), decimals for digits (0.3)."""
+    steps = eps * 255
+    if natural and eps > 0 and abs(steps - round(steps)) < 1e-3:
+        return f"{round(steps)}/255"
+    return f"{eps:.4g}"
+
+
+def robustness_measures(npz_path: Path, natural: bool) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """From robustness.npz: the test images' indices, and per measure which (image, cell) each model got right: each
+    corruption family over its corruptions and severities, every corruption together, and each attack at each eps."""
+    from ..analysis.robustness.corruptions import CIFAR, DIGITS
+
+    families = {name: c.family for name, c in {**CIFAR, **DIGITS}.items()}
+    try:
+        with np.load(npz_path) as z:
+            index, cells = z["index"], {k: z[k].astype(bool) for k in z.files if k != "index"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    grouped: dict[str, list[np.ndarray]] = {}
+    for key in sorted(cells):
+        parts = key.split("|")
+        if parts[0] == "corruption":
+            grouped.setdefault(f"corruptions: {families.get(parts[1], 'other')}", []).append(cells[key])
+            grouped.setdefault("corruptions: all", []).append(cells[key])
+        elif parts[0] != "clean":
+            grouped[f"{parts[0]} eps {eps_label(float(parts[1]), natural)}"] = [cells[key]]
+    return index, {measure: np.concatenate(arrays) for measure, arrays in grouped.items()}
 
 
 @dataclass

@@ -17,8 +17,8 @@ from ...data.sources import resolve_data_root
 from ...engine.evaluate_run import load_run_model
 from ...engine.runtime import autocast, resolve_device, synchronize
 from ...errors import ConfigError, did_you_mean
-from ...fileio import write_csv, write_json
-from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON
+from ...fileio import write_csv, write_json, write_npz
+from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON, ROBUSTNESS_NPZ
 from . import masking
 from .attacks import PixelModel, fgsm, pgd
 from .corruptions import SUBSTITUTES, check_corruption_names, corrupt, corruption_set, set_name
@@ -190,20 +190,23 @@ def run_robustness(
         an attack follows (and report more robustness than the model has)."""
         return pixel_model(x).float()
 
-    def accuracy(batches) -> float:
-        right = 0
+    per_image: dict[str, np.ndarray] = {}  # which images each cell got right: robustness.npz, for paired tests
+
+    def accuracy(batches, key: str) -> float:
+        right = []
         for x_uint8, y in batches:
             start = time.perf_counter()
             with torch.inference_mode():
-                right += int((forward(x_uint8.to(device).float() / 255).argmax(1).cpu() == y).sum())
+                right.append((forward(x_uint8.to(device).float() / 255).argmax(1).cpu() == y).numpy())
             synchronize(device)
             timings["evaluate_s"] += time.perf_counter() - start
-        return right / len(index)
+        per_image[key] = np.concatenate(right)
+        return float(per_image[key].mean())
 
     def spans():
         return [(s, min(s + cfg.batch_size, len(index))) for s in range(0, len(index), cfg.batch_size)]
 
-    clean = accuracy((data.test_x[index[a:b]], y_all[a:b]) for a, b in spans())
+    clean = accuracy(((data.test_x[index[a:b]], y_all[a:b]) for a, b in spans()), "clean")
     log(f"{run_dir.name}: clean top-1 {clean:.2%} on {len(index)} test images ({precision}, {device.type})")
     corruptions: dict[str, dict[int, float]] = {}
     started = time.perf_counter()
@@ -219,7 +222,7 @@ def run_robustness(
                 timings["corrupt_s"] += time.perf_counter() - start
                 yield x, y_all[a:b]
 
-        corruptions[name] = {s: accuracy(cells(s)) for s in cfg.severities}
+        corruptions[name] = {s: accuracy(cells(s), f"corruption/{name}/{s}") for s in cfg.severities}
         log(f"  {name:<18} " + " ".join(f"s{s} {v:.1%}" for s, v in corruptions[name].items()))
     settings = NATURAL_ATTACK if natural else DIGIT_ATTACK
     eps_list = cfg.eps if cfg.eps is not None else settings.eps
@@ -228,7 +231,7 @@ def run_robustness(
     generator = torch.Generator().manual_seed(cfg.seed)
 
     def attacked_accuracy(attack: str, eps: float, n_steps: int, images: int | None = None) -> float:
-        right, seen = 0, 0
+        right, seen, kept = 0, 0, []
         start = time.perf_counter()
         for a, b in spans():
             if images is not None and seen >= images:
@@ -245,8 +248,11 @@ def run_robustness(
                         survived &= attack_forward(adv).argmax(1) == y
             right += int(survived.sum())
             seen += len(y)
+            kept.append(survived.cpu().numpy())
         synchronize(device)
         timings["attack_s"] += time.perf_counter() - start
+        if images is None:  # a reported cell, not a masking check's
+            per_image[f"{attack}/{eps!r}"] = np.concatenate(kept)
         return right / seen
 
     for attack in cfg.attacks:
@@ -298,5 +304,6 @@ def run_robustness(
         for e, v in by_eps.items()
     ]
     write_csv(run_dir / ROBUSTNESS_CSV, rows, ["kind", "name", "level", "top1"])
+    write_npz(run_dir / ROBUSTNESS_NPZ, index=index, **{k.replace("/", "|"): v for k, v in per_image.items()})
     write_json(run_dir / ROBUSTNESS_JSON, result)  # last: a complete robustness.json means complete results
     return result
