@@ -204,8 +204,8 @@ def test_study_interrupted_mid_grid_resumes_without_recomputing(tmp_path):
     log = []
     run_study(spec, tmp_path / "s", log=log.append)
     assert first.stat().st_mtime_ns == mtime
-    assert "[1/2] vgg11_bn-mnist_demo-seed0: finished earlier, skipped" in log
-    assert "[2/2] vgg13_bn-mnist_demo-seed0 (resuming)" in log
+    assert "vgg11_bn-mnist_demo-seed0: finished earlier, skipped" in log
+    assert "[1/1] vgg13_bn-mnist_demo-seed0 (resuming)" in log
     rows = (second / "metrics.csv").read_text().splitlines()
     assert rows[1] == epoch1 and len(rows) == 3
 

@@ -180,8 +180,9 @@ def test_study_writes_pairs_csv_and_shows_pairs(tmp_path):
     assert main(["report", str(tmp_path)]) == 0
     with open(tmp_path / "pairs.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[:13] == [
+    assert list(rows[0])[:14] == [
         "dataset",
+        "measure",
         "model_a",
         "model_b",
         "seeds",

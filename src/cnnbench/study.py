@@ -281,6 +281,9 @@ def run_study(
         if not overview.exists():
             _write_dataset_overview(out, datasets[dataset])
     todo = [c for c in configs if not finished(run_dir_for(out, c))]
+    for cfg in configs:
+        if cfg not in todo:
+            log(f"{run_dir_for(out, cfg).name}: finished earlier, skipped")
     for cfg in todo:
         events.record(out, run_dir_for(out, cfg).name, "queued", launcher=launch.launcher)
     if launch.launcher == "inline":

@@ -98,7 +98,14 @@ def read_config(run_dir: Path) -> TrainConfig:
             f"{run_dir} is not a cnnbench run folder (it has no {CONFIG_JSON}). Give the --out folder of "
             "`cnnbench train`, or a folder under a study's runs/."
         )
-    return config_from_dict(read_json(path), where=str(path))
+    try:
+        saved = read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ConfigError(
+            f"{path} is damaged ({type(e).__name__}: {e}); it records how the run was trained, so the run cannot be "
+            "used without it. Restore it from a copy, or train the run again."
+        ) from None
+    return config_from_dict(saved, where=str(path))
 
 
 def read_preprocessing(run_dir: Path, cfg: TrainConfig | None = None) -> Preprocessing:
