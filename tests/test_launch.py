@@ -81,7 +81,8 @@ def test_an_inline_study_journals_every_cell_and_status_says_finished(tmp_path, 
 
 def test_status_names_running_failed_and_pending_cells(tmp_path):
     cells = [{"name": n, "config": {"epochs": 4}} for n in ("a-run", "b-run", "c-run")]
-    (tmp_path / "study.json").write_text(json.dumps({"cells": cells}))
+    command = "cnnbench compare --models a,b,c --out study"
+    (tmp_path / "study.json").write_text(json.dumps({"cells": cells, "command": command}))
     (tmp_path / "runs" / "a-run").mkdir(parents=True)
     with RunLock(tmp_path / "runs" / "a-run"):
         for epoch in (1, 2):
@@ -92,7 +93,7 @@ def test_status_names_running_failed_and_pending_cells(tmp_path):
         assert states["b-run"].state == "failed" and "nan" in states["b-run"].reason
         assert states["c-run"].state == "pending"
         text = status_text(tmp_path, list(states.values()))
-    assert "epoch 2 of 4, 100 images/s, about 60 s left" in text and "retry" in text
+    assert "epoch 2 of 4, 100 images/s, about 60 s left" in text and f"retry: `{command}`" in text
     assert main(["status", str(tmp_path)]) == 1  # not every cell finished
 
 

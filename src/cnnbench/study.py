@@ -248,6 +248,7 @@ def run_study(
     robustness=None,
     insight=None,
     launch: LaunchConfig = LaunchConfig(),
+    command: str | None = None,
 ) -> Path | None:
     """Run every (data set, model, seed) of ``spec`` under ``out`` (finished runs are skipped, interrupted ones
     resumed), then write the report. Returns the report's path (None where a Slurm study was submitted and not
@@ -268,7 +269,10 @@ def run_study(
     _check_distinct_folders(spec)
     _check_finished_runs_match(out, configs)
     cells = [{"name": run_dir_for(out, c).name, "config": c.to_dict()} for c in configs]
-    write_json(out / STUDY_SPEC, {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict(), "cells": cells})
+    record = {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict(), "cells": cells}
+    if command:  # what `cnnbench status` offers to retry failed cells with
+        record["command"] = command
+    write_json(out / STUDY_SPEC, record)
     datasets = {}
     for dataset in spec.datasets:
         todo = [c for c in configs if c.dataset == dataset]

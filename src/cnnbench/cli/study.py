@@ -165,6 +165,15 @@ def cmd_status(args) -> int:
     return 0 if cells and all(c.state == "finished" for c in cells) else 1
 
 
+def _command_line() -> str | None:
+    """This invocation as a shell command, where it came from the cnnbench entry point (not from Python code)."""
+    import shlex
+
+    if Path(sys.argv[0]).name not in ("cnnbench", "__main__.py"):
+        return None
+    return "cnnbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def cmd_compare(args) -> int:
     from ..study import run_study
 
@@ -186,6 +195,7 @@ def cmd_compare(args) -> int:
             robustness=RobustnessConfig() if args.robustness else None,
             insight=InsightConfig() if args.insight else None,
             launch=launch_config_from_args(args),
+            command=_command_line(),
         )
     except KeyboardInterrupt as e:
         print(

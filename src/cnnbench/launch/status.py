@@ -106,6 +106,11 @@ def _duration(seconds: float | None) -> str:
 
 
 def status_text(study_dir: Path, cells: list[CellStatus]) -> str:
+    try:
+        command = read_json(Path(study_dir) / STUDY_SPEC).get("command")
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        command = None
+    retry = f"`{command}`" if command else "the same `cnnbench compare` again"
     lines = []
     for c in cells:
         if c.state == "finished":
@@ -114,7 +119,7 @@ def status_text(study_dir: Path, cells: list[CellStatus]) -> str:
             rate = f", {c.images_per_s:.0f} images/s" if c.images_per_s else ""
             detail = f"on {c.host}, epoch {c.epoch} of {c.epochs}{rate}, about {_duration(c.eta_s)} left"
         elif c.state == "failed":
-            detail = f"{c.reason} (retry: run the same `cnnbench compare` again)"
+            detail = f"{c.reason} (retry: {retry}; only unfinished runs train)"
         else:
             detail = ""
         lines.append(f"{c.name:<44} {c.state:<9} {detail}".rstrip())
