@@ -285,7 +285,7 @@ def run_study(
         if not overview.exists():
             _write_dataset_overview(out, datasets[dataset])
     todo = [c for c in configs if not finished(run_dir_for(out, c))]
-    for cfg in configs:
+    for cfg in configs if todo else ():  # (a data set with every run finished was said above)
         if cfg not in todo:
             log(f"{run_dir_for(out, cfg).name}: finished earlier, skipped")
     for cfg in todo:
