@@ -82,8 +82,13 @@ def train_cell(
     cell = run_dir.name
     if finished(run_dir):
         return SKIPPED
+
+    def say_takeover(text: str) -> None:  # in the log and in the journal, where status and people look
+        log(text)
+        events.record(study_dir, cell, "takeover", note=text)
+
     try:
-        lock = RunLock(run_dir, log=lambda text: (log(text), events.record(study_dir, cell, "takeover", note=text)))
+        lock = RunLock(run_dir, log=say_takeover)
         lock.acquire()
     except LockedError as e:
         log(f"{cell}: {e}; left to it")
