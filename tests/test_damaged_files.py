@@ -69,6 +69,7 @@ def apply(path, change):
         path.write_bytes(change[1])
 
 
+@pytest.mark.slow  # builds a report a dozen times
 @settings(
     max_examples=int(__import__("os").environ.get("CNNBENCH_FUZZ_EXAMPLES", 12)),
     deadline=None,

@@ -59,6 +59,7 @@ def test_one_seed_is_one_trained_network_not_the_architecture():
 
 
 @pytest.mark.data
+@pytest.mark.slow  # two studies and their reports
 def test_the_report_labels_confirmatory_and_exploratory_verdicts(tmp_path):
     base = TrainConfig(epochs=1, limit_train=200, limit_test=100, batch_size=32, lr=0.05, precise_bn=0)
     out = tmp_path / "study"

@@ -28,6 +28,7 @@ def study(tmp_path_factory):
     return out, report
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_study_writes_every_run_and_artifact(study):
     out, report = study
     runs = sorted(p.name for p in (out / "runs").iterdir())
@@ -57,6 +58,7 @@ def test_study_writes_every_run_and_artifact(study):
     assert re.search(r"vgg11_bn: \d+% of its \d+ M MACs sit in block\d", html)
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_report_shows_the_numbers_of_comparison_csv(study):
     """Each model's top-1 (mean ± std, t-interval, range), top-5 and loss in report.html equal comparison.csv's."""
     out, report = study
@@ -91,6 +93,7 @@ def test_report_shows_the_numbers_of_comparison_csv(study):
         assert f"<td>{top5}</td>" in cells.replace("&#177;", "±") and f"<td>{v['test_loss']:.4f}</td>" in cells
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_comparison_table_aggregates_seeds(study):
     out, _ = study
     with open(out / "comparison.csv") as f:
@@ -134,6 +137,7 @@ def test_comparison_table_aggregates_seeds(study):
     assert "validation top-1" in md and "validation top-1" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_pairs_are_tested_on_the_runs_own_predictions(study):
     """McNemar's discordant counts come from the saved test predictions: (b - c) / n is the top-1 difference."""
     out, _ = study
@@ -156,6 +160,7 @@ def test_pairs_are_tested_on_the_runs_own_predictions(study):
     assert float(pair["mcnemar_p"]) == pytest.approx(max(float(r["mcnemar_p"]) for r in per_seed))
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_rerun_skips_finished_runs(study):
     out, _ = study
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
@@ -166,6 +171,7 @@ def test_rerun_skips_finished_runs(study):
     assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_finished_run_with_other_settings_is_not_mixed_in(study, tmp_path):
     out, _ = study
     copy = tmp_path / "copy"
@@ -213,6 +219,7 @@ def test_published_modern_study_is_what_the_preset_trains():
             assert config_differences(saved, preset_runs[run_dir.name]) == "", f"{study}/{run_dir.name}"
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     out, _ = study
     copy = tmp_path / "R&D <copy>"  # a name that needs escaping, once
@@ -225,6 +232,7 @@ def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(study):
@@ -322,6 +330,7 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
                 "0.1",
                 "--baseline",
                 "vgg13_bn",
+                "--no-masking-checks",  # tested on their own (test_attacks.py); here the report is under test
             ]
         )
         == 0
@@ -348,6 +357,7 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
     assert main(["report", str(copy), "--baseline", "resnet18"]) == 2
 
 
+@pytest.mark.slow  # trains the four-run study fixture
 def test_compare_robustness_measures_every_run_after_training(study, tmp_path):
     from cnnbench.analysis.robustness.evaluate import RobustnessConfig
 

@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
         "--no-masking-checks",
         dest="masking_checks",
         action="store_false",
-        help="skip the extra attacks that check for gradient masking (a large eps, 5x the PGD steps)",
+        help="skip the extra attacks that check for gradient masking (a large eps, 3x the PGD steps)",
     )
     rob.add_argument(
         "--baseline",

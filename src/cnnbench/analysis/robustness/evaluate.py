@@ -39,9 +39,10 @@ class AttackSettings:
 NATURAL_ATTACK = AttackSettings((1 / 255, 2 / 255, 4 / 255, 8 / 255), None, 10)
 DIGIT_ATTACK = AttackSettings((0.1, 0.2, 0.3), 0.01, 40)
 # The masking checks' large eps, where a model with usable gradients is left near 0% (RobustBench's threat models:
-# 8/255 for CIFAR-10, 0.3 for MNIST; four times that), and how many more PGD steps the "more steps" check takes.
+# 8/255 for CIFAR-10, 0.3 for MNIST; four and two times that), and how many times the PGD steps the "more steps"
+# check takes.
 LARGE_EPS = {True: 32 / 255, False: 0.6}
-MORE_STEPS = 5
+MORE_STEPS = 3
 MASKING_IMAGES = 200  # the checks run on the first images of the cell (class-balanced), to stay cheap on a CPU
 
 
