@@ -9,6 +9,7 @@ from typing import TextIO
 import torch
 
 from .run import Run
+from .runtime import duration_text
 
 
 class Callback:
@@ -93,8 +94,7 @@ class ConsoleProgress(Callback):
         if remaining <= 0:
             return ""
         per_epoch = sum(r["epoch_time_s"] for r in run.state.rows) / max(len(run.state.rows), 1)
-        left = per_epoch * remaining
-        return f" | about {left:.0f}s left" if left < 90 else f" | about {left / 60:.0f} min left"
+        return f" | about {duration_text(per_epoch * remaining)} left"
 
     def on_train_end(self, run: Run, summary: dict) -> None:
         self._write(

@@ -22,6 +22,13 @@ def warm_up_calls(mode: str) -> int:
     return 3 if mode == "reduce-overhead" else 1
 
 
+def duration_text(seconds: float) -> str:
+    """A time to go as people say it: seconds up to a minute and a half, then minutes, then hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def short_reason(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no details'}"

@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..engine.runtime import duration_text
 from ..errors import ConfigError
 from ..fileio import read_json
 from ..layout import CONFIG_JSON, STUDY_SPEC, SUMMARY, run_dirs_of
@@ -94,15 +95,7 @@ def _config(run_dir: Path) -> dict:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    return (
-        f"{seconds:.0f} s"
-        if seconds < 90
-        else f"{seconds / 60:.0f} min"
-        if seconds < 5400
-        else f"{seconds / 3600:.1f} h"
-    )
+    return "?" if seconds is None else duration_text(seconds)
 
 
 def status_text(study_dir: Path, cells: list[CellStatus]) -> str:

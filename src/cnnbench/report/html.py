@@ -23,13 +23,13 @@ from .robustness import (
     attach_corruption_errors,
     choose_baseline,
     dataset_figures,
-    eps_label,
     robustness_rows,
     run_heatmap,
 )
 from .significance import all_pairs
 from .tables import (
     TOP1_LEGEND,
+    eps_label,
     group_runs,
     has_validation,
     load_run_dirs,

@@ -49,7 +49,7 @@ def attach_corruption_errors(groups: list[Group], baseline: str | None) -> None:
 
 
 def _natural(group: Group) -> bool:
-    return int(group.first.get("input_shape", [3])[0]) == 3
+    return group.runs[0].natural
 
 
 def robustness_rows(groups: list[Group]) -> list[dict]:

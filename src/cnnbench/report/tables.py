@@ -132,8 +132,12 @@ class RunRecord:
     def robust_correct(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """robustness.npz as paired measures (robustness_measures); None where it is absent or damaged."""
         path = self.path / ROBUSTNESS_NPZ
-        natural = int(self.summary.get("input_shape", [3])[0]) == 3
-        return robustness_measures(path, natural) if path.exists() else None
+        return robustness_measures(path, self.natural) if path.exists() else None
+
+    @property
+    def natural(self) -> bool:
+        """Colour images (eps read as k/255), not grey digits."""
+        return int(self.summary.get("input_shape", [3])[0]) == 3
 
 
 def eps_label(eps: float, natural: bool) -> str:

@@ -15,7 +15,7 @@ import torch
 from ...data.loader import balanced_indices
 from ...data.sources import resolve_data_root
 from ...engine.evaluate_run import load_run_model
-from ...engine.runtime import autocast, resolve_device, synchronize
+from ...engine.runtime import autocast, duration_text, resolve_device, synchronize
 from ...errors import ConfigError, did_you_mean
 from ...fileio import write_csv, write_json, write_npz
 from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON, ROBUSTNESS_NPZ
@@ -128,7 +128,7 @@ class CellSource:
         return torch.from_numpy(np.ascontiguousarray(block[rows])).permute(0, 3, 1, 2).contiguous()
 
 
-def _masking_checks(cfg, adversarial, attacked_accuracy, natural: bool, steps: int, log) -> dict | None:
+def _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural: bool, steps: int, log) -> dict | None:
     """Carlini et al.'s and AutoAttack's sanity checks on the attacks just run (masking.py), on the first
     MASKING_IMAGES images of the cell: eps monotone, near zero at a large eps, more steps not weaker."""
     checks = [masking.falls_with_eps(a, by_eps) for a, by_eps in adversarial.items() if len(by_eps) > 1]
@@ -140,7 +140,7 @@ def _masking_checks(cfg, adversarial, attacked_accuracy, natural: bool, steps: i
         )
         if "pgd" in adversarial and adversarial["pgd"]:
             eps = max(adversarial["pgd"])
-            base = attacked_accuracy("pgd", eps, steps, MASKING_IMAGES)
+            base = float(per_image[f"pgd/{eps!r}"][:MASKING_IMAGES].mean())  # the reported attack, same images
             more = attacked_accuracy("pgd", eps, steps * MORE_STEPS, MASKING_IMAGES)
             checks.append(masking.more_steps_not_weaker(steps, base, steps * MORE_STEPS, more, eps))
     if not checks:
@@ -148,10 +148,6 @@ def _masking_checks(cfg, adversarial, attacked_accuracy, natural: bool, steps: i
     result = masking.summary(checks)
     log(f"  masking checks: {result['verdict']}")
     return result
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _stable_hash(*parts) -> int:
@@ -214,7 +210,7 @@ def run_robustness(
     for done, name in enumerate(names):
         if done == 1:  # one corruption measured: enough to say how long the rest will take
             each = time.perf_counter() - started
-            log(f"  about {_duration(each * (len(names) - 1))} for the other {len(names) - 1} corruptions")
+            log(f"  about {duration_text(each * (len(names) - 1))} for the other {len(names) - 1} corruptions")
 
         def cells(severity, name=name):
             for a, b in spans():
@@ -232,11 +228,14 @@ def run_robustness(
     generator = torch.Generator().manual_seed(cfg.seed)
 
     def attacked_accuracy(attack: str, eps: float, n_steps: int, images: int | None = None) -> float:
+        """Accuracy under the attack on the cell's images (the first ``images`` of them where given)."""
         right, seen, kept = 0, 0, []
         start = time.perf_counter()
         for a, b in spans():
-            if images is not None and seen >= images:
-                break
+            if images is not None:
+                b = min(b, images)
+                if a >= b:
+                    break
             x = (data.test_x[index[a:b]].float() / 255).to(device)
             y = y_all[a:b].to(device)
             if attack == "fgsm":
@@ -259,7 +258,9 @@ def run_robustness(
     for attack in cfg.attacks:
         adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in eps_list}
         log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
-    masking = _masking_checks(cfg, adversarial, attacked_accuracy, natural, steps, log) if cfg.attacks else None
+    masking_result = (
+        _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural, steps, log) if cfg.attacks else None
+    )
     result = {
         "model": train_cfg.model,
         "dataset": train_cfg.dataset,
@@ -287,7 +288,7 @@ def run_robustness(
             "precision": "fp32",  # attacks never run under autocast
             "model_mode": "eval",
         },
-        "masking": masking,
+        "masking": masking_result,
         "config": {**asdict(cfg), "limit_test": limit},
         "device": device.type,
         "precision": precision,
