@@ -32,13 +32,12 @@ def _alive_here(owner: dict) -> bool | None:
     """Whether the owner process still runs, where it ran on this host (None: another host, cannot tell)."""
     if owner.get("host") != socket.gethostname():
         return None
+    import psutil  # portable: os.kill(pid, 0) would terminate the process on Windows
+
     try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, ValueError, KeyError):
-        return True
-    return True
+        return psutil.pid_exists(int(owner["pid"]))
+    except (ValueError, KeyError, TypeError):
+        return True  # an unreadable owner: leave it to the heartbeat
 
 
 def is_stale(owner: dict | None, stale_after: float = STALE_AFTER_S) -> bool:
