@@ -221,3 +221,33 @@ def test_figures_of_many_classes_show_a_selection_and_say_so(tmp_path):
     assert {3, 7} <= set(most_confused(cm, MAX_CLASSES_DRAWN).tolist())
     rows = [{"class": f"c{i}", "f1": str(i / k)} for i in range(k)]
     assert [r["class"] for r in shown_classes(rows)][:2] == ["c0", "c1"] and len(shown_classes(rows)) == 40
+
+
+def test_the_bad_file_zoo_through_the_image_folder_reader(tmp_path):
+    """Readable oddities load (CMYK, an animated GIF's first frame, 16-bit grey scaled); unreadable files are named
+    in one message, never a traceback."""
+    from cnnbench.data.image_folder import read_image_folder
+
+    good = tmp_path / "zoo"
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (good / split / c).mkdir(parents=True)
+            (good / split / c / "ok.png").write_bytes(_png(np.full((8, 8, 3), 90, dtype=np.uint8)))
+    Image.new("CMYK", (8, 8), (0, 50, 100, 0)).save(good / "train" / "a" / "cmyk.jpg")
+    frames = [Image.new("RGB", (8, 8), (v, v, v)) for v in (10, 200)]
+    frames[0].save(good / "train" / "b" / "anim.gif", save_all=True, append_images=frames[1:])
+    (good / "train" / "b" / "grey16.png").write_bytes(_png(np.full((8, 8), 65535, dtype=np.uint16)))
+    groups = read_image_folder(good, cache=False)
+    assert len(groups["train"].labels) == 5 and groups["train"].images.max() == 255  # 16-bit white stays white
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for split in ("train", "test"):
+        (bad / split / "a").mkdir(parents=True)
+        (bad / split / "a" / "ok.png").write_bytes(_png(np.zeros((8, 8, 3), dtype=np.uint8)))
+    (bad / "train" / "a" / "empty.png").write_bytes(b"")
+    (bad / "train" / "a" / "text.png").write_text("not an image")
+    Image.new("L", (20000, 20000)).save(bad / "train" / "a" / "bomb.png", optimize=True)
+    with pytest.raises(DataError) as e:
+        read_image_folder(bad, cache=False)
+    message = str(e.value)
+    assert "empty.png" in message and "text.png" in message and "bomb.png" in message and "BytesIO" not in message
