@@ -135,3 +135,75 @@ def test_robustness_pairs_are_paired_tests_on_the_same_images(tmp_path):
     assert float(row["diff_top1"]) == pytest.approx(ca.mean() - cb.mean()) and float(row["diff_top1"]) >= 0
     assert row["status"] == "exploratory" and "declared metric" in row["status_reason"]
     assert float(row["p_adjusted"]) >= float(row["p"])  # Holm over every pair of the study
+
+
+def test_autoattack_suite_on_a_tiny_model(bf16_run):
+    """AutoAttack's standard suite through the authors' code: a cascade whose accuracy never rises from stage to
+    stage, never above FGSM's at the same eps by more than noise, and a Square-against-white-box check."""
+    pytest.importorskip("pyautoattack")
+    cfg = RobustnessConfig(corruptions=(), attacks=("fgsm", "autoattack"), eps=(0.3,), limit_test=30, device="cpu")
+    result = run_robustness(bf16_run, cfg, log=lambda _: None)
+    after = result["attack_settings"]["autoattack"]["after"]["0.3"]
+    order = ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert list(after) == order
+    assert all(after[a] >= after[b] for a, b in zip(order, order[1:]))
+    assert result["adversarial"]["autoattack"]["0.3"] == after["square"]
+    assert result["adversarial"]["autoattack"]["0.3"] <= result["adversarial"]["fgsm"]["0.3"] + 0.05
+    names = [c["name"] for c in result["masking"]["checks"]]
+    assert "black-box is not stronger than white-box" in names
+
+
+def test_autoattack_without_the_package_is_one_clear_message(bf16_run, monkeypatch):
+    import builtins
+
+    from cnnbench.errors import ConfigError
+
+    real_import = builtins.__import__
+
+    def no_autoattack(name, *args, **kwargs):
+        if name == "pyautoattack":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_autoattack)
+    cfg = RobustnessConfig(corruptions=(), attacks=("autoattack",), limit_test=10, device="cpu")
+    with pytest.raises(ConfigError, match=r"cnnbench\[attacks\]"):
+        run_robustness(bf16_run, cfg, log=lambda _: None)
+
+
+def test_autoattack_warnings_become_one_check_per_kind():
+    from cnnbench.analysis.robustness.autoattack import own_checks
+
+    messages = [f"there are {n} points with zero gradient! See flags_doc.md for details." for n in (7, 6, 5)]
+    checks = own_checks(own_checks(messages)[0].detail.split("\n") + messages)
+    assert len(checks) == 1 and not checks[0].passed
+    assert checks[0].detail.count("AutoAttack's flags_doc.md") == 1
+
+
+def test_transfer_attacks_between_a_studys_models(tmp_path):
+    """PGD made on one model, shown to the other of the same seed, on the images each run's robustness used; and
+    the report's check flags a transferred attack that beats the target's own white-box PGD."""
+    from cnnbench.analysis.robustness.transfer import study_transfer
+    from cnnbench.report.robustness import transfer_rows
+    from tests.conftest import TINY_MODEL_WIDE
+
+    cfg = RobustnessConfig(corruptions=(), attacks=("pgd",), eps=(0.1, 0.2), limit_test=30, device="cpu", pgd_steps=3)
+    for model in (TINY_MODEL, TINY_MODEL_WIDE):
+        run = tmp_path / "runs" / model
+        fit(TrainConfig(model=model, seed=3, **{**RECIPE, "epochs": 1}), run)
+        run_robustness(run, cfg, log=lambda _: None)
+    rows = study_transfer(tmp_path, "cpu", log=lambda _: None)
+    assert sorted((r["source"], r["target"]) for r in rows) == [
+        (TINY_MODEL, TINY_MODEL_WIDE),
+        (TINY_MODEL_WIDE, TINY_MODEL),
+    ]
+    for r in rows:
+        own = json.loads((tmp_path / "runs" / r["target"] / "robustness.json").read_text())
+        assert r["seed"] == 3 and r["eps"] == 0.2 and r["images"] == 30 and r["pgd_steps"] == 3
+        assert r["white_box_top1"] == own["adversarial"]["pgd"]["0.2"] and 0 <= r["transfer_top1"] <= 1
+    saved = json.loads((tmp_path / "transfer.json").read_text())
+    assert len(saved["masking"]["checks"]) == 2
+    saved["rows"][0].update(transfer_top1=0.1, white_box_top1=0.5)  # a transferred attack far stronger: flagged
+    (tmp_path / "transfer.json").write_text(json.dumps(saved))
+    flagged = transfer_rows(tmp_path, "mnist_demo")
+    assert [r["suspect"] for r in flagged] == [True, False]

@@ -354,6 +354,12 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
         md = (copy / "comparison.md").read_text()
         assert "Robustness (MNIST-C-style" in md and "| vgg13_bn | 2 |" in md and "fgsm eps 0.1" in md
     assert (copy / "datasets" / "mnist_demo" / "robustness_eps.png").exists()
+    with open(copy / "transfer.csv") as f:  # PGD made on each model, shown to the other of its seed
+        transfer = list(csv.DictReader(f))
+    assert sorted((t["seed"], t["source"], t["target"]) for t in transfer) == [
+        (seed, a, b) for seed in ("0", "1") for a, b in (("vgg11_bn", "vgg13_bn"), ("vgg13_bn", "vgg11_bn"))
+    ]
+    assert "Transfer attacks" in (copy / "report.html").read_text()
     assert main(["report", str(copy), "--baseline", "resnet18"]) == 2
 
 

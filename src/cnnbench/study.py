@@ -311,6 +311,10 @@ def run_study(
         for cfg in configs:
             if finished(run_dir_for(out, cfg)) and not (run_dir_for(out, cfg) / ROBUSTNESS_JSON).exists():
                 run_robustness(run_dir_for(out, cfg), robustness, log=log)
+        if "pgd" in robustness.attacks:
+            from .analysis.robustness.transfer import study_transfer
+
+            study_transfer(out, robustness.device, log=log)
     if insight is not None:
         from .analysis.insight.evaluate import study_insight
 

@@ -20,12 +20,18 @@ def add_parser(sub) -> None:
         "(CIFAR-10-C's 15 for colour images, an MNIST-C-style set for grey ones)",
     )
     rob.add_argument("--severities", default="1-5", help="severities 1-5: a range 1-5 or a list 1,3,5 (default 1-5)")
-    rob.add_argument("--attacks", default="fgsm,pgd", help="fgsm,pgd (default), one of them, or none")
+    rob.add_argument(
+        "--attacks",
+        default="fgsm,pgd",
+        help="comma-separated: fgsm, pgd, autoattack (AutoAttack's standard suite: APGD-CE, APGD-T, FAB-T, Square; "
+        "needs cnnbench[attacks]), square (the black-box Square alone), or none (default fgsm,pgd)",
+    )
     rob.add_argument(
         "--eps",
         default=None,
         help="L-inf radii in pixels of [0, 1], e.g. 1/255,2/255 or 0.1,0.2 "
-        "(default 1,2,4,8/255 for natural images, 0.1,0.2,0.3 for digits)",
+        "(default 1,2,4,8/255 for natural images, 0.1,0.2,0.3 for digits; autoattack and square: RobustBench's "
+        "8/255 and 0.3)",
     )
     rob.add_argument(
         "--limit-test",
@@ -107,8 +113,22 @@ def run(args) -> int:
     from ..analysis.robustness.evaluate import check_config, run_robustness
 
     cfg = check_config(robustness_config_from_args(args))
+
+    def whole_study(study: Path) -> None:
+        from ..analysis.robustness.transfer import study_transfer
+        from ..layout import run_dirs_of
+
+        for run_dir in run_dirs_of(study):
+            run_robustness(run_dir, cfg)
+        if "pgd" in cfg.attacks:
+            study_transfer(study, cfg.device)
+
     return run_or_study(
-        Path(args.target), lambda run_dir: run_robustness(run_dir, cfg), _robustness_done, baseline=args.baseline
+        Path(args.target),
+        lambda run_dir: run_robustness(run_dir, cfg),
+        _robustness_done,
+        on_study=whole_study,
+        baseline=args.baseline,
     )
 
 

@@ -25,6 +25,7 @@ from .robustness import (
     dataset_figures,
     robustness_rows,
     run_heatmap,
+    transfer_rows,
 )
 from .significance import all_pairs
 from .tables import (
@@ -223,6 +224,10 @@ def _write_report(
                 "robustness": robustness_rows(gs),
                 "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
                 "robustness_source": next((g.robustness for g in gs if g.robustness), None),
+                "transfer": [] if single_run else transfer_rows(out, dataset),
+                "attack_settings": next(
+                    (r.robustness.get("attack_settings", {}) for g in gs for r in g.runs if r.robustness), {}
+                ),
                 "baseline": baseline,
             }
         )

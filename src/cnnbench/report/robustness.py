@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.robustness import masking
 from ..analysis.robustness.corruptions import CIFAR, DIGITS, corruption_set
 from ..analysis.robustness.metrics import corruption_errors
 from ..errors import ConfigError, did_you_mean
+from ..fileio import read_json
+from ..layout import TRANSFER_JSON
 from . import plots
 from .tables import Group, eps_label
 
@@ -182,3 +185,17 @@ def dataset_figures(groups: list[Group], folder: Path, dataset: str) -> dict:
             x_labels=(lambda e: eps_label(e, natural)) if natural else None,
         )
     return figures
+
+
+def transfer_rows(study_dir: Path, dataset: str) -> list[dict]:
+    """The study's transfer attacks on this data set (transfer.json), each with whether it passed the check that a
+    transferred attack does not beat the target's own white-box attack; [] where none ran or the file is damaged."""
+    try:
+        rows = read_json(Path(study_dir) / TRANSFER_JSON)["rows"]
+        return [
+            {**r, "suspect": r["transfer_top1"] < r["white_box_top1"] - masking.TOLERANCE}
+            for r in rows
+            if r["dataset"] == dataset
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []

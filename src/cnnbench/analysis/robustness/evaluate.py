@@ -19,11 +19,12 @@ from ...engine.runtime import autocast, duration_text, resolve_device, synchroni
 from ...errors import ConfigError, did_you_mean
 from ...fileio import write_csv, write_json, write_npz
 from ...layout import ROBUSTNESS_CSV, ROBUSTNESS_JSON, ROBUSTNESS_NPZ
-from . import masking
+from . import autoattack, masking
 from .attacks import PixelModel, fgsm, pgd
 from .corruptions import SUBSTITUTES, check_corruption_names, corrupt, corruption_set, set_name
 
-ATTACKS = ("fgsm", "pgd")
+ATTACKS = ("fgsm", "pgd", "autoattack", "square")  # the last two: AutoAttack's code (cnnbench[attacks])
+DEFAULT_ATTACKS = ("fgsm", "pgd")
 CPU_DEFAULT_IMAGES = 1000  # per cell on CPU: the full grid is 750,000 images, hours on 2 cores
 OFFICIAL = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
 
@@ -44,13 +45,16 @@ DIGIT_ATTACK = AttackSettings((0.1, 0.2, 0.3), 0.01, 40)
 LARGE_EPS = {True: 32 / 255, False: 0.6}
 MORE_STEPS = 3
 MASKING_IMAGES = 200  # the checks run on the first images of the cell (class-balanced), to stay cheap on a CPU
+# AutoAttack and Square run at RobustBench's threat model unless --eps names radii: four radii of a 100-step
+# ensemble would cost hours on a CPU, and the standard radius is the number the field compares.
+STANDARD_EPS = {True: (8 / 255,), False: (0.3,)}
 
 
 @dataclass(frozen=True)
 class RobustnessConfig:
     corruptions: tuple[str, ...] | None = None  # None: every corruption of the image kind's set; () none
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
-    attacks: tuple[str, ...] = ATTACKS
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
     eps: tuple[float, ...] | None = None  # None: the image kind's defaults (above)
     limit_test: int | None = None  # images per cell; None: CPU_DEFAULT_IMAGES on CPU, the whole test set on a GPU
     seed: int = 0  # seeds the corruptions and PGD's random start
@@ -72,6 +76,8 @@ def check_config(cfg: RobustnessConfig) -> RobustnessConfig:
             raise ConfigError(
                 f"Unknown attack {a!r}{did_you_mean(a, ATTACKS)}: choose from {', '.join(ATTACKS)}, or 'none'."
             )
+    if {"autoattack", "square"} & set(cfg.attacks):
+        autoattack.require()  # before any work: a missing optional package is one clear message
     if cfg.eps is not None and any(not e >= 0 or e > 1 for e in cfg.eps):
         raise ConfigError(f"eps must be between 0 and 1 in pixel units, e.g. 0.0039 or 1/255 (got {list(cfg.eps)}).")
     if (cfg.pgd_steps is not None and cfg.pgd_steps < 1) or cfg.pgd_restarts < 1:
@@ -128,10 +134,14 @@ class CellSource:
         return torch.from_numpy(np.ascontiguousarray(block[rows])).permute(0, 3, 1, 2).contiguous()
 
 
-def _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural: bool, steps: int, log) -> dict | None:
+def _masking_checks(
+    cfg, adversarial, per_image, attacked_accuracy, natural: bool, steps: int, suite_checks, log
+) -> dict | None:
     """Carlini et al.'s and AutoAttack's sanity checks on the attacks just run (masking.py), on the first
-    MASKING_IMAGES images of the cell: eps monotone, near zero at a large eps, more steps not weaker."""
+    MASKING_IMAGES images of the cell: eps monotone, near zero at a large eps, more steps not weaker, the black-box
+    Square not stronger than the white-box attacks; and whatever AutoAttack's own checks warned about."""
     checks = [masking.falls_with_eps(a, by_eps) for a, by_eps in adversarial.items() if len(by_eps) > 1]
+    checks += suite_checks
     if cfg.masking_checks:
         strongest = "pgd" if "pgd" in adversarial else next(iter(adversarial))
         large = LARGE_EPS[natural]
@@ -143,6 +153,14 @@ def _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural: boo
             base = float(per_image[f"pgd/{eps!r}"][:MASKING_IMAGES].mean())  # the reported attack, same images
             more = attacked_accuracy("pgd", eps, steps * MORE_STEPS, MASKING_IMAGES)
             checks.append(masking.more_steps_not_weaker(steps, base, steps * MORE_STEPS, more, eps))
+        for eps in adversarial.get("autoattack", {}):
+            white = float(per_image[f"autoattack-white-box/{eps!r}"][:MASKING_IMAGES].mean())
+            square = (
+                float(per_image[f"square/{eps!r}"][:MASKING_IMAGES].mean())
+                if eps in adversarial.get("square", {})
+                else attacked_accuracy("square", eps, steps, MASKING_IMAGES)
+            )
+            checks.append(masking.black_box_not_stronger("Square", square, "APGD-CE, APGD-T, FAB-T", white, eps))
     if not checks:
         return None
     result = masking.summary(checks)
@@ -225,10 +243,32 @@ def run_robustness(
     eps_list = cfg.eps if cfg.eps is not None else settings.eps
     steps = cfg.pgd_steps or settings.steps
     adversarial: dict[str, dict[float, float]] = {}
+    suite_stages: dict[str, dict[str, float]] = {}  # AutoAttack: accuracy after each of its attacks, per eps
+    suite_checks: list[masking.Check] = []
     generator = torch.Generator().manual_seed(cfg.seed)
+
+    def suite_accuracy(attack: str, eps: float, images: int | None) -> float:
+        """AutoAttack's standard suite, or its Square attack alone, through the authors' code."""
+        n = len(index) if images is None else min(images, len(index))
+        stages = autoattack.STANDARD if attack == "autoattack" else ("square",)
+        start = time.perf_counter()
+        flags, checks = autoattack.run_suite(
+            pixel_model, data.test_x[index[:n]].float() / 255, y_all[:n], eps, cfg.seed, device, cfg.batch_size, stages
+        )
+        synchronize(device)
+        timings["attack_s"] += time.perf_counter() - start
+        if images is None:  # a reported cell
+            per_image[f"{attack}/{eps!r}"] = flags[stages[-1]]
+            if attack == "autoattack":
+                per_image[f"autoattack-white-box/{eps!r}"] = flags["fab-t"]
+                suite_stages[repr(float(eps))] = {k: float(v.mean()) for k, v in flags.items()}
+            suite_checks[:] = autoattack.own_checks([c.detail for c in suite_checks + checks])
+        return float(flags[stages[-1]].mean())
 
     def attacked_accuracy(attack: str, eps: float, n_steps: int, images: int | None = None) -> float:
         """Accuracy under the attack on the cell's images (the first ``images`` of them where given)."""
+        if attack in ("autoattack", "square"):
+            return suite_accuracy(attack, eps, images)
         right, seen, kept = 0, 0, []
         start = time.perf_counter()
         for a, b in spans():
@@ -256,10 +296,13 @@ def run_robustness(
         return right / seen
 
     for attack in cfg.attacks:
-        adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in eps_list}
+        radii = eps_list if attack in ("fgsm", "pgd") or cfg.eps is not None else STANDARD_EPS[natural]
+        adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in radii}
         log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
     masking_result = (
-        _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural, steps, log) if cfg.attacks else None
+        _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural, steps, suite_checks, log)
+        if cfg.attacks
+        else None
     )
     result = {
         "model": train_cfg.model,
@@ -287,6 +330,11 @@ def run_robustness(
             "norm": "Linf, pixel space [0, 1]",
             "precision": "fp32",  # attacks never run under autocast
             "model_mode": "eval",
+            **(
+                {"autoattack": {"version": "standard", "attacks": list(autoattack.STANDARD), "after": suite_stages}}
+                if suite_stages
+                else {}
+            ),
         },
         "masking": masking_result,
         "config": {**asdict(cfg), "limit_test": limit},
