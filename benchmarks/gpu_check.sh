@@ -5,6 +5,9 @@
 #   bash benchmarks/gpu_check.sh run    # there: the `device` tool's run, carry [".devdata"], timeout_s 570
 #   bash benchmarks/gpu_check.sh fast          # there: training images/s, eager against compiled and
 #                                              # CUDA graphs, batch 64-1024 (about 6 minutes)
+#   bash benchmarks/gpu_check.sh studies       # there: the declared protocols' seeds (CIFAR-10 4-6, with and
+#                                              # without label smoothing; MNIST 1-5) and their robustness with
+#                                              # AutoAttack (about 8 minutes on an H200, estimated)
 #   bash benchmarks/gpu_check.sh fast-recipe   # there: the fast preset's 3 seeds for both models and
 #                                              # its time-to-accuracy table (about 6 minutes on an H100, estimated)
 #
@@ -22,7 +25,11 @@ if [ "${1:-run}" = pack ]; then
   mkdir -p .devdata
   gzip -1 -c "$src/cifar10-jpeg.tar" > .devdata/cifar10-jpeg.tar.gz
   tar -C "$src" -czf .devdata/MNIST.tar.gz MNIST
-  grep -qsx '/.devdata/' .git/info/exclude || echo '/.devdata/' >> .git/info/exclude
+  # AutoAttack's reference code (cnnbench[attacks]) for `studies`, its Python files only (the wheel ships 45 MB of
+  # example weights): the device machine has no package registry
+  aa=$(python3 -c "import pyautoattack, os; print(os.path.dirname(pyautoattack.__file__))")
+  rm -rf .devdata/site && mkdir -p .devdata/site/pyautoattack && cp "$aa"/*.py .devdata/site/pyautoattack/
+  mkdir -p .git/info && { grep -qsx '/.devdata/' .git/info/exclude || echo '/.devdata/' >> .git/info/exclude; }
   du -sh .devdata
   exit 0
 fi
@@ -32,10 +39,11 @@ work=/tmp/gpu-check
 mkdir -p "$out" "$work/data"
 gunzip -c .devdata/cifar10-jpeg.tar.gz > "$work/data/cifar10-jpeg.tar"
 tar -C "$work/data" -xzf .devdata/MNIST.tar.gz
-export CNNBENCH_DATA=$work/data PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export CNNBENCH_DATA=$work/data PYTHONPATH=$PWD/src:$PWD/.devdata/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 log=$out/gpu-check.log
-$py -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu_check.sh run needs a CUDA GPU: run it through the device tool.')"
+dev=${DEVICE:-cuda}  # DEVICE=cpu with STUDY_FLAGS/ROBUST_FLAGS (a few images, one epoch): a dry run of `studies` here
+[ "$dev" = cpu ] || $py -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu_check.sh run needs a CUDA GPU: run it through the device tool.')"
 
 step() {  # step TITLE COMMAND...: run it, log it, keep going if it fails (later steps are independent)
   local title=$1; shift
@@ -49,7 +57,8 @@ step "machine" bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version 
 if [ "$mode" = fast ]; then
   # Training images/s of vgg16_bn and resnet18 at batch 64-1024 eager, and compiled at 128 and 1024 (CUDA graphs)
   # and 128 (max-autotune without graphs); compiling is timed apart (train_compile_s). About 6 minutes.
-  runs=("eager 64 128 256 512 1024" "reduce-overhead 128 1024" "max-autotune-no-cudagraphs 128")
+  # FAST_RUNS="eager 128 1024;reduce-overhead 128": a shorter set, where less device time is left
+  IFS=';' read -ra runs <<< "${FAST_RUNS:-eager 64 128 256 512 1024;reduce-overhead 128 1024;max-autotune-no-cudagraphs 128}"
   for spec in "${runs[@]}"; do
     read -r compile batches <<< "$spec"
     flags=(); [ "$compile" != eager ] && flags=(--compile --compile-mode "$compile")
@@ -61,6 +70,70 @@ if [ "$mode" = fast ]; then
       "$out/profile-$compile.json" "$work"/profile-"$compile"-*.json || true
   done
   echo "done $(date -u +%H:%M:%S)" | tee -a "$log"
+  exit 0
+fi
+if [ "$mode" = studies ]; then
+  # The CIFAR-10 and MNIST seeds that the declared protocols still need, trained side by side on the one GPU
+  # (launch-bound at batch 64, so concurrent runs overlap; their training times are not speed figures), then
+  # robustness with AutoAttack, PGD-20 x 2 restarts and the masking checks, and the transfer attacks:
+  #   modern-cifar10-456: the modern preset, seeds 4-6 (4 and 5 complete the five-seed confirmation protocol)
+  #   modern-cifar10-ls0: the same without label smoothing, seeds 4-6 (label smoothing's effect on robustness)
+  #   modern-mnist-confirm: MNIST, five declared seeds 1-5
+  # Each study is archived under $OUT (no checkpoints or logits) as soon as it is complete, and everything again
+  # at the deadline, so a call cut off returns what finished.
+  start=$(date +%s)
+  deadline=${DEADLINE:-540}
+  archive() {  # archive NAME: the study folder as $OUT/NAME.tar.gz, replacing an older copy
+    [ -d "$work/$1" ] && tar -C "$work" --exclude checkpoints --exclude predictions.npz -czf "$out/$1.tmp.tgz" "$1" \
+      && mv "$out/$1.tmp.tgz" "$out/$1.tar.gz"
+    echo "archived $1 at $(( $(date +%s) - start )) s" | tee -a "$log"
+  }
+  ( sleep "$deadline"; echo "deadline: archiving what exists" | tee -a "$log"
+    for s in modern-mnist-confirm modern-cifar10-456 modern-cifar10-ls0; do archive $s; done ) &
+  watchdog=$!
+  train() {  # train NAME WORKERS FLAGS...: one study through the local launcher, all workers on the GPU
+    local name=$1 workers=$2; shift 2
+    # shellcheck disable=SC2086  # STUDY_FLAGS: several flags
+    $py -m cnnbench compare --preset modern --device "$dev" --launcher local --workers "$workers" --threads 2 \
+      --out "$work/$name" "$@" ${STUDY_FLAGS:-} > "$work/$name.log" 2>&1 || echo "study failed: $name" | tee -a "$log"
+    tail -n 30 "$work/$name.log" >> "$log"
+  }
+  robust() {  # robust NAME: every run in parallel, then the transfer attacks and the report
+    local name=$1 pids=()
+    for run in "$work/$name"/runs/*/; do
+      # shellcheck disable=SC2086  # ROBUST_FLAGS: several flags
+      OMP_NUM_THREADS=2 $py -m cnnbench robustness "$run" --device "$dev" --limit-test 1000 \
+        --attacks fgsm,pgd,autoattack --pgd-steps 20 --pgd-restarts 2 ${ROBUST_FLAGS:-} > "$run/robustness.log" 2>&1 &
+      pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || echo "robustness failed in $name" | tee -a "$log"; done
+    cat "$work/$name"/runs/*/robustness.log >> "$log"
+    $py -c "import sys; from cnnbench.analysis.robustness.transfer import study_transfer; \
+study_transfer(__import__('pathlib').Path(sys.argv[1]), sys.argv[2])" "$work/$name" "$dev" 2>&1 | tee -a "$log"
+    $py -m cnnbench report "$work/$name" 2>&1 | tail -n 3 | tee -a "$log"
+  }
+  echo "## studies ($(date -u +%H:%M:%S))" | tee -a "$log"
+  train modern-cifar10-456 6 --datasets cifar10 --seeds 4,5,6 &
+  cifar=$!
+  train modern-mnist-confirm 5 --datasets mnist --seeds 1,2,3,4,5
+  archive modern-mnist-confirm
+  train modern-cifar10-ls0 6 --datasets cifar10 --seeds 4,5,6 --label-smoothing 0 &
+  ls0=$!
+  wait $cifar; archive modern-cifar10-456
+  robust modern-cifar10-456; archive modern-cifar10-456
+  wait $ls0; archive modern-cifar10-ls0
+  robust modern-cifar10-ls0; archive modern-cifar10-ls0
+  kill $watchdog 2>/dev/null || true
+  echo "studies done $(date -u +%H:%M:%S), $(( $(date +%s) - start )) s" | tee -a "$log"
+  # the GPU is idle again: if time is left, `fast`'s eager half (training images/s against batch size, alone)
+  for batch in 64 128 256 512 1024; do
+    [ $(( $(date +%s) - start )) -lt $(( deadline - 20 )) ] || break
+    step "profile eager, batch $batch" $py -m cnnbench profile --models vgg16_bn,resnet18 --batch-size "$batch" \
+      --train --device "$dev" --repeats 20 --out "$work/profile-eager-$batch.json"
+    $py -c "import json, sys; json.dump([r for f in sys.argv[2:] for r in json.load(open(f))], open(sys.argv[1], 'w'), indent=1)" \
+      "$out/profile-eager.json" "$work"/profile-eager-*.json || true
+  done
+  echo "done $(date -u +%H:%M:%S), $(( $(date +%s) - start )) s" | tee -a "$log"
   exit 0
 fi
 if [ "$mode" = fast-recipe ]; then

@@ -148,6 +148,38 @@ def test_fog_follows_the_reference_formula(severity, monkeypatch):
     assert np.abs(C.corrupt("fog", x, severity).numpy().astype(int) - to_uint8(np.stack(ref)).astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("severity", [1, 5])
+def test_frost_overlays_the_reference_photographs(severity):
+    """make_cifar_c: clip(c0 x + c1 crop), the crop 32 x 32 from one of frost1-5 shrunk by 0.2, its corner drawn in
+    [0, H - 33]. The draws are replayed from the same generator; the photographs read here with numpy alone."""
+    from pathlib import Path
+
+    import cnnbench.analysis.robustness.corruptions as module
+
+    with np.load(Path(module.__file__).with_name("frost_photos.npz")) as z:
+        photos = [z[k].astype(np.float64) / 255 for k in sorted(z.files)]
+    assert [p.shape[:2] for p in photos] == [(120, 180), (63, 112), (63, 112), (70, 105), (99, 132)]
+    x = fixed_images(4)
+    got = C.corrupt("frost", x, severity, seed=11)
+    g = torch.Generator().manual_seed(11)
+    c0, c1 = C.CIFAR["frost"].severities[severity - 1]
+    for i, k in enumerate(torch.randint(5, (4,), generator=g).tolist()):
+        h, w = photos[k].shape[:2]
+        top, left = int(torch.randint(h - 32, (1,), generator=g)), int(torch.randint(w - 32, (1,), generator=g))
+        crop = photos[k][top : top + 32, left : left + 32].transpose(2, 0, 1)
+        reference = to_uint8(c0 * as_float(x[i]) + c1 * crop).astype(int)
+        assert (
+            np.abs(got[i].numpy().astype(int) - reference).max() <= 1
+        )  # float32 here, float64 there: ties round apart
+
+
+def test_frost_photographs_have_the_published_brightness():
+    """The procedural texture cnnbench used before had mean 0.48 against the photographs' 0.64 (an audit against
+    make_cifar_c.py with its real files); the layer drawn now has the photographs' mean, each equally likely."""
+    layer = C.frost_layer(4000, 32, 32, 3, torch.Generator().manual_seed(0))
+    assert layer.mean().item() == pytest.approx(0.643, abs=0.01)
+
+
 # ---- digital: exact reference operations --------------------------------------------------------------------------
 
 

@@ -7,8 +7,8 @@ Each corruption is a function ``fn(x, c, g)`` of a float batch (N, C, H, W) in [
 
 Substitutes, where the generator needs what cannot be had offline (said in every result, SUBSTITUTES):
 - motion_blur and snow's streaks: ImageMagick's motion blur, rebuilt as one-sided Gaussian line kernels.
-- frost: the generator overlays crops of six frost photographs; here a procedural frost texture (fractal haze
-  plus blurred ice streaks, bluish white) with the same blend weights.
+- frost is not a substitute: it overlays crops of the generator's own frost photographs (shipped shrunk as it
+  shrinks them, frost_photos.npz; Apache License 2.0, from the imagecorruptions package).
 
 The digit set follows MNIST-C (Mu & Gilmer, 2019): its corruptions at five severities, the strongest near
 MNIST-C's single setting.
@@ -16,9 +16,11 @@ MNIST-C's single setting.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,7 +54,6 @@ DIGITS: dict[str, Corruption] = {}
 SUBSTITUTES = {
     "motion_blur": "ImageMagick's motion blur rebuilt as one-sided Gaussian line kernels",
     "snow": "snow streaks blurred with the rebuilt motion blur (ImageMagick in the original)",
-    "frost": "procedural frost texture (the original overlays six frost photographs)",
 }
 
 
@@ -162,24 +163,35 @@ def snow(x, c, g):
     return x + flakes + flakes.flip(-1, -2)
 
 
-def frost_texture(n: int, h: int, w: int, channels: int, g: torch.Generator) -> torch.Tensor:
-    """Procedural stand-in for the generator's frost photographs: a bright fractal haze with thin ice streaks,
-    bluish white, values in [0, 1] with about their mean brightness."""
-    size = 1 << max(h, w, 2).bit_length()
-    haze = plasma_fractal(n, size, 2.0, g)[:, :h, :w].unsqueeze(1)
-    seeds = (torch.rand((n, 1, h, w), generator=g) < 0.08).float()
-    streaks = torch.zeros_like(seeds)
-    for _ in range(3):  # ice needles in three random directions
-        streaks += filter_per_image(seeds, motion_kernels(4, 2.0, uniform(g, (n,), 0, 360)), mode="replicate")
-    ice = (0.55 * haze + 1.6 * streaks).clamp(0, 1)
-    tint = torch.tensor([0.82, 0.9, 1.0])[:channels] if channels == 3 else torch.ones(1)
-    return ice * tint.view(1, -1, 1, 1)
+@functools.cache
+def frost_photos() -> tuple[torch.Tensor, ...]:
+    """The generator's frost photographs 1-5 (its randint(5) never draws the sixth), shrunk as it shrinks them for
+    CIFAR (cv2.resize by 0.2); RGB floats in [0, 1], (3, H, W). scripts/make_frost_photos.py made the file."""
+    with np.load(Path(__file__).with_name("frost_photos.npz")) as photos:
+        return tuple(torch.from_numpy(photos[k]).permute(2, 0, 1).float() / 255 for k in sorted(photos.files))
+
+
+def frost_layer(n: int, h: int, w: int, channels: int, g: torch.Generator) -> torch.Tensor:
+    """Per image: one of the photographs at random and a random h x w crop of it, as make_cifar_c.py draws them
+    (corner in [0, H - h - 1], numpy's randint with an exclusive end). Images larger than the 32 px the generator
+    was written for get the photograph enlarged until it covers them (the generator itself stops at 32 px)."""
+    photos = frost_photos()
+    layer = torch.empty(n, 3, h, w)
+    for i, k in enumerate(torch.randint(len(photos), (n,), generator=g).tolist()):
+        photo = photos[k]
+        grow = max((h + 1) / photo.shape[1], (w + 1) / photo.shape[2])
+        if grow > 1:
+            photo = F.interpolate(photo[None], scale_factor=grow, mode="bilinear", align_corners=False)[0]
+        top = int(torch.randint(photo.shape[1] - h, (1,), generator=g))
+        left = int(torch.randint(photo.shape[2] - w, (1,), generator=g))
+        layer[i] = photo[:, top : top + h, left : left + w]
+    return layer if channels == 3 else layer.mean(1, keepdim=True)  # grey images: the photograph's brightness
 
 
 @register(CIFAR, "weather", ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)))
 def frost(x, c, g):
     n, ch, h, w = x.shape
-    return c[0] * x + c[1] * frost_texture(n, h, w, ch, g)
+    return c[0] * x + c[1] * frost_layer(n, h, w, ch, g)
 
 
 @register(CIFAR, "weather", ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)))
