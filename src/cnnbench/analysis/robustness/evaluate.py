@@ -295,9 +295,12 @@ def run_robustness(
             per_image[f"{attack}/{eps!r}"] = np.concatenate(kept)
         return right / seen
 
+    attack_seconds: dict[str, float] = {}  # per attack, all its radii: what BENCHMARKS.md's attack costs read
     for attack in cfg.attacks:
         radii = eps_list if attack in ("fgsm", "pgd") or cfg.eps is not None else STANDARD_EPS[natural]
+        before = timings["attack_s"]
         adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in radii}
+        attack_seconds[attack] = timings["attack_s"] - before
         log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
     masking_result = (
         _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural, steps, suite_checks, log)
@@ -340,7 +343,7 @@ def run_robustness(
         "config": {**asdict(cfg), "limit_test": limit},
         "device": device.type,
         "precision": precision,
-        "timings": timings,
+        "timings": {**timings, "attack_s_by_attack": attack_seconds},
     }
     rows = [{"kind": "clean", "name": "clean", "level": "", "top1": clean}]
     rows += [
