@@ -68,9 +68,9 @@ PAIRS_LEGEND = (
     "interval is a paired bootstrap over test images with one seed and a paired t-interval over seeds "
     "with several. McNemar: examples only A gets right / only B gets right and the exact test's p "
     "(with several seeds, the counts summed and the largest per-seed p). The verdict uses the pair's test (paired t "
-    "over seeds; McNemar with one seed), its p Holm-adjusted over all the study's pairs (pairs.csv: p, p_adjusted), "
-    "and says whether it is confirmatory (the declared comparison on the declared seeds) or exploratory. Per-seed "
-    "tests: pairs_by_seed.csv."
+    "over seeds; McNemar with one seed), its p Holm-adjusted within its family (the confirmatory pairs together, "
+    "the exploratory ones together; pairs.csv: p, p_adjusted), and says whether it is confirmatory (the declared "
+    "comparison on the declared seeds) or exploratory. Per-seed tests: pairs_by_seed.csv."
 )
 
 

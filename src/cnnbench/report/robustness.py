@@ -79,17 +79,23 @@ def robustness_rows(groups: list[Group]) -> list[dict]:
                 "baseline": g.mce_baseline,
                 "natural": _natural(g),
                 # any seed's attack flagged by the masking checks flags the row (robustness.json says which)
-                "masking": next(
-                    (
-                        r.robustness["masking"]["verdict"]
-                        for r in g.runs
-                        if r.robustness and (r.robustness.get("masking") or {}).get("suspect")
-                    ),
-                    None,
-                ),
+                "masking": next((v for r in g.runs if (v := masking_verdict(r.robustness))), None),
             }
         )
     return rows
+
+
+def masking_verdict(result: dict | None) -> str | None:
+    """The run's masking verdict where a check failed, else None. Results written before the PGD-against-AutoAttack
+    check existed get it here, from their own numbers."""
+    if not result:
+        return None
+    stored = result.get("masking") or {"checks": []}
+    checks = [masking.Check(**c) for c in stored.get("checks", [])]
+    if not any(c.name == "PGD as strong as AutoAttack" for c in checks):
+        checks += masking.pgd_not_weaker_than_autoattack(result)
+    verdict = masking.summary(checks)
+    return verdict["verdict"] if verdict["suspect"] else None
 
 
 def robustness_markdown(groups: list[Group]) -> list[str]:

@@ -83,7 +83,7 @@ class Pair:
     unpaired_seeds: tuple[list[int], list[int]] = ([], [])  # seeds only A ran, seeds only B ran
     model_a: str = ""  # the architectures behind the labels (the same model twice: fine-tuned against scratch)
     model_b: str = ""
-    p_adjusted: float | None = None  # Holm over every pair of the study
+    p_adjusted: float | None = None  # Holm within its family: the study's confirmatory pairs, or its exploratory ones
     status: str = "exploratory"  # or "confirmatory": the declared comparison on the declared seeds
     status_reason: str = "not tested against a protocol"
     measure: str = "test_top1"  # or a robustness measure: "corruptions: blur", "pgd eps 8/255", ...
@@ -245,23 +245,27 @@ def robustness_pairs(a: Group, b: Group) -> list[Pair]:
 
 
 def all_pairs(groups: list[Group], protocol: Protocol | None = None) -> list[Pair]:
-    """Every pair of models per data set, by test top-1 and by each robustness measure both have, its p
-    Holm-adjusted over all of them, and whether its verdict is confirmatory under ``protocol`` (the study's
-    declaration; None: everything is exploratory, and robustness measures always are unless declared)."""
+    """Every pair of models per data set, by test top-1 and by each robustness measure both have, whether its verdict
+    is confirmatory under ``protocol`` (the study's declaration; None: everything is exploratory, and robustness
+    measures always are unless declared), and its p Holm-adjusted within its family: the confirmatory pairs together,
+    the exploratory ones together. A declared comparison's error rate is controlled over what was declared; were it
+    adjusted over exploratory rows too, adding or dropping analyses after looking could change a declared verdict."""
     pairs = []
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
         pairs += [p for a, b in combinations(gs, 2) if (p := compare_pair(a, b)) is not None]
         pairs += [p for a, b in combinations(gs, 2) for p in robustness_pairs(a, b)]
-    adjusted = holm([p.p for p in pairs])
-    return [
+    labelled = [
         dataclasses.replace(
-            p,
-            p_adjusted=q,
-            **dict(zip(("status", "status_reason"), status(protocol, p.model_a, p.model_b, p.seeds, p.measure))),
+            p, **dict(zip(("status", "status_reason"), status(protocol, p.model_a, p.model_b, p.seeds, p.measure)))
         )
-        for p, q in zip(pairs, adjusted)
+        for p in pairs
     ]
+    adjusted: dict[int, float | None] = {}
+    for family in ("confirmatory", "exploratory"):
+        members = [i for i, p in enumerate(labelled) if p.status == family]
+        adjusted.update(zip(members, holm([labelled[i].p for i in members])))
+    return [dataclasses.replace(p, p_adjusted=adjusted[i]) for i, p in enumerate(labelled)]
 
 
 def write_pairs(study_dir: Path, pairs: list[Pair]) -> None:

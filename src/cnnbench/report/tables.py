@@ -165,7 +165,7 @@ def robustness_measures(npz_path: Path, natural: bool) -> tuple[np.ndarray, dict
         if parts[0] == "corruption":
             grouped.setdefault(f"corruptions: {families.get(parts[1], 'other')}", []).append(cells[key])
             grouped.setdefault("corruptions: all", []).append(cells[key])
-        elif parts[0] != "clean":
+        elif parts[0] not in ("clean", "autoattack-white-box"):  # the latter: a masking check's, not a result
             grouped[f"{parts[0]} eps {eps_label(float(parts[1]), natural)}"] = [cells[key]]
     return index, {measure: np.concatenate(arrays) for measure, arrays in grouped.items()}
 

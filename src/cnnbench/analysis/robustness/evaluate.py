@@ -302,6 +302,12 @@ def run_robustness(
         adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in radii}
         attack_seconds[attack] = timings["attack_s"] - before
         log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
+    suite_checks += masking.pgd_not_weaker_than_autoattack(
+        {
+            "adversarial": {a: {repr(float(e)): v for e, v in by_eps.items()} for a, by_eps in adversarial.items()},
+            "attack_settings": {"pgd_steps": steps, "pgd_restarts": cfg.pgd_restarts},
+        }
+    )
     masking_result = (
         _masking_checks(cfg, adversarial, per_image, attacked_accuracy, natural, steps, suite_checks, log)
         if cfg.attacks

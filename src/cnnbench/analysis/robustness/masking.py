@@ -57,6 +57,26 @@ def black_box_not_stronger(black: str, black_acc: float, white: str, white_acc: 
     return Check("black-box is not stronger than white-box", ok, detail)
 
 
+def pgd_not_weaker_than_autoattack(result: dict) -> list[Check]:
+    """Where PGD and AutoAttack ran at the same eps (robustness.json's "adversarial"): PGD's cross-entropy gradients
+    must lead it about as far as AutoAttack goes. When PGD leaves clearly more images correct, its loss was flat for
+    it (label smoothing does this to cross-entropy): the PGD number overstates robustness, read AutoAttack's."""
+    adversarial = result.get("adversarial") or {}
+    pgd, aa = adversarial.get("pgd") or {}, adversarial.get("autoattack") or {}
+    settings = result.get("attack_settings") or {}
+    name = f"PGD-{settings.get('pgd_steps', '')}" + (
+        f"x{settings['pgd_restarts']}" if (settings.get("pgd_restarts") or 1) > 1 else ""
+    )
+    checks = []
+    for eps in sorted(set(pgd) & set(aa), key=float):
+        ok = pgd[eps] <= aa[eps] + TOLERANCE
+        detail = f"{name} leaves {pgd[eps]:.1%} at eps {float(eps):.4g}, AutoAttack {aa[eps]:.1%}" + (
+            "" if ok else ": PGD's gradients do not find what AutoAttack finds, its number overstates robustness"
+        )
+        checks.append(Check("PGD as strong as AutoAttack", ok, detail))
+    return checks
+
+
 def summary(checks: list[Check]) -> dict:
     """robustness.json's "masking": every check, and the verdict with its reasons."""
     failed = [c for c in checks if not c.passed]
