@@ -76,8 +76,10 @@ COMPARISON_COLUMNS = [
     "pgd_top1",
 ]
 
-# Settings that do not change what a run learns: runs that differ only in these still share a row.
-NOT_RECIPE = ("seed", "eval_batch_size") + RESULT_NEUTRAL_FIELDS
+# Settings that do not change what a run learns: runs that differ only in these still share a row. The device is
+# one: the same recipe on a CPU and a GPU differs in rounding and speed, not in what it is (the row's device column
+# names every machine its seeds ran on), so seeds of one protocol may train wherever is fastest.
+NOT_RECIPE = ("seed", "eval_batch_size", "device") + RESULT_NEUTRAL_FIELDS
 
 # The study's Tables 3 and 4 (loss, top-1, top-5, training time as printed), for side-by-side display.
 STUDY_TABLES = {
