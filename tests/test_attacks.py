@@ -234,3 +234,11 @@ def test_pgd_far_above_autoattack_is_flagged_also_in_older_results():
     assert "overstates robustness" in masking_verdict(older)
     older["adversarial"]["pgd"]["0.03137"] = 0.005  # within sampling noise of AutoAttack's: no flag
     assert masking_verdict(older) is None
+
+
+def test_the_attack_time_is_estimated_before_attacking(bf16_run):
+    said = []
+    cfg = RobustnessConfig(corruptions=(), attacks=("fgsm", "pgd"), eps=(0.1,), limit_test=20, device="cpu")
+    run_robustness(bf16_run, cfg, log=said.append)
+    estimate = next(i for i, line in enumerate(said) if line.strip().startswith("attacks: about"))
+    assert estimate < next(i for i, line in enumerate(said) if line.strip().startswith("fgsm"))

@@ -168,6 +168,17 @@ def _masking_checks(
     return result
 
 
+def _gradients(cfg: RobustnessConfig, radii_of: dict, steps: int, images: int, clean: float) -> float:
+    """Input gradients the attacks will take, for the time estimate: PGD's steps x restarts per image and radius,
+    AutoAttack's 100 APGD-CE steps per correctly classified image (its later stages see only the survivors), and
+    the masking checks' extra PGD on MASKING_IMAGES."""
+    per_image = {"fgsm": 1, "pgd": steps * cfg.pgd_restarts, "autoattack": 100 * clean, "square": 0}
+    total = sum(per_image[a] * images * len(radii_of[a]) for a in cfg.attacks)
+    if cfg.masking_checks:
+        total += (1 + MORE_STEPS) * steps * cfg.pgd_restarts * min(MASKING_IMAGES, images)
+    return total
+
+
 def _stable_hash(*parts) -> int:
     return zlib.crc32(repr(parts).encode())
 
@@ -295,6 +306,19 @@ def run_robustness(
             per_image[f"{attack}/{eps!r}"] = np.concatenate(kept)
         return right / seen
 
+    if cfg.attacks:
+        radii_of = {
+            a: eps_list if a in ("fgsm", "pgd") or cfg.eps is not None else STANDARD_EPS[natural] for a in ATTACKS
+        }
+        x = (data.test_x[index[: cfg.batch_size]].float() / 255).to(device)
+        start = time.perf_counter()
+        fgsm(attack_forward, x, y_all[: len(x)].to(device), 0.01)  # one gradient of a batch: the unit of cost
+        synchronize(device)
+        each = (time.perf_counter() - start) / len(x)
+        log(
+            f"  attacks: about {duration_text(each * _gradients(cfg, radii_of, steps, len(index), clean))} "
+            "(more where images resist AutoAttack's first attack or Square)"
+        )
     attack_seconds: dict[str, float] = {}  # per attack, all its radii: what BENCHMARKS.md's attack costs read
     for attack in cfg.attacks:
         radii = eps_list if attack in ("fgsm", "pgd") or cfg.eps is not None else STANDARD_EPS[natural]
