@@ -11,6 +11,8 @@ Also measures the bf16 and fp32 matrix-product rate, to express cnnbench's arith
 
     python benchmarks/throughput.py --models vgg16_bn,resnet18 --images 2560
     python benchmarks/throughput.py --device cuda --images 20000   # on a GPU the reference moves batches to it
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/throughput.py --fp32-sweep --images 1280
+        # fp32 settings side by side; the two variables make an AVX-512 CPU compute as an AVX2 one would
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def reference_images_per_s(
 
 
 def cnnbench_images_per_s(
-    model_name: str, images: int, device: torch.device, epochs: int = 2, compile: bool = False
+    model_name: str, images: int, device: torch.device, epochs: int = 2, compile: bool = False, **settings
 ) -> float:
     cfg = TrainConfig(
         model=model_name,
@@ -116,11 +118,43 @@ def cnnbench_images_per_s(
         limit_test=500,
         compile=compile,
         device=device.type,
+        **settings,
     )
     with tempfile.TemporaryDirectory() as tmp:
         fit(cfg, Path(tmp) / "run")
         rows = read_csv(Path(tmp) / "run" / "metrics.csv")
     return float(rows[-1]["images_per_s"])  # the last epoch: the first is a warm-up
+
+
+FP32_SETTINGS = {  # label: TrainConfig settings, all in fp32
+    "NCHW": dict(channels_last=False),
+    "channels_last": dict(channels_last=True),
+    "NCHW, compiled": dict(channels_last=False, compile=True),
+    "channels_last, compiled": dict(channels_last=True, compile=True),
+}
+
+
+def fp32_sweep(args, data, device: torch.device, fp32_gflops: float) -> None:
+    """Each fp32 setting's images/s against the reference in the same run, and its arithmetic rate as a share of
+    the fp32 matrix-product rate."""
+    print("| model | setting | img/s | against the reference | GFLOP/s (3 x fwd) | share of fp32 matmul rate |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        fwd = count_flops(create_model(name, num_classes=10, variant="small"), (3, 32, 32))
+        ref = reference_images_per_s(name, data, device, args.workers)
+        print(
+            f"| {name} (small) | reference (PIL + DataLoader, NCHW) | {ref:.0f} | 1.00x | {3 * fwd * ref / 1e9:.0f} "
+            f"| {3 * fwd * ref / 1e9 / fp32_gflops:.0%} |",
+            flush=True,
+        )
+        for label, settings in FP32_SETTINGS.items():
+            rate = cnnbench_images_per_s(name, args.images, device, precision="fp32", **settings)
+            gflops = 3 * fwd * rate / 1e9
+            print(
+                f"| {name} (small) | cnnbench, {label} | {rate:.0f} | {rate / ref:.2f}x | {gflops:.0f} "
+                f"| {gflops / fp32_gflops:.0%} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -131,6 +165,12 @@ def main() -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--workers", type=int, default=2, help="the reference DataLoader's worker processes (2 is common)")
     p.add_argument("--compile-only", action="store_true", help="measure cnnbench with and without --compile instead")
+    p.add_argument(
+        "--fp32-sweep",
+        action="store_true",
+        help="cnnbench in fp32 only: NCHW or channels_last, eager or compiled, against the reference (what pays "
+        "where bf16 is not fast, e.g. AVX2 CPUs)",
+    )
     args = p.parse_args()
     data = load_dataset("cifar10", options=DataOptions(limit_train=args.images, limit_test=500))
     device = resolve_device(args.device)
@@ -140,6 +180,9 @@ def main() -> None:
         f"reference DataLoader workers: {args.workers}"
     )
     print(f"square matmul: bf16 {bf16:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
+    if args.fp32_sweep:
+        fp32_sweep(args, data, device, fp32)
+        return
     if args.compile_only:
         print("| model | cnnbench img/s | with --compile img/s | ratio |\n|---|---|---|---|")
         for name in args.models.split(","):
