@@ -1,4 +1,4 @@
-"""AutoAttack's standard suite (Croce & Hein, 2020) through ``pyautoattack``, the authors' own code packaged on PyPI.
+"""AutoAttack's standard suite (Croce & Hein, 2020) through ``pyautoattack``, the authors' reference code on PyPI.
 
 Why that package: it is the reference implementation RobustBench scores with (APGD-CE, APGD-T, FAB-T, Square,
 each with the published settings), pure Python with no dependency beyond PyTorch and NumPy. torchattacks ports the
@@ -7,7 +7,7 @@ maintained but has no FAB and a different default ensemble. pyautoattack is opti
 
 The suite runs as AutoAttack runs it: each attack on the images that survived the ones before, an image robust
 only if all four fail. The accuracy after each stage is kept, and AutoAttack's own warnings (zero gradients, a
-randomised or non-logit output, Square stronger than the white-box attacks) become masking checks.
+randomised or non-logit output) become masking checks; evaluate.py adds Square alone against the white-box stages.
 """
 
 from __future__ import annotations
@@ -52,12 +52,6 @@ class _Warnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _suite(model: nn.Module, eps: float, seed: int, device: torch.device):
-    attack = _autoattack_class()(model, norm="Linf", eps=eps, version="standard", seed=seed, device=device)
-    attack.verbose = False
-    return attack
-
-
 def run_suite(
     model: nn.Module,
     x: torch.Tensor,
@@ -70,10 +64,10 @@ def run_suite(
 ) -> tuple[dict[str, np.ndarray], list[Check]]:
     """Which images stay correct after each stage of the cascade ``stages`` (pixels in [0, 1] on the CPU; ``model``
     returns float32 logits), and AutoAttack's own checks as Check records (failed where it warned)."""
-    with torch.no_grad():
-        robust = _predict(model, x, device, batch_size) == y
+    robust = _predict(model, x, device, batch_size) == y
     classes = int(_logits(model, x[:1], device).shape[1])
-    attack = _suite(model, eps, seed, device)
+    attack = _autoattack_class()(model, norm="Linf", eps=eps, version="standard", seed=seed, device=device)
+    attack.verbose = False
     # APGD-T and FAB-T attack the 9 most likely other classes: a data set with fewer classes has fewer targets
     attack.apgd_targeted.n_target_classes = min(9, classes - 1)
     attack.fab.n_target_classes = min(9, classes - 1)
