@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+", help="run folders with a checkpoint")
     p.add_argument("--images", type=int, default=200, help="class-balanced test images (default 200)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--attacks", default=",".join(ATTACKS), help="which of them, comma-separated (default all)")
     args = p.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, device {args.device}, {args.images} images")
     print("| run | attack | images attacked | seconds | seconds per 1,000 attacked images | top-1 after |")
@@ -43,7 +44,8 @@ def main() -> None:
             copy = Path(tmp) / run.name
             shutil.copytree(run, copy, ignore=shutil.ignore_patterns("robustness.*"))
             natural = json.loads((copy / "config.json").read_text()).get("dataset") != "mnist"
-            for label, (attack, steps, restarts) in ATTACKS.items():
+            for label in args.attacks.split(","):
+                attack, steps, restarts = ATTACKS[label]
                 cfg = RobustnessConfig(
                     corruptions=(),
                     attacks=(attack,),
