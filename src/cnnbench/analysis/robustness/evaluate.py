@@ -306,10 +306,9 @@ def run_robustness(
             per_image[f"{attack}/{eps!r}"] = np.concatenate(kept)
         return right / seen
 
+    # FGSM and PGD at every radius; AutoAttack and Square at the standard one unless --eps names radii
+    radii_of = {a: eps_list if a in ("fgsm", "pgd") or cfg.eps is not None else STANDARD_EPS[natural] for a in ATTACKS}
     if cfg.attacks:
-        radii_of = {
-            a: eps_list if a in ("fgsm", "pgd") or cfg.eps is not None else STANDARD_EPS[natural] for a in ATTACKS
-        }
         x = (data.test_x[index[: cfg.batch_size]].float() / 255).to(device)
         start = time.perf_counter()
         fgsm(attack_forward, x, y_all[: len(x)].to(device), 0.01)  # one gradient of a batch: the unit of cost
@@ -321,9 +320,8 @@ def run_robustness(
         )
     attack_seconds: dict[str, float] = {}  # per attack, all its radii: what BENCHMARKS.md's attack costs read
     for attack in cfg.attacks:
-        radii = eps_list if attack in ("fgsm", "pgd") or cfg.eps is not None else STANDARD_EPS[natural]
         before = timings["attack_s"]
-        adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in radii}
+        adversarial[attack] = {eps: attacked_accuracy(attack, eps, steps) for eps in radii_of[attack]}
         attack_seconds[attack] = timings["attack_s"] - before
         log(f"  {attack:<18} " + " ".join(f"eps {e:.4g} {v:.1%}" for e, v in adversarial[attack].items()))
     suite_checks += masking.pgd_not_weaker_than_autoattack(
