@@ -306,15 +306,11 @@ def run_study(
             f"`cnnbench status {out}`; running the same command again retries only them"
         )
     if robustness is not None:
-        from .analysis.robustness.evaluate import run_robustness
+        from .analysis.robustness.transfer import measure_runs
 
-        for cfg in configs:
-            if finished(run_dir_for(out, cfg)) and not (run_dir_for(out, cfg) / ROBUSTNESS_JSON).exists():
-                run_robustness(run_dir_for(out, cfg), robustness, log=log)
-        if "pgd" in robustness.attacks:
-            from .analysis.robustness.transfer import study_transfer
-
-            study_transfer(out, robustness.device, log=log)
+        unmeasured = [run_dir_for(out, c) for c in configs]
+        unmeasured = [d for d in unmeasured if finished(d) and not (d / ROBUSTNESS_JSON).exists()]
+        measure_runs(out, unmeasured, robustness, log=log)
     if insight is not None:
         from .analysis.insight.evaluate import study_insight
 

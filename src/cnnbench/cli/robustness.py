@@ -115,13 +115,10 @@ def run(args) -> int:
     cfg = check_config(robustness_config_from_args(args))
 
     def whole_study(study: Path) -> None:
-        from ..analysis.robustness.transfer import study_transfer
+        from ..analysis.robustness.transfer import measure_runs
         from ..layout import run_dirs_of
 
-        for run_dir in run_dirs_of(study):
-            run_robustness(run_dir, cfg)
-        if "pgd" in cfg.attacks:
-            study_transfer(study, cfg.device)
+        measure_runs(study, run_dirs_of(study), cfg)
 
     return run_or_study(
         Path(args.target),

@@ -64,8 +64,8 @@ def run_suite(
 ) -> tuple[dict[str, np.ndarray], list[Check]]:
     """Which images stay correct after each stage of the cascade ``stages`` (pixels in [0, 1] on the CPU; ``model``
     returns float32 logits), and AutoAttack's own checks as Check records (failed where it warned)."""
-    robust = _predict(model, x, device, batch_size) == y
-    classes = int(_logits(model, x[:1], device).shape[1])
+    logits = _logits(model, x, device, batch_size)
+    robust, classes = logits.argmax(1) == y, logits.shape[1]
     attack = _autoattack_class()(model, norm="Linf", eps=eps, version="standard", seed=seed, device=device)
     attack.verbose = False
     # APGD-T and FAB-T attack the 9 most likely other classes: a data set with fewer classes has fewer targets
@@ -95,12 +95,7 @@ def own_checks(messages: list[str]) -> list[Check]:
     return [Check("AutoAttack's own checks", False, m) for m in kinds.values()]
 
 
-def _logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    """The model's logits for ``x`` on the CPU, a batch at a time."""
     with torch.no_grad():
-        return model(x.to(device))
-
-
-def _predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
-    return torch.cat(
-        [_logits(model, x[a : a + batch_size], device).argmax(1).cpu() for a in range(0, len(x), batch_size)]
-    )
+        return torch.cat([model(x[a : a + batch_size].to(device)).cpu() for a in range(0, len(x), batch_size)])

@@ -1,4 +1,4 @@
-"""Transfer attacks between a study's models: PGD examples made on one model, shown to another.
+"""A study's robustness (measure_runs), and its transfer attacks: PGD examples made on one model, shown to another.
 
 A masking check (Athalye et al., 2018; Carlini et al., 2019): an attack made on a different network never sees the
 target's gradients, so it must not hurt the target more than the white-box attack on the target itself. If it does,
@@ -23,6 +23,7 @@ from ...fileio import write_csv, write_json
 from ...layout import ROBUSTNESS_JSON, ROBUSTNESS_NPZ, TRANSFER_CSV, TRANSFER_JSON, run_dirs_of
 from . import masking
 from .attacks import PixelModel, pgd
+from .evaluate import run_robustness
 
 FIELDS = ["dataset", "seed", "source", "target", "eps", "pgd_steps", "images", "transfer_top1", "white_box_top1"]
 
@@ -86,6 +87,15 @@ def study_transfer(study: Path, device: str = "auto", log: Callable[[str], None]
         write_csv(study / TRANSFER_CSV, rows, FIELDS)
         write_json(study / TRANSFER_JSON, {"rows": rows, "masking": masking.summary(checks)})
     return rows
+
+
+def measure_runs(study: Path, run_dirs, cfg, log: Callable[[str], None] = print) -> None:
+    """A study's robustness: ``cfg`` (a RobustnessConfig) on each of ``run_dirs``, then, where PGD ran, the transfer
+    attacks between the study's models."""
+    for run_dir in run_dirs:
+        run_robustness(run_dir, cfg, log=log)
+    if "pgd" in cfg.attacks:
+        study_transfer(study, cfg.device, log=log)
 
 
 def _pixel_model(run_dir: Path, device: torch.device):
