@@ -458,3 +458,16 @@ def test_a_row_over_seeds_trained_on_different_machines_names_each():
     assert Group("m", "small", "d", [run(1, "CPU A"), run(2, "CPU A")]).devices() == "CPU A"
     mixed = Group("m", "small", "d", [run(1, "CPU A"), run(2, "CPU B"), run(3, "CPU B")]).devices()
     assert mixed == "CPU A (seed 1); CPU B (seeds 2, 3)"
+
+
+def test_seeds_of_one_row_that_trained_in_different_precisions_say_so():
+    """A CPU seed and a GPU seed share a row (the device is no recipe setting), and "auto" may resolve to fp32 on one
+    and bf16 on the other: the row names each precision with its seeds instead of showing the first run's."""
+    from cnnbench.report.tables import Group, RunRecord
+
+    def run(seed, precision):
+        return RunRecord(Path(f"r{seed}"), {"seed": seed, "precision": precision}, [], [])
+
+    assert Group("m", "small", "d", [run(1, "bf16"), run(2, "bf16")]).precisions() == "bf16"
+    mixed = Group("m", "small", "d", [run(1, "fp32"), run(4, "bf16"), run(5, "bf16")]).precisions()
+    assert mixed == "fp32 (seed 1); bf16 (seeds 4, 5)"

@@ -240,13 +240,20 @@ class Group:
     def devices(self) -> str:
         """The machine the runs trained on; where seeds trained on different ones, each with its seeds, so that a
         mean training time over machines is not read as one machine's speed."""
-        by_device: dict[str, list[str]] = {}
+        return self._by_seed(lambda r: r.summary["environment"]["device_name"])
+
+    def precisions(self) -> str:
+        """The precision the runs trained in ("auto" resolves per machine); where seeds differ, each with its seeds."""
+        return self._by_seed(lambda r: r.summary["precision"])
+
+    def _by_seed(self, value) -> str:
+        by_value: dict[str, list[str]] = {}
         for r in self.runs:
-            by_device.setdefault(r.summary["environment"]["device_name"], []).append(str(r.summary["seed"]))
-        if len(by_device) == 1:
-            return next(iter(by_device))
+            by_value.setdefault(value(r), []).append(str(r.summary["seed"]))
+        if len(by_value) == 1:
+            return next(iter(by_value))
         return "; ".join(
-            f"{d} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})" for d, seeds in by_device.items()
+            f"{v} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})" for v, seeds in by_value.items()
         )
 
     def row(self) -> dict:
@@ -289,7 +296,7 @@ class Group:
             "infer_images_per_s": self.mean_if_known("infer_images_per_s"),
             "peak_memory_mb": self.mean_if_known("peak_memory_mb"),
             "device": self.devices(),
-            "precision": s["precision"],
+            "precision": self.precisions(),
             **self.robustness_row(),
         }
 
