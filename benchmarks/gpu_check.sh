@@ -8,15 +8,16 @@
 #   bash benchmarks/gpu_check.sh studies       # there: the declared protocols' seeds (CIFAR-10 4-6, with and
 #                                              # without label smoothing; MNIST 1-5) and their robustness with
 #                                              # AutoAttack (about 8 minutes on an H200, estimated)
-#   bash benchmarks/gpu_check.sh fast-recipe   # there: the fast preset's 3 seeds for both models and
-#                                              # its time-to-accuracy table (about 6 minutes on an H100, estimated)
+#   bash benchmarks/gpu_check.sh fast-recipe   # there: the fast preset tuned on validation (3 candidates side by
+#                                              # side), then 3 fresh seeds of both models on the test set, one run
+#                                              # at a time, and its time-to-accuracy table (about 8-9 minutes)
 #
 # The device machine has PyTorch but not cnnbench installed, so `run` uses the checkout's src/ on PYTHONPATH.
 # Results are copied under $OUT as each step ends, so a call cut off at its limit still returns the finished
 # steps: gpu-check.log (every table), profile-32px.json, profile-224px.json, throughput.json, modern-gpu.tar.gz
 # (the modern preset's study on the GPU: report, metrics, summaries; no checkpoints). `fast` writes gpu-check.log,
 # profile-eager.json, profile-reduce-overhead.json, profile-max-autotune-no-cudagraphs.json; `fast-recipe` writes
-# gpu-check.log and fast-gpu.tar.gz.
+# gpu-check.log, fast-tune.tar.gz (the candidates), fast-gpu.tar.gz (the seeds) and profile-*.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -137,13 +138,59 @@ study_transfer(__import__('pathlib').Path(sys.argv[1]), sys.argv[2])" "$work/$na
   exit 0
 fi
 if [ "$mode" = fast-recipe ]; then
-  # The fast preset's 3 seeds for both models (eager: batch 512 is not launch-bound) and its time-to-accuracy table.
-  step "fast preset, 3 seeds" $py -m cnnbench compare --preset fast --seeds 0,1,2 --device cuda --no-dynamics \
-    --out "$work/fast-gpu"
+  # The fast preset tuned on validation, then fresh seeds read once on the test set (about 8-9 minutes on an H200):
+  #  1. tuning: one candidate study per setting (TUNE_CANDIDATES, names as benchmarks/fast_recipe.py reads them),
+  #     both models, seed 0, 5,000 training images held out; all candidates train side by side on the one GPU
+  #     (their times are not speed figures); the winner has the best mean validation top-1 of the two models
+  #  2. the winner's recipe on the full training split, seeds FINAL_SEEDS, one run at a time (training times are
+  #     speed figures), then the time-to-accuracy table of those runs
+  #  3. while DEADLINE allows: training images/s, eager and CUDA graphs (reduce-overhead), batch 128 and 1024
+  # TUNE_FLAGS/FINAL_FLAGS (with DEVICE=cpu and a few images): a dry run here.
+  start=$(date +%s)
+  deadline=${DEADLINE:-540}
+  left() { echo $(( deadline - ($(date +%s) - start) )); }
+  archive() {  # archive NAME FOLDER: $work/FOLDER as $OUT/NAME.tar.gz (no checkpoints), replacing an older copy
+    [ -d "$work/$2" ] && tar -C "$work" --exclude checkpoints --exclude predictions.npz -czf "$out/$1.tmp.tgz" "$2" \
+      && mv "$out/$1.tmp.tgz" "$out/$1.tar.gz"
+  }
+  # a call cut off at its limit still returns the runs that finished
+  ( sleep "$deadline"; echo "deadline: archiving what exists" | tee -a "$log"; archive fast-tune tune
+    archive fast-gpu fast-gpu ) &
+  watchdog=$!
+  common=(--preset fast --epochs "${FAST_EPOCHS:-40}" --device "$dev" --no-dynamics)
+  read -ra candidates <<< "${TUNE_CANDIDATES:-lr0.2 base lr0.8}"
+  echo "## tuning: ${candidates[*]} ($(date -u +%H:%M:%S))" | tee -a "$log"
+  pids=()
+  for c in "${candidates[@]}"; do
+    read -ra flags <<< "$($py benchmarks/fast_recipe.py --flags-of "$c")"
+    # shellcheck disable=SC2086  # TUNE_FLAGS: several flags
+    $py -m cnnbench compare "${common[@]}" "${flags[@]}" --seeds 0 --val-split 5000 --launcher local --workers 2 \
+      --threads 2 --out "$work/tune/$c" ${TUNE_FLAGS:-} > "$work/tune-$c.log" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || echo "a tuning study failed" | tee -a "$log"; done
+  for c in "${candidates[@]}"; do tail -n 12 "$work/tune-$c.log" >> "$log"; done
+  archive fast-tune tune
+  step "choice on validation" $py benchmarks/fast_recipe.py "${candidates[@]/#/$work/tune/}" \
+    --flags-out "$work/chosen.flags"
+  read -ra chosen <<< "$(cat "$work/chosen.flags" 2>/dev/null)"
+  echo "tuning done at $(( $(date +%s) - start )) s" | tee -a "$log"
+  # shellcheck disable=SC2086  # FINAL_FLAGS: several flags
+  step "fast preset, chosen recipe, seeds ${FINAL_SEEDS:-1,2,3}" $py -m cnnbench compare "${common[@]}" "${chosen[@]}" \
+    --seeds "${FINAL_SEEDS:-1,2,3}" --out "$work/fast-gpu" ${FINAL_FLAGS:-}
+  archive fast-gpu fast-gpu
   step "time to accuracy table" $py benchmarks/time_to_accuracy.py --study "$work/fast-gpu" \
     --targets cifar10:vgg16_bn=0.93,cifar10:resnet18=0.94
-  [ -d "$work/fast-gpu" ] && tar -C "$work" --exclude checkpoints --exclude predictions.npz -czf "$out/fast-gpu.tar.gz" fast-gpu
-  echo "done $(date -u +%H:%M:%S)" | tee -a "$log"
+  echo "final seeds done at $(( $(date +%s) - start )) s" | tee -a "$log"
+  kill $watchdog 2>/dev/null || true
+  for spec in "eager 128" "reduce-overhead 128" "eager 1024" "reduce-overhead 1024"; do
+    read -r compile batch <<< "$spec"
+    [ "$(left)" -gt 60 ] || { echo "no time left for: profile $spec" | tee -a "$log"; continue; }
+    flags=(); [ "$compile" != eager ] && flags=(--compile --compile-mode "$compile")
+    step "profile $compile, batch $batch" timeout "$(( $(left) - 10 ))" $py -m cnnbench profile --models vgg16_bn,resnet18 \
+      --batch-size "$batch" --train --device "$dev" --repeats 20 "${flags[@]}" --out "$out/profile-$compile-$batch.json"
+  done
+  echo "done $(date -u +%H:%M:%S), $(( $(date +%s) - start )) s" | tee -a "$log"
   exit 0
 fi
 step "profile, 32 px" $py -m cnnbench profile --models vgg16_bn,resnet18 --batch-size 128 --train --device cuda \
