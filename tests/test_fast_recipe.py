@@ -1,5 +1,7 @@
 """The fast recipe's parts on the CPU: cutout, the moving average of the weights, flip test-time augmentation."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -157,3 +159,26 @@ def test_profile_reports_compiling_apart(monkeypatch):
     monkeypatch.setattr(profile, "compile_model", _broken_compile)
     record = profile.profile_model(TINY_MODEL, cfg)
     assert record["infer_compile_error"] == "RuntimeError: Compiler: cc not found" and record["infer_images_per_s"] > 0
+
+
+def test_cuda_graph_modes_mark_each_compiled_step(tmp_path, monkeypatch):
+    """reduce-overhead's CUDA graphs need every step marked as new (an H200 run failed without it): each warm-up
+    call and each training step is marked in that mode, none in the default mode."""
+    import cnnbench.analysis.profile as profile
+    import cnnbench.engine.train as train
+
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    eager_compile = lambda module, mode="default": torch.compile(module, backend="eager")  # noqa: E731
+    monkeypatch.setattr(train, "compile_model", eager_compile)
+    monkeypatch.setattr(profile, "compile_model", eager_compile)
+    cfg = TrainConfig(**TINY_MNIST, compile=True, compile_mode="reduce-overhead")
+    summary = fit(cfg, tmp_path / "graphs")
+    steps = summary["train_images"] // cfg.batch_size * cfg.epochs
+    assert len(marks) == 3 + steps  # three warm-up calls record the graphs, then one mark per step
+    marks.clear()
+    fit(TrainConfig(**TINY_MNIST, compile=True), tmp_path / "default")
+    assert marks == []
+    pcfg = profile.ProfileConfig(batch_size=4, warmup=1, repeats=2, train=True, compile=True)
+    profile.profile_model(TINY_MODEL, dataclasses.replace(pcfg, compile_mode="reduce-overhead"))
+    assert len(marks) >= 2 * 3 + 2  # infer and train warm-ups, then every timed call

@@ -18,6 +18,7 @@ import torch.nn as nn
 from ..engine.memory import PeakMemory
 from ..engine.runtime import (
     autocast,
+    begin_compiled_step,
     compile_model,
     resolve_device,
     resolve_precision,
@@ -98,6 +99,7 @@ def _compiled_or_eager(
     try:
         with torch.inference_mode(inference), autocast(device, precision):
             for _ in range(warm_up_calls(cfg.compile_mode)):
+                begin_compiled_step(cfg.compile_mode)
                 call(compiled)
         synchronize(device)
     except Exception as e:  # compiling is an optimisation: report why it failed and time the eager model
@@ -167,6 +169,8 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
     infer_model = _compiled_or_eager(model, cfg, record, "infer", lambda m: m(x), device, precision, inference=True)
 
     def infer():
+        if infer_model is not model:
+            begin_compiled_step(cfg.compile_mode)
         with torch.inference_mode(), autocast(device, precision):
             infer_model(x)
 
@@ -180,6 +184,8 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
         )
 
         def train_step():
+            if train_model is not model:
+                begin_compiled_step(cfg.compile_mode)
             with autocast(device, precision):
                 loss = loss_fn(train_model(x), y)
             opt.zero_grad(set_to_none=True)

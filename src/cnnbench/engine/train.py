@@ -40,6 +40,7 @@ from .run import PartialEpoch, Run, TrainingState
 from .run_folder import preprocessing_of, write_preprocessing
 from .runtime import (
     autocast,
+    begin_compiled_step,
     compile_model,
     device_name,
     resolve_device,
@@ -230,6 +231,8 @@ def train_one_epoch(run: Run, step_model: nn.Module, criterion: nn.Module, callb
 
 def _train_step(run: Run, step_model: nn.Module, criterion: nn.Module, x: torch.Tensor, y: torch.Tensor):
     """Forward, backward, optimizer and schedule step; the loss and logits (not yet read from the device)."""
+    if run.config.compile:
+        begin_compiled_step(run.config.compile_mode)
     with autocast(run.device, run.precision):
         logits = step_model(x)
         loss = criterion(logits, y)
@@ -421,6 +424,7 @@ def _compile_before_training(run: Run, step_model: nn.Module, eager: nn.Module, 
     try:
         run.model.train()
         for _ in range(warm_up_calls(cfg.compile_mode)):
+            begin_compiled_step(cfg.compile_mode)
             with autocast(run.device, run.precision):
                 loss = criterion(step_model(x), y)
             loss.backward()
