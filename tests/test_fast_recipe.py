@@ -56,6 +56,29 @@ def test_moving_average_follows_the_weights_with_warm_up():
     assert average.module.weight.item() == pytest.approx(1.0 + (1 - 2 / 11) * 1.0)
 
 
+def test_moving_average_matches_a_per_tensor_reference_and_resumes_its_count():
+    """The multi-tensor update (no host read of the count) against the formula tensor by tensor, batch-norm
+    statistics averaged and its step counter copied; a loaded average continues from the saved count."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    average = WeightAverage(model, decay=0.95)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    for n in range(6):
+        model(torch.randn(8, 3, 6, 6))  # moves the batch-norm statistics and counter
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        average.update(model)
+        d = min(0.95, (1 + n) / (10 + n))
+        for k, v in model.state_dict().items():
+            reference[k] = v.clone() if n == 0 or not v.is_floating_point() else d * reference[k] + (1 - d) * v
+    for k, v in average.module.state_dict().items():
+        assert torch.allclose(v, reference[k], atol=1e-6), k
+    resumed = WeightAverage(model, decay=0.95)
+    resumed.load_state_dict(average.state_dict())
+    assert resumed.updates == 6 and int(average.state_dict()["n_averaged"]) == 6
+
+
 def test_ema_run_evaluates_the_average_and_resumes_it(tmp_path):
     from tests.test_train import StopAfter
 
