@@ -29,7 +29,7 @@ class TrainConfig:
     variant: str = "auto"  # paper | small | auto (small for inputs <= 64 px)
     epochs: int = 2  # full passes over the training split
     batch_size: int = 128  # images per optimizer step (per process under torchrun)
-    lr: float = 0.1  # peak learning rate (at batch 128; linear scaling for other batch sizes)
+    lr: float = 0.1  # peak learning rate, used as given (suits batch 128; scale it with the batch size)
     optimizer: str = "sgd"  # sgd (Nesterov, momentum below) | adam | adamw
     momentum: float = 0.9  # SGD momentum
     schedule: str = "onecycle"  # onecycle (linear warm-up, linear decay) | cosine | step | constant
