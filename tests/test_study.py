@@ -276,7 +276,7 @@ def test_presets_are_complete():
     for c in fast.values():
         assert (c.dataset, c.epochs, c.batch_size, c.lr, c.cutout, c.ema, c.precise_bn) == (
             "cifar10",
-            30,
+            40,
             512,
             0.4,
             8,
