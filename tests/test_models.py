@@ -112,3 +112,29 @@ def test_unknown_model_suggests_nearest_name():
 def test_registry_refuses_duplicates():
     with pytest.raises(ValueError):
         register_model("vgg16")(lambda **kw: None)
+
+
+@pytest.mark.parametrize("name", ["vgg16_bn", "vgg11_lrn", "resnet18", "resnet50"])
+@pytest.mark.parametrize("variant", ["small", "paper"])
+def test_width_scales_every_layer(name, variant):
+    """A quarter-width network has a quarter of the channels in every conv and about 1/16 of the conv weights."""
+    full = create_model(name, variant=variant)
+    narrow = create_model(name, variant=variant, width=0.25)
+    convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
+    assert convs(narrow) == [max(1, round(c / 4)) for c in convs(full)]
+    conv_weights = lambda m: sum(c.weight.numel() for c in m.modules() if isinstance(c, nn.Conv2d))  # noqa: E731
+    assert conv_weights(narrow) < conv_weights(full) / 12
+    size = 64 if variant == "paper" else 32
+    assert narrow(torch.randn(2, 3, size, size)).shape == (2, 10)
+    assert count_params(create_model(name, variant=variant, width=1.0)) == count_params(full)
+
+
+def test_width_is_refused_where_it_cannot_apply(monkeypatch):
+    import cnnbench.models.registry as registry
+
+    with pytest.raises(ConfigError, match="above 0"):
+        create_model("resnet18", width=0)
+    fixed = lambda num_classes, in_chans, variant: nn.Linear(1, num_classes)  # noqa: E731
+    monkeypatch.setitem(registry._MODELS, "fixed_width_for_test", fixed)
+    with pytest.raises(ConfigError, match="one width only"):
+        create_model("fixed_width_for_test", width=0.5)

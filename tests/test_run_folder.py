@@ -87,3 +87,19 @@ def test_evaluation_precision_is_one_rule():
 def test_not_a_run_folder_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not a cnnbench run folder"):
         open_run(tmp_path)
+
+
+def test_a_narrow_run_reopens_at_its_width_and_says_so_in_tables(tmp_path):
+    """--width reaches the model, the run folder rebuilds the same network, and a report row names the width."""
+    from cnnbench.report.tables import group_runs, load_run_dirs
+
+    cfg = TrainConfig(
+        model="vgg11_bn", dataset="mnist_demo", epochs=1, limit_train=64, limit_test=32, batch_size=32, width=0.0625
+    )
+    summary = fit(cfg, tmp_path / "narrow")
+    assert summary["params"] < 100_000  # 1/16 of vgg11_bn's channels: under a thousandth of its 9.2 M weights
+    assert evaluate_run(tmp_path / "narrow")["top1"] == pytest.approx(summary["test_top1"])
+    (group,) = group_runs(load_run_dirs([tmp_path / "narrow"]))
+    assert group.variant == "small" and group.scaled == ", 0.0625x width"
+    with pytest.raises(ConfigError, match="published width only"):
+        fit(cfg.replace(pretrained="imagenet"), tmp_path / "pretrained")

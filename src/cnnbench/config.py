@@ -27,6 +27,7 @@ class TrainConfig:
     model: str = "vgg16_bn"  # a name from `cnnbench models`
     dataset: str = "mnist"  # a name from `cnnbench datasets`, or imagefolder:PATH
     variant: str = "auto"  # paper | small | auto (small for inputs <= 64 px)
+    width: float = 1.0  # every layer's channels times this (0.25: a quarter as wide, about 1/16 the computation)
     epochs: int = 2  # full passes over the training split
     batch_size: int = 128  # images per optimizer step (per process under torchrun)
     lr: float = 0.1  # peak learning rate, used as given (suits batch 128; scale it with the batch size)
@@ -151,6 +152,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if not 0 <= cfg.ema < 1:
         raise ConfigError(
             f"ema is the moving average's decay per step: 0 (off) or a number below 1 such as 0.999 (got {cfg.ema!r})."
+        )
+    if not cfg.width > 0:
+        raise ConfigError(
+            f"width multiplies every layer's channels: a number above 0 such as 0.25 (got {cfg.width!r})."
+        )
+    if cfg.pretrained and cfg.width != 1:
+        raise ConfigError(
+            f"Pretrained weights ({cfg.pretrained}) fit the network at its published width only: leave --width at 1."
         )
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")

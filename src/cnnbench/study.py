@@ -40,13 +40,15 @@ class Preset:
 PRESETS = {
     "demo": Preset(
         "demo",
-        "VGG16-BN against ResNet18 (small-image variants) on the MNIST subset shipped with cnnbench: "
-        "runs offline in a few minutes on 2 CPU cores",
+        "VGG16-BN against ResNet18 (small-image variants at a quarter of their width) on the MNIST subset shipped "
+        "with cnnbench: runs offline in about a minute on 2 CPU cores (--width 1 for the published widths)",
         # 4 epochs at batch 64: at batch 128 the 117 steps of 3 epochs leave VGG16 near chance (measured: 30% top-1).
+        # A quarter of the width (1/16 of the computation) fits a first look into 3 minutes on 2 fp32 AVX2 cores: full
+        # width took 5 min 24 s on 2 AVX-512 BF16 cores and would take over 10 on AVX2 (docs/BENCHMARKS.md, "demo").
         ("vgg16_bn", "resnet18"),
         ("mnist_demo",),
         {"mnist_demo": {"epochs": 4}},
-        {"variant": "small", "batch_size": 64, "lr": 0.05},
+        {"variant": "small", "batch_size": 64, "lr": 0.05, "width": 0.25},
     ),
     "paper": Preset(
         "paper",

@@ -103,7 +103,11 @@ def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Lay
 
 
 def model_layer_table(
-    name: str, variant: str = "auto", input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10
+    name: str,
+    variant: str = "auto",
+    input_shape: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+    width: float = 1.0,
 ) -> tuple[str, list[LayerRow]]:
     """The resolved variant and layer table of a registered model, built on the meta device."""
     need = min_input_size(name)  # also refuses an unknown name, with the nearest one
@@ -114,7 +118,7 @@ def model_layer_table(
         )
     variant = resolve_variant(variant, max(input_shape[1:]))
     with torch.device("meta"):
-        model = create_model(name, num_classes=num_classes, in_chans=input_shape[0], variant=variant)
+        model = create_model(name, num_classes=num_classes, in_chans=input_shape[0], variant=variant, width=width)
     return variant, layer_table(model, input_shape)
 
 

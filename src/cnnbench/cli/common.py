@@ -63,6 +63,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "paper: as in the original tables; small: CIFAR-style stem/head; auto: small for inputs <= 64 px",
         choices=VARIANTS,
     )
+    option("--width", "every layer's channels times this (0.25: a quarter as wide; 1: as published)", type=float)
     option("--epochs", "passes over the training data", type=int)
     option("--batch-size", "images per step (per process under torchrun)", type=int)
     option("--lr", "peak learning rate", type=float)

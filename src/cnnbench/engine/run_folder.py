@@ -196,7 +196,9 @@ def open_run(
     cfg = read_config(run_dir)
     prep = read_preprocessing(run_dir, cfg)
     state = latest_state(run_dir, warn)
-    model = create_model(cfg.model, num_classes=len(prep.classes), in_chans=prep.channels, variant=cfg.variant)
+    model = create_model(
+        cfg.model, num_classes=len(prep.classes), in_chans=prep.channels, variant=cfg.variant, width=cfg.width
+    )
     try:
         model.load_state_dict(evaluated_weights(state))
     except RuntimeError as e:

@@ -298,7 +298,9 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
         _check_resume_config(read_json(out / CONFIG_JSON), cfg, out)
 
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=variant)
+    model = create_model(
+        cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, variant=variant, width=cfg.width
+    )
     if weights is not None:
         apply_pretrained(model, weights)
         if cfg.freeze_backbone:

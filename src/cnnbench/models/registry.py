@@ -78,6 +78,7 @@ def create_model(
     in_chans: int = 3,
     variant: str = "auto",
     image_size: int | None = 32,
+    width: float = 1.0,
     **options,
 ) -> nn.Module:
     """Build a registered model.
@@ -85,13 +86,22 @@ def create_model(
     ``variant`` is "paper" (as in the original tables: VGG's FC-4096 head, ResNet's 7x7/2 stem and
     max-pool), "small" (one FC after global pooling; 3x3/1 ResNet stem without max-pool) or "auto"
     (small for ``image_size`` <= 64 px, paper above). The resolved variant is stored on the model as
-    ``model.variant``.
+    ``model.variant``. ``width`` multiplies every layer's channels (VGG and ResNet; 1 is the published network).
     """
     check_model_name(name)
     if num_classes < 1 or in_chans < 1:
         raise ConfigError(f"num_classes and in_chans must be positive (got {num_classes}, {in_chans}).")
     resolved = resolve_variant(variant, image_size)
-    model = _MODELS[name](num_classes=num_classes, in_chans=in_chans, variant=resolved, **options)
+    if not width > 0:
+        raise ConfigError(f"width multiplies every layer's channels: a number above 0 such as 0.25 (got {width!r}).")
+    if width != 1:
+        options["width"] = width
+    try:
+        model = _MODELS[name](num_classes=num_classes, in_chans=in_chans, variant=resolved, **options)
+    except TypeError as e:
+        if "width" not in str(e):
+            raise
+        raise ConfigError(f"{name} comes in one width only: leave --width at 1 for it.") from None
     model.variant = resolved
     return model
 

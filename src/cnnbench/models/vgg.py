@@ -22,7 +22,12 @@ CFGS: dict[str, list] = {
 }
 
 
-def make_layers(cfg: list, in_chans: int = 3, batch_norm: bool = False) -> nn.Sequential:
+def scaled(channels: int, width: float) -> int:
+    """A layer's channels in a network ``width`` times as wide (at least one)."""
+    return max(1, round(channels * width))
+
+
+def make_layers(cfg: list, in_chans: int = 3, batch_norm: bool = False, width: float = 1.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     channels = in_chans
     for token in cfg:
@@ -33,6 +38,7 @@ def make_layers(cfg: list, in_chans: int = 3, batch_norm: bool = False) -> nn.Se
             layers.append(nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))
         else:
             out, kernel = token if isinstance(token, tuple) else (token, 3)
+            out = scaled(out, width)
             layers.append(nn.Conv2d(channels, out, kernel_size=kernel, padding=kernel // 2))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out))
@@ -44,25 +50,26 @@ def make_layers(cfg: list, in_chans: int = 3, batch_norm: bool = False) -> nn.Se
 class VGG(nn.Module):
     """Module names (features/avgpool/classifier) match torchvision's, so its state_dicts load."""
 
-    def __init__(self, features: nn.Module, num_classes: int, variant: str, dropout: float = 0.5):
+    def __init__(self, features: nn.Module, num_classes: int, variant: str, dropout: float = 0.5, width: float = 1.0):
         super().__init__()
+        last, hidden = scaled(512, width), scaled(4096, width)
         self.features = features
         if variant == "paper":
             # FC-4096, FC-4096, FC-classes with dropout, after pooling to 7x7 (torchvision's head):
             # a 32 px input reaches 1x1 here and is replicated to 7x7, feeding a 25,088-wide layer.
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier = nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096),
+                nn.Linear(last * 7 * 7, hidden),
                 nn.ReLU(True),
                 nn.Dropout(p=dropout),
-                nn.Linear(4096, 4096),
+                nn.Linear(hidden, hidden),
                 nn.ReLU(True),
                 nn.Dropout(p=dropout),
-                nn.Linear(4096, num_classes),
+                nn.Linear(hidden, num_classes),
             )
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Linear(512, num_classes)
+            self.classifier = nn.Linear(last, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -83,8 +90,10 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _vgg(cfg: str, batch_norm: bool, num_classes: int, in_chans: int, variant: str, dropout: float = 0.5):
-    return VGG(make_layers(CFGS[cfg], in_chans, batch_norm), num_classes, variant, dropout)
+def _vgg(
+    cfg: str, batch_norm: bool, num_classes: int, in_chans: int, variant: str, dropout: float = 0.5, width: float = 1.0
+):
+    return VGG(make_layers(CFGS[cfg], in_chans, batch_norm, width), num_classes, variant, dropout, width)
 
 
 def _register(name: str, cfg: str) -> None:

@@ -18,13 +18,17 @@ PANELS = (
 
 
 def architecture_rows(groups, input_shape: tuple[int, int, int], num_classes: int) -> list[dict]:
-    """One entry per (model, variant) of the data set: its stages and the sentence about them."""
+    """One entry per (model, variant, width) of the data set: its stages and the sentence about them."""
     rows = []
-    for model, variant in dict.fromkeys((g.model, g.variant) for g in groups):
-        _, layers = model_layer_table(model, variant, input_shape, num_classes)
+    for model, variant, width, scaled in dict.fromkeys((g.model, g.variant, g.width, g.scaled) for g in groups):
+        _, layers = model_layer_table(model, variant, input_shape, num_classes, width)
         stages = stage_totals(layers)
         rows.append(
-            {"label": f"{model} ({variant})", "stages": stages, "sentence": where_computation_goes(model, stages)}
+            {
+                "label": f"{model} ({variant}{scaled})",
+                "stages": stages,
+                "sentence": where_computation_goes(model, stages),
+            }
         )
     return rows
 

@@ -105,7 +105,7 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
                 else ""
             )
             out.append(
-                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}){g.start} | "
+                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}){g.scaled}{g.start} | "
                 f"{len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
                 f"{r['test_loss']:.4f} | {top1_cell(r)} | {pct(r['test_top5'], r['test_top5_std'])} | {val}"
                 f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | "
@@ -203,7 +203,7 @@ def findings(groups: list[Group], pairs: list[Pair], protocol: Protocol | None =
             g = gs[0]
             r = g.row()
             notes.append(
-                f"{g.label} ({g.variant}{g.start}) reached {top1_cell(r)} test top-1 in "
+                f"{g.label} ({g.variant}{g.scaled}{g.start}) reached {top1_cell(r)} test top-1 in "
                 f"{minutes(g.mean('train_time_s'))} "
                 "of training."
             )

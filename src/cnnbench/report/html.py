@@ -179,7 +179,7 @@ def _write_report(
             {
                 "label": f"{g.label} s{r.summary['seed']}",
                 "rows": r.rows,
-                "color_key": f"{g.model} ({g.variant}{g.start})",
+                "color_key": f"{g.model} ({g.variant}{g.scaled}{g.start})",
             }
             for g in gs
             for r in g.runs

@@ -182,8 +182,14 @@ class Group:
     runs: list[RunRecord]
     label: str = ""  # how findings and pairs name it: the model, plus the variant where a data set has both
     start: str = ""  # "" from scratch, else ", fine-tuned from <weights>" (tables add it to the variant)
+    width: float = 1.0  # every layer's channels times this (--width)
     corruption_errors: dict | None = None  # mCE against the study's baseline model (report.robustness sets it)
     mce_baseline: str | None = None
+
+    @property
+    def scaled(self) -> str:
+        """A network narrower or wider than published, as tables add it to the variant ('' at width 1)."""
+        return f", {self.width:g}x width" if self.width != 1 else ""
 
     def values(self, key: str) -> list[float]:
         return [float(r.summary[key]) for r in self.runs]
@@ -266,7 +272,7 @@ class Group:
         val = [float(r.summary["val_top1"]) for r in self.runs if r.summary.get("val_top1") is not None]
         return {
             "model": self.model,
-            "variant": self.variant + self.start,
+            "variant": self.variant + self.scaled + self.start,
             "dataset": self.dataset,
             "data_source": s["data_source"],
             "seeds": " ".join(str(seed) for seed in self.seeds),
@@ -440,13 +446,15 @@ def group_runs(records: list[RunRecord]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for r in records:
         s = r.summary
-        key = (s["dataset"], s["model"], s["variant"], start_of(s))
-        groups.setdefault(key, Group(s["model"], s["variant"], s["dataset"], [], start=start_of(s))).runs.append(r)
+        width = float(s.get("config", {}).get("width", 1.0))
+        key = (s["dataset"], s["model"], s["variant"], width, start_of(s))
+        group = Group(s["model"], s["variant"], s["dataset"], [], start=start_of(s), width=width)
+        groups.setdefault(key, group).runs.append(r)
     for g in groups.values():
         g.runs.sort(key=lambda r: r.seed)
         _check_one_recipe(g.runs)
         both_variants = sum(o.model == g.model and o.dataset == g.dataset for o in groups.values()) > 1
-        g.label = f"{g.model} ({g.variant}{g.start})" if both_variants else g.model
+        g.label = f"{g.model} ({g.variant}{g.scaled}{g.start})" if both_variants else g.model
     return [groups[k] for k in sorted(groups)]
 
 
