@@ -211,3 +211,25 @@ def test_a_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys
     args = ["compare", "--models", TINY_MODEL, "--datasets", "mnist_demo", "--epochs", "1", "--limit-train", "64"]
     assert main([*args, "--launcher", launcher, "--out", str(tmp_path / "s")]) == 2
     assert f"pip install 'cnnbench[{launcher}]'" in capsys.readouterr().err
+
+
+def test_a_study_estimate_times_each_model_once(monkeypatch):
+    """Before a study starts: each distinct model configuration timed once, its rate applied to every run of it."""
+    import cnnbench.launch.estimate as estimate
+    from cnnbench.data.loader import load_dataset
+
+    timed = []
+
+    def rate(cfg, data):
+        timed.append(cfg.model)
+        return 100.0 if cfg.model == TINY_MODEL else 50.0
+
+    monkeypatch.setattr(estimate, "training_rate", rate)
+    base = TrainConfig(dataset="mnist_demo", limit_train=200, epochs=2)
+    data = {"mnist_demo": load_dataset("mnist_demo", options=base.data_options())}
+    cells = [base.replace(model=m, seed=s) for m in (TINY_MODEL, TINY_MODEL_WIDE) for s in (0, 1)]
+    seconds = estimate.estimate_training_seconds(cells, data)
+    assert timed == [TINY_MODEL, TINY_MODEL_WIDE]
+    assert seconds == pytest.approx(2 * 2 * 200 / 100 + 2 * 2 * 200 / 50)
+    monkeypatch.undo()
+    assert estimate.training_rate(base.replace(model=TINY_MODEL, batch_size=32), data["mnist_demo"]) > 0

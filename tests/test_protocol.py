@@ -65,7 +65,8 @@ def test_the_report_labels_confirmatory_and_exploratory_verdicts(tmp_path):
     out = tmp_path / "study"
     said = []
     run_study(StudySpec((TINY_MODEL, TINY_MODEL_WIDE), ("mnist_demo",), (0, 1), base), out, log=said.append)
-    assert any("3 runs to go: about" in line for line in said)  # a time to finish, as it goes
+    assert any(line.startswith("4 run(s) to train: about") for line in said)  # an estimate before starting
+    assert any("3 run(s) to go: about" in line for line in said)  # a time to finish, as it goes
     study = json.loads((out / "study.json").read_text())
     assert study["protocol"]["seeds"] == [0, 1] and study["protocol"]["before_results"] is True
     pairs = (out / "pairs.csv").read_text()

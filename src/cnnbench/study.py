@@ -243,6 +243,22 @@ def study_protocol(out: Path, spec: StudySpec) -> Protocol:
     return protocol.updated(previous, spec.models, spec.seeds, spec.with_scratch, results_exist)
 
 
+def _say_estimate(todo: list[TrainConfig], datasets: dict, log: Callable[[str], None]) -> None:
+    """The training time ahead, from a few timed steps of each model, before the first run starts."""
+    from .engine.runtime import duration_text
+    from .launch.estimate import estimate_training_seconds
+
+    try:
+        seconds = estimate_training_seconds(todo, datasets)
+    except Exception as e:  # an estimate must never stop a study: the runs report their own errors
+        log(f"no time estimate ({type(e).__name__}: {e})")
+        return
+    log(
+        f"{len(todo)} run(s) to train: about {duration_text(seconds)} of training steps, timed on a few steps of "
+        "each model (evaluation and the report come on top; resumed runs need less)"
+    )
+
+
 def run_study(
     spec: StudySpec,
     out: str | Path,
@@ -294,6 +310,8 @@ def run_study(
     for cfg in todo:
         events.record(out, run_dir_for(out, cfg).name, "queued", launcher=launch.launcher)
     if launch.launcher == "inline":
+        if todo:
+            _say_estimate(todo, datasets, log)
         failed = run_inline(out, todo, log, callbacks, lambda cfg: datasets[cfg.dataset])
     elif launch.launcher == "local":
         failed = run_local(out, todo, log, launch.workers)

@@ -37,6 +37,7 @@ class ProfileConfig:
     num_classes: int = 10
     batch_size: int | None = None  # None: what suits the device and the input size (default_batch_size)
     variant: str = "auto"
+    width: float = 1.0  # every layer's channels times this
     precision: str = "auto"
     device: str = "auto"
     train: bool = False  # also time training steps and measure their peak memory
@@ -119,7 +120,12 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
     if not cfg.timing:  # shapes only: no weights are made, so even the largest model answers at once
         with torch.device("meta"):
             model = create_model(
-                name, num_classes=cfg.num_classes, in_chans=c, variant=cfg.variant, image_size=min(h, w)
+                name,
+                num_classes=cfg.num_classes,
+                in_chans=c,
+                variant=cfg.variant,
+                width=cfg.width,
+                image_size=min(h, w),
             )
         flops = count_flops(model, cfg.input_shape)
         return {
@@ -142,7 +148,9 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
     precision = resolve_precision(cfg.precision, device)
     cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or default_batch_size(device, cfg.input_shape))
     torch.manual_seed(0)
-    model = create_model(name, num_classes=cfg.num_classes, in_chans=c, variant=cfg.variant, image_size=min(h, w))
+    model = create_model(
+        name, num_classes=cfg.num_classes, in_chans=c, variant=cfg.variant, width=cfg.width, image_size=min(h, w)
+    )
     params = count_params(model)
     flops = count_flops(model, cfg.input_shape)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format

@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     )
     prof.add_argument("--variant", choices=VARIANTS, default="auto", help="the model variant (default auto)")
     prof.add_argument(
+        "--width", type=float, default=1.0, help="every layer's channels times this (default 1: as published)"
+    )
+    prof.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 where the hardware runs it fast (default)"
     )
     device_option(prof)
@@ -69,13 +72,14 @@ def run(args) -> int:
         raise ConfigError(f"--seconds must be a positive time budget, such as 3 (got {args.seconds}).")
     check_records_file(args.out)
     cfg = ProfileConfig(
-        parse_input(args.input),
-        args.num_classes,
-        args.batch_size,
-        args.variant,
-        args.precision,
-        args.device,
-        args.train,
+        input_shape=parse_input(args.input),
+        num_classes=args.num_classes,
+        batch_size=args.batch_size,
+        variant=args.variant,
+        width=args.width,
+        precision=args.precision,
+        device=args.device,
+        train=args.train,
         repeats=args.repeats,
         seconds=args.seconds,
         timing=args.timing,
