@@ -11,6 +11,8 @@
 #   bash benchmarks/gpu_check.sh fast-recipe   # there: the fast preset tuned on validation (3 candidates side by
 #                                              # side), then 3 fresh seeds of both models on the test set, one run
 #                                              # at a time, and its time-to-accuracy table (about 8-9 minutes)
+#   CHOSEN= DEADLINE=500 bash benchmarks/gpu_check.sh fast-recipe   # there: the seeds only (the tuning is done),
+#                                              # then CUDA-graph training at batch 128 and 1024 while time allows
 #
 # The device machine has PyTorch but not cnnbench installed, so `run` uses the checkout's src/ on PYTHONPATH.
 # Results are copied under $OUT as each step ends, so a call cut off at its limit still returns the finished
@@ -145,7 +147,9 @@ if [ "$mode" = fast-recipe ]; then
   #  2. the winner's recipe on the full training split, seeds FINAL_SEEDS, one run at a time (training times are
   #     speed figures), then the time-to-accuracy table of those runs
   #  3. while DEADLINE allows: training images/s, eager and CUDA graphs (reduce-overhead), batch 128 and 1024
-  # TUNE_FLAGS/FINAL_FLAGS (with DEVICE=cpu and a few images): a dry run here.
+  # TUNE_FLAGS/FINAL_FLAGS (with DEVICE=cpu and a few images): a dry run here. CHOSEN="FLAGS" skips the tuning and
+  # trains the seeds with those flags over the preset (CHOSEN="": the preset as it is, which the tuning of
+  # 2026-11-30 chose; RESULTS.md).
   start=$(date +%s)
   deadline=${DEADLINE:-540}
   left() { echo $(( deadline - ($(date +%s) - start) )); }
@@ -158,23 +162,28 @@ if [ "$mode" = fast-recipe ]; then
     archive fast-gpu fast-gpu ) &
   watchdog=$!
   common=(--preset fast --epochs "${FAST_EPOCHS:-40}" --device "$dev" --no-dynamics)
-  read -ra candidates <<< "${TUNE_CANDIDATES:-lr0.2 base lr0.8}"
-  echo "## tuning: ${candidates[*]} ($(date -u +%H:%M:%S))" | tee -a "$log"
-  pids=()
-  for c in "${candidates[@]}"; do
-    read -ra flags <<< "$($py benchmarks/fast_recipe.py --flags-of "$c")"
-    # shellcheck disable=SC2086  # TUNE_FLAGS: several flags
-    $py -m cnnbench compare "${common[@]}" "${flags[@]}" --seeds 0 --val-split 5000 --launcher local --workers 2 \
-      --threads 2 --out "$work/tune/$c" ${TUNE_FLAGS:-} > "$work/tune-$c.log" 2>&1 &
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p" || echo "a tuning study failed" | tee -a "$log"; done
-  for c in "${candidates[@]}"; do tail -n 12 "$work/tune-$c.log" >> "$log"; done
-  archive fast-tune tune
-  step "choice on validation" $py benchmarks/fast_recipe.py "${candidates[@]/#/$work/tune/}" \
-    --flags-out "$work/chosen.flags"
-  read -ra chosen <<< "$(cat "$work/chosen.flags" 2>/dev/null)"
-  echo "tuning done at $(( $(date +%s) - start )) s" | tee -a "$log"
+  if [ -n "${CHOSEN+set}" ]; then
+    read -ra chosen <<< "$CHOSEN"
+    echo "## tuning skipped: the seeds train with --preset fast ${chosen[*]}" | tee -a "$log"
+  else
+    read -ra candidates <<< "${TUNE_CANDIDATES:-lr0.2 base lr0.8}"
+    echo "## tuning: ${candidates[*]} ($(date -u +%H:%M:%S))" | tee -a "$log"
+    pids=()
+    for c in "${candidates[@]}"; do
+      read -ra flags <<< "$($py benchmarks/fast_recipe.py --flags-of "$c")"
+      # shellcheck disable=SC2086  # TUNE_FLAGS: several flags
+      $py -m cnnbench compare "${common[@]}" "${flags[@]}" --seeds 0 --val-split 5000 --launcher local --workers 2 \
+        --threads 2 --out "$work/tune/$c" ${TUNE_FLAGS:-} > "$work/tune-$c.log" 2>&1 &
+      pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || echo "a tuning study failed" | tee -a "$log"; done
+    for c in "${candidates[@]}"; do tail -n 12 "$work/tune-$c.log" >> "$log"; done
+    archive fast-tune tune
+    step "choice on validation" $py benchmarks/fast_recipe.py "${candidates[@]/#/$work/tune/}" \
+      --flags-out "$work/chosen.flags"
+    read -ra chosen <<< "$(cat "$work/chosen.flags" 2>/dev/null)"
+    echo "tuning done at $(( $(date +%s) - start )) s" | tee -a "$log"
+  fi
   # shellcheck disable=SC2086  # FINAL_FLAGS: several flags
   step "fast preset, chosen recipe, seeds ${FINAL_SEEDS:-1,2,3}" $py -m cnnbench compare "${common[@]}" "${chosen[@]}" \
     --seeds "${FINAL_SEEDS:-1,2,3}" --out "$work/fast-gpu" ${FINAL_FLAGS:-}

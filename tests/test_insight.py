@@ -297,6 +297,9 @@ def test_insight_of_a_run_and_of_a_study(tmp_path, dynamic_run, capsys):
     assert main(["insight", str(plain), *args]) == 0
     assert "no dynamics.csv" in capsys.readouterr().out.lower()
     assert main(["insight", str(study), *args]) == 0
+    said = capsys.readouterr().out
+    assert "1 run(s) to go: about" in said  # a time to finish, as it goes
+    assert "for the landscape's other" in said  # timed on the first slice (resnet18 also has its init line)
     cross = read_rows(study / "insight" / "cka-mnist-seed0-resnet18-vs-vgg11_bn.csv")
     assert [r["stage"] for r in cross] == ["stem", "layer1", "layer2", "layer3", "layer4"]
     assert all(0 <= float(v) <= 1 + 1e-9 for r in cross for k, v in r.items() if k != "stage")

@@ -40,6 +40,11 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def pace_note(elapsed: float, done: int, left: int) -> str:
+    """How long the ``left`` runs still take, at the pace of the ``done`` ones so far (runs differ: a rough guide)."""
+    return f"{left} run(s) to go: about {duration_text(elapsed / max(done, 1) * left)} at the pace so far"
+
+
 def short_reason(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else 'no details'}"

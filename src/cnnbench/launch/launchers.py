@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..engine.runtime import duration_text
+from ..engine.runtime import pace_note
 from ..errors import ConfigError
 from ..layout import run_dir_for
 from .cell import BUSY, train_cell
@@ -65,8 +65,7 @@ def run_inline(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], Non
             continue
         pace.append(time.perf_counter() - started)
         if i < len(cells):  # the cells of a grid differ in model, so this is a rough guide, said as such
-            seconds = sum(pace) / len(pace) * (len(cells) - i)
-            log(f"{len(cells) - i} run(s) to go: about {duration_text(seconds)} at the pace so far")
+            log(pace_note(sum(pace), len(pace), len(cells) - i))
     return _wait_for_others(out, busy, log)
 
 

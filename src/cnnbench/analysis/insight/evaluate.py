@@ -8,6 +8,7 @@ test images. Figures are drawn by the report from the tables written here (the r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from ...data.loader import balanced_indices, eval_batches, normalize
 from ...engine.checkpoint import load_file
 from ...engine.evaluate_run import load_run_model
-from ...engine.runtime import eval_mode, resolve_device
+from ...engine.runtime import duration_text, eval_mode, pace_note, resolve_device
 from ...errors import ConfigError
 from ...fileio import write_csv, write_json, write_npz
 from ...layout import DYNAMICS_CSV, FILTERS_NPZ, INIT_WEIGHTS, INSIGHT_DIR, INSIGHT_JSON, run_dirs_of, study_cka_csv
@@ -112,10 +113,17 @@ def _landscape(model, run_dir: Path, data, init: dict | None, cfg: InsightConfig
     final = trained_params(model)
     alphas = np.linspace(-1.0, 1.0, cfg.landscape_points)
     d1 = filter_normalized_direction(model, generator)
+    started = time.perf_counter()
     rows = [
         {"slice": "direction", "x": float(a), "y": 0.0, "loss": loss}
         for a, loss in zip(alphas, loss_along(model, final, [d1], [(float(a),) for a in alphas], images, labels, data))
     ]
+    more = (cfg.landscape_points if init is not None else 0) + (
+        (cfg.landscape_points // 2 + 1) ** 2 if cfg.landscape == "2d" else 0
+    )
+    if more:  # the first slice timed the cost of one point
+        each = (time.perf_counter() - started) / len(alphas)
+        log(f"  {run_dir.name}: about {duration_text(each * more)} for the landscape's other {more} points")
     if init is not None:
         device = next(model.parameters()).device
         start = {n: init[n].to(device, p.dtype) for n, p in final.items()}
@@ -235,7 +243,11 @@ def study_insight(
     run_dirs = run_dirs_of(study_dir)
     if not run_dirs:
         raise ConfigError(f"{study_dir} holds no run folders: run `cnnbench compare --out {study_dir}` first.")
-    results = [run_insight(d, cfg, log, keep_grams=True) for d in run_dirs]
+    results, started = [], time.perf_counter()
+    for i, run_dir in enumerate(run_dirs, 1):
+        results.append(run_insight(run_dir, cfg, log, keep_grams=True))
+        if i < len(run_dirs):
+            log(pace_note(time.perf_counter() - started, i, len(run_dirs) - i))
     written = []
     for i, a in enumerate(results):
         for b in results[i + 1 :]:
