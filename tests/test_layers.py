@@ -115,3 +115,11 @@ def test_layers_command_writes_csv_and_refuses_bad_input(tmp_path, capsys):
     assert main(["models", "resnet18", "--layers", "--input", "3x16x16"]) == 2
     assert "at least 32x32" in capsys.readouterr().err
     assert main(["models", "--layers"]) == 2
+    capsys.readouterr()
+    narrow = tmp_path / "narrow.csv"
+    assert main(["models", "vgg16_bn", "--layers", "--width", "0.25", "--out", str(narrow)]) == 0
+    with open(narrow) as f:
+        narrow_params = sum(int(r["params"]) for r in csv.DictReader(f))
+    assert narrow_params == count_params(create_model("vgg16_bn", variant="small", width=0.25))
+    assert main(["models", "resnet18", "--layers", "--width", "-1"]) == 2
+    assert "above 0" in capsys.readouterr().err

@@ -33,6 +33,9 @@ def add_parsers(sub) -> None:
     models.add_argument("--variant", choices=VARIANTS, default="auto", help="with --layers (default auto)")
     models.add_argument("--input", default="3x32x32", help="with --layers: C x H x W of one image (default 3x32x32)")
     models.add_argument("--num-classes", type=int, default=10, help="with --layers (default 10)")
+    models.add_argument(
+        "--width", type=float, default=1.0, help="with --layers: every layer's channels times this (default 1)"
+    )
     models.add_argument("--out", default=None, help="with --layers: also save the rows to FILE.csv or FILE.json")
 
     ds = sub.add_parser("datasets", help="list data sets and whether they are found locally")
@@ -77,7 +80,7 @@ def _print_layers(args) -> int:
     if args.num_classes < 1:
         raise ConfigError(f"--num-classes must be positive (got {args.num_classes}).")
     shape = parse_input(args.input)
-    variant, rows = model_layer_table(args.pattern, args.variant, shape, args.num_classes)
+    variant, rows = model_layer_table(args.pattern, args.variant, shape, args.num_classes, args.width)
     print(
         f"{args.pattern} ({variant}), input {args.input}, {args.num_classes} classes; activation = the layer's "
         "output at batch 1, float32 (in-place layers reuse their input's)"
