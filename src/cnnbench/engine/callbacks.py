@@ -57,9 +57,11 @@ class ConsoleProgress(Callback):
 
     def on_train_start(self, run: Run) -> None:
         c = run.config
+        scaled = f", {c.width:g}x width" if c.width != 1 else ""
         self._write(
-            f"{c.model} ({run.variant}) on {run.data.name} [{run.data.source}]: {len(run.data.train_y)} train / "
-            f"{len(run.data.test_y)} test images, {run.device_name}, {run.precision}, {c.epochs} epochs\n"
+            f"{c.model} ({run.variant}{scaled}) on {run.data.name} [{run.data.source}]: "
+            f"{len(run.data.train_y)} train / {len(run.data.test_y)} test images, {run.device_name}, {run.precision}, "
+            f"{c.epochs} epochs\n"
         )
 
     def on_epoch_start(self, run: Run, epoch: int, steps: int) -> None:
