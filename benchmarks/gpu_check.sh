@@ -14,6 +14,10 @@
 #   CHOSEN= DEADLINE=500 bash benchmarks/gpu_check.sh fast-recipe   # there: the seeds only (the tuning is done),
 #                                              # then CUDA-graph training at batch 128 and 1024 while time allows
 #
+# The working tree that travels to the device must stay under 64 MiB, and the committed studies/ alone is larger:
+# before a call, `git rm -r -q --cached studies && echo '/studies/' >> .git/info/exclude`; after it, `git reset -q`
+# and delete that exclude line (nothing in studies/ is touched).
+#
 # The device machine has PyTorch but not cnnbench installed, so `run` uses the checkout's src/ on PYTHONPATH.
 # Results are copied under $OUT as each step ends, so a call cut off at its limit still returns the finished
 # steps: gpu-check.log (every table), profile-32px.json, profile-224px.json, throughput.json, modern-gpu.tar.gz
