@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cnnbench import TrainConfig, fit
+from cnnbench.cli import main
 from cnnbench.engine.evaluate_run import evaluate_run
 from cnnbench.engine.run_folder import (
     IMAGENET_MEAN,
@@ -96,10 +97,17 @@ def test_a_narrow_run_reopens_at_its_width_and_says_so_in_tables(tmp_path):
     cfg = TrainConfig(
         model="vgg11_bn", dataset="mnist_demo", epochs=1, limit_train=64, limit_test=32, batch_size=32, width=0.0625
     )
-    summary = fit(cfg, tmp_path / "narrow")
+    narrow = tmp_path / "study" / "runs" / "narrow"
+    summary = fit(cfg, narrow)
     assert summary["params"] < 100_000  # 1/16 of vgg11_bn's channels: under a thousandth of its 9.2 M weights
-    assert evaluate_run(tmp_path / "narrow")["top1"] == pytest.approx(summary["test_top1"])
-    (group,) = group_runs(load_run_dirs([tmp_path / "narrow"]))
+    assert evaluate_run(narrow)["top1"] == pytest.approx(summary["test_top1"])
+    (group,) = group_runs(load_run_dirs([narrow]))
     assert group.variant == "small" and group.scaled == ", 0.0625x width"
+    described = "small (global pool + one FC), 0.0625x width"  # once, in the Markdown and the HTML tables alike
+    assert group.row()["variant_described"] == described
+    assert main(["report", str(tmp_path / "study")]) == 0
+    assert f"| {described} |" in (tmp_path / "study" / "comparison.md").read_text()
+    page = (tmp_path / "study" / "report.html").read_text()
+    assert f"<td>{described}</td>" in page and "<h3>vgg11_bn (small, 0.0625x width), seed 0</h3>" in page
     with pytest.raises(ConfigError, match="published width only"):
         fit(cfg.replace(pretrained="imagenet"), tmp_path / "pretrained")

@@ -153,10 +153,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"ema is the moving average's decay per step: 0 (off) or a number below 1 such as 0.999 (got {cfg.ema!r})."
         )
-    if not cfg.width > 0:
-        raise ConfigError(
-            f"width multiplies every layer's channels: a number above 0 such as 0.25 (got {cfg.width!r})."
-        )
+    registry.check_width(cfg.width)
     if cfg.pretrained and cfg.width != 1:
         raise ConfigError(
             f"Pretrained weights ({cfg.pretrained}) fit the network at its published width only: leave --width at 1."

@@ -8,6 +8,7 @@ from typing import TextIO
 
 import torch
 
+from ..models.registry import width_description
 from .run import Run
 from .runtime import duration_text
 
@@ -57,9 +58,8 @@ class ConsoleProgress(Callback):
 
     def on_train_start(self, run: Run) -> None:
         c = run.config
-        scaled = f", {c.width:g}x width" if c.width != 1 else ""
         self._write(
-            f"{c.model} ({run.variant}{scaled}) on {run.data.name} [{run.data.source}]: "
+            f"{c.model} ({run.variant}{width_description(c.width)}) on {run.data.name} [{run.data.source}]: "
             f"{len(run.data.train_y)} train / {len(run.data.test_y)} test images, {run.device_name}, {run.precision}, "
             f"{c.epochs} epochs\n"
         )

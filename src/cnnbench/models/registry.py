@@ -34,6 +34,21 @@ def register_model(name: str, min_input: int = 32) -> Callable:
     return decorator
 
 
+def scaled_channels(channels: int, width: float) -> int:
+    """A layer's channels in a network ``width`` times as wide (at least one)."""
+    return max(1, round(channels * width))
+
+
+def check_width(width: float) -> None:
+    if not width > 0:
+        raise ConfigError(f"width multiplies every layer's channels: a number above 0 such as 0.25 (got {width!r}).")
+
+
+def width_description(width: float) -> str:
+    """A network narrower or wider than published, as tables and logs add it to the variant ('' at width 1)."""
+    return f", {width:g}x width" if width != 1 else ""
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``"vgg*"``."""
     names = sorted(_MODELS, key=_natural_key)
@@ -92,8 +107,7 @@ def create_model(
     if num_classes < 1 or in_chans < 1:
         raise ConfigError(f"num_classes and in_chans must be positive (got {num_classes}, {in_chans}).")
     resolved = resolve_variant(variant, image_size)
-    if not width > 0:
-        raise ConfigError(f"width multiplies every layer's channels: a number above 0 such as 0.25 (got {width!r}).")
+    check_width(width)
     if width != 1:
         options["width"] = width
     try:

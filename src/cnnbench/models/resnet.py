@@ -6,8 +6,7 @@ import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.resnet import ResNet as _TorchvisionResNet
 
-from .registry import register_model
-from .vgg import scaled
+from .registry import register_model, scaled_channels
 
 ARCHS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -37,7 +36,7 @@ class ResNet(_TorchvisionResNet):
     ):
         self.width = width  # read by _make_layer while torchvision's __init__ builds the stages
         super().__init__(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual)
-        stem = scaled(64, width)
+        stem = scaled_channels(64, width)
         if variant == "small":
             self.conv1 = nn.Conv2d(in_chans, stem, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
@@ -46,14 +45,14 @@ class ResNet(_TorchvisionResNet):
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
         if width != 1:  # torchvision builds the stem's norm and the classifier at full width
             self.bn1 = nn.BatchNorm2d(stem)
-            self.fc = nn.Linear(scaled(512, width) * block.expansion, num_classes)
+            self.fc = nn.Linear(scaled_channels(512, width) * block.expansion, num_classes)
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1, dilate: bool = False) -> nn.Sequential:
         """torchvision's stage builder at ``width`` times the channels (the first stage starts from the scaled
         stem)."""
         if planes == 64:
-            self.inplanes = scaled(64, self.width)
-        return super()._make_layer(block, scaled(planes, self.width), blocks, stride, dilate)
+            self.inplanes = scaled_channels(64, self.width)
+        return super()._make_layer(block, scaled_channels(planes, self.width), blocks, stride, dilate)
 
 
 def _register(name: str) -> None:

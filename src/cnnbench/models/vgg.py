@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .registry import register_model
+from .registry import register_model, scaled_channels
 
 M, LRN = "M", "LRN"
 CFGS: dict[str, list] = {
@@ -20,11 +20,6 @@ CFGS: dict[str, list] = {
     "D": [64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M],
     "E": [64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M],
 }
-
-
-def scaled(channels: int, width: float) -> int:
-    """A layer's channels in a network ``width`` times as wide (at least one)."""
-    return max(1, round(channels * width))
 
 
 def make_layers(cfg: list, in_chans: int = 3, batch_norm: bool = False, width: float = 1.0) -> nn.Sequential:
@@ -38,7 +33,7 @@ def make_layers(cfg: list, in_chans: int = 3, batch_norm: bool = False, width: f
             layers.append(nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))
         else:
             out, kernel = token if isinstance(token, tuple) else (token, 3)
-            out = scaled(out, width)
+            out = scaled_channels(out, width)
             layers.append(nn.Conv2d(channels, out, kernel_size=kernel, padding=kernel // 2))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out))
@@ -52,7 +47,7 @@ class VGG(nn.Module):
 
     def __init__(self, features: nn.Module, num_classes: int, variant: str, dropout: float = 0.5, width: float = 1.0):
         super().__init__()
-        last, hidden = scaled(512, width), scaled(4096, width)
+        last, hidden = scaled_channels(512, width), scaled_channels(4096, width)
         self.features = features
         if variant == "paper":
             # FC-4096, FC-4096, FC-classes with dropout, after pooling to 7x7 (torchvision's head):

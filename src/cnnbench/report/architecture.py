@@ -20,7 +20,8 @@ PANELS = (
 def architecture_rows(groups, input_shape: tuple[int, int, int], num_classes: int) -> list[dict]:
     """One entry per (model, variant, width) of the data set: its stages and the sentence about them."""
     rows = []
-    for model, variant, width, scaled in dict.fromkeys((g.model, g.variant, g.width, g.scaled) for g in groups):
+    shapes = {(g.model, g.variant, g.width): g.scaled for g in groups}
+    for (model, variant, width), scaled in shapes.items():
         _, layers = model_layer_table(model, variant, input_shape, num_classes, width)
         stages = stage_totals(layers)
         rows.append(

@@ -7,7 +7,6 @@ from pathlib import Path
 from ..analysis.protocol import Protocol
 from ..fileio import write_csv, write_text
 from ..layout import COMPARISON_CSV, COMPARISON_MD
-from ..models.registry import variant_description
 from .robustness import robustness_markdown
 from .significance import Pair, p_value, pair_finding, points, write_pairs
 from .tables import (
@@ -105,7 +104,7 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
                 else ""
             )
             out.append(
-                f"| {g.model} | {g.variant} ({variant_description(g.model, g.variant)}){g.scaled}{g.start} | "
+                f"| {g.model} | {g.described} | "
                 f"{len(g.runs)} | {r['epochs']} | {millions(r['params'])} | {r['macs'] / 1e9:.3f} G | "
                 f"{r['test_loss']:.4f} | {top1_cell(r)} | {pct(r['test_top5'], r['test_top5_std'])} | {val}"
                 f"{minutes(r['train_time_s'])} | {r['time_per_epoch_s']:.1f} s | {r['images_per_s']:.0f} | "
@@ -203,7 +202,7 @@ def findings(groups: list[Group], pairs: list[Pair], protocol: Protocol | None =
             g = gs[0]
             r = g.row()
             notes.append(
-                f"{g.label} ({g.variant}{g.scaled}{g.start}) reached {top1_cell(r)} test top-1 in "
+                f"{g.label} ({g.qualifier}) reached {top1_cell(r)} test top-1 in "
                 f"{minutes(g.mean('train_time_s'))} "
                 "of training."
             )

@@ -13,7 +13,6 @@ import numpy as np
 from ..analysis.protocol import Protocol
 from ..fileio import read_csv, read_json, write_text
 from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, SUMMARY, dataset_dir_for
-from ..models.registry import variant_description
 from . import plots
 from .architecture import architecture_rows, stage_figure
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
@@ -49,17 +48,15 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _run_figures(run) -> dict:
+def _run_figures(run, title: str) -> dict:
     """Curves and confusion heatmaps drawn from the run folder's files (misclassified.png is already there)."""
-    s = run.summary
-    label = f"{s['model']} ({s['variant']}) on {s['dataset']}, seed {s['seed']}"
-    curves = plots.training_curves(run.rows, run.path / "curves.png", title=label)
+    curves = plots.training_curves(run.rows, run.path / "curves.png", title=title)
     figures = {"curves": _data_uri(curves)}
     if (run.path / CONFUSION_CSV).exists():
         table = read_csv(run.path / CONFUSION_CSV)
         classes = [r["true"] for r in table]
         cm = np.array([[int(r[c]) for c in classes] for r in table])
-        figures["confusion"] = _data_uri(plots.confusion_heatmaps(cm, classes, run.path / "confusion.png", title=label))
+        figures["confusion"] = _data_uri(plots.confusion_heatmaps(cm, classes, run.path / "confusion.png", title=title))
     if (run.path / "misclassified.png").exists():
         figures["misclassified"] = _data_uri(run.path / "misclassified.png")
     return figures
@@ -179,7 +176,7 @@ def _write_report(
             {
                 "label": f"{g.label} s{r.summary['seed']}",
                 "rows": r.rows,
-                "color_key": f"{g.model} ({g.variant}{g.scaled}{g.start})",
+                "color_key": f"{g.model} ({g.qualifier})",
             }
             for g in gs
             for r in g.runs
@@ -188,13 +185,16 @@ def _write_report(
         runs = []
         for g in gs:
             for r in g.runs:
-                figures = _run_figures(r)
-                heatmap = run_heatmap(r, r.path / "robustness.png")
+                label = f"{g.model} ({g.qualifier})"  # model, variant, width and start, as the run's heading says
+                run_title = f"{label} on {r.summary['dataset']}, seed {r.summary['seed']}"
+                figures = _run_figures(r, run_title)
+                heatmap = run_heatmap(r, r.path / "robustness.png", run_title)
                 if heatmap:
                     figures["robustness"] = _data_uri(heatmap)
                 runs.append(
                     {
                         "summary": r.summary,
+                        "label": label,
                         "per_class": shown_classes(r.per_class),
                         "classes_total": len(r.per_class),
                         "figures": figures,
@@ -233,7 +233,6 @@ def _write_report(
         )
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
-    env.globals.update(variant_description=variant_description)
     env.globals.update(
         pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND, eps_label=eps_label
     )

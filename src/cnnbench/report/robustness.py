@@ -129,22 +129,20 @@ def robustness_markdown(groups: list[Group]) -> list[str]:
     return out
 
 
-def run_heatmap(run, path: Path) -> Path | None:
+def run_heatmap(run, path: Path, title: str) -> Path | None:
     rob = run.robustness
     if not rob or not rob["corruptions"]:
         return None
     names = list(rob["corruptions"])
     severities = sorted({int(s) for sev in rob["corruptions"].values() for s in sev})
     grid = np.array([[rob["corruptions"][n].get(str(s), np.nan) for s in severities] for n in names])
-    s = run.summary
     return plots.robustness_heatmap(
         grid,
         names,
         severities,
         rob["clean_top1"],
         path,
-        title=f"{s['model']} ({s['variant']}) on {s['dataset']}, seed {s['seed']}: "
-        f"top-1 under corruptions ({rob['images']} images per cell)",
+        title=f"{title}: top-1 under corruptions ({rob['images']} images per cell)",
     )
 
 

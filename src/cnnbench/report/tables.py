@@ -30,6 +30,7 @@ from ..layout import (
     SUMMARY,
     pretrained_label,
 )
+from ..models.registry import variant_description, width_description
 
 COMPARISON_COLUMNS = [
     "model",
@@ -188,8 +189,17 @@ class Group:
 
     @property
     def scaled(self) -> str:
-        """A network narrower or wider than published, as tables add it to the variant ('' at width 1)."""
-        return f", {self.width:g}x width" if self.width != 1 else ""
+        return width_description(self.width)
+
+    @property
+    def qualifier(self) -> str:
+        """What follows the model's name in labels: variant, width and start, e.g. "small, 0.25x width"."""
+        return f"{self.variant}{self.scaled}{self.start}"
+
+    @property
+    def described(self) -> str:
+        """The qualifier with what the variant means for this model, for the comparison tables."""
+        return f"{self.variant} ({variant_description(self.model, self.variant)}){self.scaled}{self.start}"
 
     def values(self, key: str) -> list[float]:
         return [float(r.summary[key]) for r in self.runs]
@@ -272,7 +282,8 @@ class Group:
         val = [float(r.summary["val_top1"]) for r in self.runs if r.summary.get("val_top1") is not None]
         return {
             "model": self.model,
-            "variant": self.variant + self.scaled + self.start,
+            "variant": self.qualifier,
+            "variant_described": self.described,
             "dataset": self.dataset,
             "data_source": s["data_source"],
             "seeds": " ".join(str(seed) for seed in self.seeds),
@@ -454,7 +465,7 @@ def group_runs(records: list[RunRecord]) -> list[Group]:
         g.runs.sort(key=lambda r: r.seed)
         _check_one_recipe(g.runs)
         both_variants = sum(o.model == g.model and o.dataset == g.dataset for o in groups.values()) > 1
-        g.label = f"{g.model} ({g.variant}{g.scaled}{g.start})" if both_variants else g.model
+        g.label = f"{g.model} ({g.qualifier})" if both_variants else g.model
     return [groups[k] for k in sorted(groups)]
 
 
