@@ -216,6 +216,7 @@ def test_a_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys
 def test_a_study_estimate_times_each_model_once(monkeypatch):
     """Before a study starts: each distinct model configuration timed once, its rate applied to every run of it."""
     import cnnbench.launch.estimate as estimate
+    from cnnbench.analysis.profile import profile_model
     from cnnbench.data.loader import load_dataset
 
     timed = []
@@ -232,4 +233,11 @@ def test_a_study_estimate_times_each_model_once(monkeypatch):
     assert timed == [TINY_MODEL, TINY_MODEL_WIDE]
     assert seconds == pytest.approx(2 * 2 * 200 / 100 + 2 * 2 * 200 / 50)
     monkeypatch.undo()
+    timed_calls = []
+    monkeypatch.setattr(
+        estimate, "profile_model", lambda name, cfg: timed_calls.append(cfg) or profile_model(name, cfg)
+    )
     assert estimate.training_rate(base.replace(model=TINY_MODEL, batch_size=32), data["mnist_demo"]) > 0
+    (cfg,) = timed_calls
+    assert cfg.train and not cfg.infer and cfg.warmup == 0  # training steps only: no inference timing at start-up
+    assert profile_model(TINY_MODEL, cfg)["infer_images_per_s"] is None

@@ -41,6 +41,7 @@ class ProfileConfig:
     precision: str = "auto"
     device: str = "auto"
     train: bool = False  # also time training steps and measure their peak memory
+    infer: bool = True  # time inference (off where only the training rate is wanted: a study's time estimate)
     warmup: int = 2  # untimed iterations first
     repeats: int = 50  # timed iterations at most; the median is reported
     seconds: float = 3.0  # time budget per model and measurement: timed iterations stop once it is spent (at least 1)
@@ -112,6 +113,18 @@ def _compiled_or_eager(
     return compiled
 
 
+def _infer_rate(model: nn.Module, cfg: ProfileConfig, record: dict, x: torch.Tensor, device, precision) -> float:
+    infer_model = _compiled_or_eager(model, cfg, record, "infer", lambda m: m(x), device, precision, inference=True)
+
+    def infer():
+        if infer_model is not model:
+            begin_compiled_step(cfg.compile_mode)
+        with torch.inference_mode(), autocast(device, precision):
+            infer_model(x)
+
+    return _median_rate(infer, cfg.batch_size, cfg, device)
+
+
 def profile_model(name: str, cfg: ProfileConfig) -> dict:
     c, h, w = cfg.input_shape
     need = min_input_size(name)
@@ -174,15 +187,7 @@ def profile_model(name: str, cfg: ProfileConfig) -> dict:
         "train_images_per_s": None,
         "peak_memory_mb": None,
     }
-    infer_model = _compiled_or_eager(model, cfg, record, "infer", lambda m: m(x), device, precision, inference=True)
-
-    def infer():
-        if infer_model is not model:
-            begin_compiled_step(cfg.compile_mode)
-        with torch.inference_mode(), autocast(device, precision):
-            infer_model(x)
-
-    record["infer_images_per_s"] = _median_rate(infer, cfg.batch_size, cfg, device)
+    record["infer_images_per_s"] = _infer_rate(model, cfg, record, x, device, precision) if cfg.infer else None
     if cfg.train:
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -26,7 +26,8 @@ def training_rate(cfg: TrainConfig, data: Dataset) -> float:
             precision=cfg.precision,
             device=cfg.device,
             train=True,
-            warmup=1,
+            infer=False,
+            warmup=0,  # profile's own first two steps (optimizer state, then memory) warm up
             repeats=5,
             seconds=STEP_SECONDS,
             channels_last=cfg.channels_last,
@@ -42,7 +43,16 @@ def estimate_training_seconds(cells: Sequence[TrainConfig], datasets: Mapping[st
     total = 0.0
     for cfg in cells:
         data = datasets[cfg.dataset]
-        key = (cfg.dataset, cfg.model, cfg.variant, cfg.width, cfg.batch_size, cfg.precision, cfg.device)
+        key = (
+            cfg.dataset,
+            cfg.model,
+            cfg.variant,
+            cfg.width,
+            cfg.batch_size,
+            cfg.precision,
+            cfg.device,
+            cfg.channels_last,
+        )
         if key not in rates:
             rates[key] = training_rate(cfg, data)
         total += cfg.epochs * len(data.train_y) / rates[key]
