@@ -21,7 +21,7 @@ class WeightAverage:
     the likeliest cause of the fast preset training vgg16_bn at 30,000 images/s on an H200 where `profile --train`
     timed the same step at 70,000 (not yet measured on a GPU since). The averaged tensors are updated with one
     multi-tensor lerp instead of a kernel launch per tensor. AveragedModel still holds the copy and its checkpoint
-    format (``n_averaged`` and ``module.*``)."""
+    format (``module.*``, and ``n_averaged``, written from the host count when saved)."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
@@ -42,13 +42,13 @@ class WeightAverage:
                 if not a.is_floating_point():
                     a.copy_(c)
         self.updates += 1
-        self.averaged.n_averaged.add_(1)  # on its device, no wait: kept for checkpoints and their readers
 
     @property
     def module(self) -> nn.Module:
         return self.averaged.module
 
     def state_dict(self) -> dict:
+        self.averaged.n_averaged.fill_(self.updates)  # the count lives on the host; checkpoints keep torch's format
         return self.averaged.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
