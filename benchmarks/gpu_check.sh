@@ -58,6 +58,15 @@ step() {  # step TITLE COMMAND...: run it, log it, keep going if it fails (later
   "$@" 2>&1 | tee -a "$log" || echo "step failed: $title" | tee -a "$log"
 }
 
+start=$(date +%s)
+archive() {  # archive NAME [FOLDER]: $work/FOLDER (default NAME) as $OUT/NAME.tar.gz without checkpoints or logits,
+  # replacing an older copy, so that a call cut off at its limit still returns what finished
+  local folder=${2:-$1}
+  [ -d "$work/$folder" ] || return 0
+  tar -C "$work" --exclude checkpoints --exclude predictions.npz -czf "$out/$1.tmp.tgz" "$folder" \
+    && mv "$out/$1.tmp.tgz" "$out/$1.tar.gz" && echo "archived $1 at $(( $(date +%s) - start )) s" | tee -a "$log"
+}
+
 mode=${1:-run}
 step "machine" bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; \
   $py -c 'import torch, torchvision; print(\"torch\", torch.__version__, \"torchvision\", torchvision.__version__)'"
@@ -90,11 +99,6 @@ if [ "$mode" = studies ]; then
   # at the deadline, so a call cut off returns what finished.
   start=$(date +%s)
   deadline=${DEADLINE:-540}
-  archive() {  # archive NAME: the study folder as $OUT/NAME.tar.gz, replacing an older copy
-    [ -d "$work/$1" ] && tar -C "$work" --exclude checkpoints --exclude predictions.npz -czf "$out/$1.tmp.tgz" "$1" \
-      && mv "$out/$1.tmp.tgz" "$out/$1.tar.gz"
-    echo "archived $1 at $(( $(date +%s) - start )) s" | tee -a "$log"
-  }
   ( sleep "$deadline"; echo "deadline: archiving what exists" | tee -a "$log"
     for s in modern-mnist-confirm modern-cifar10-456 modern-cifar10-ls0; do archive $s; done ) &
   watchdog=$!
@@ -157,13 +161,8 @@ if [ "$mode" = fast-recipe ]; then
   start=$(date +%s)
   deadline=${DEADLINE:-540}
   left() { echo $(( deadline - ($(date +%s) - start) )); }
-  archive() {  # archive NAME FOLDER: $work/FOLDER as $OUT/NAME.tar.gz (no checkpoints), replacing an older copy
-    [ -d "$work/$2" ] && tar -C "$work" --exclude checkpoints --exclude predictions.npz -czf "$out/$1.tmp.tgz" "$2" \
-      && mv "$out/$1.tmp.tgz" "$out/$1.tar.gz"
-  }
-  # a call cut off at its limit still returns the runs that finished
   ( sleep "$deadline"; echo "deadline: archiving what exists" | tee -a "$log"; archive fast-tune tune
-    archive fast-gpu fast-gpu ) &
+    archive fast-gpu ) &
   watchdog=$!
   common=(--preset fast --epochs "${FAST_EPOCHS:-40}" --device "$dev" --no-dynamics)
   if [ -n "${CHOSEN+set}" ]; then
@@ -191,7 +190,7 @@ if [ "$mode" = fast-recipe ]; then
   # shellcheck disable=SC2086  # FINAL_FLAGS: several flags
   step "fast preset, chosen recipe, seeds ${FINAL_SEEDS:-1,2,3}" $py -m cnnbench compare "${common[@]}" "${chosen[@]}" \
     --seeds "${FINAL_SEEDS:-1,2,3}" --out "$work/fast-gpu" ${FINAL_FLAGS:-}
-  archive fast-gpu fast-gpu
+  archive fast-gpu
   step "time to accuracy table" $py benchmarks/time_to_accuracy.py --study "$work/fast-gpu" \
     --targets cifar10:vgg16_bn=0.93,cifar10:resnet18=0.94
   echo "final seeds done at $(( $(date +%s) - start )) s" | tee -a "$log"
@@ -216,5 +215,5 @@ step "scaling with batch size" $py benchmarks/scaling.py --device cuda --batch-s
 step "modern preset (time to accuracy)" $py -m cnnbench compare --preset modern --device cuda --out "$work/modern-gpu"
 step "time to accuracy table" $py benchmarks/time_to_accuracy.py --study "$work/modern-gpu" \
   --targets mnist:vgg16_bn=0.99,mnist:resnet18=0.992,cifar10:vgg16_bn=0.865,cifar10:resnet18=0.785
-[ -d "$work/modern-gpu" ] && tar -C "$work" --exclude checkpoints --exclude predictions.npz -czf "$out/modern-gpu.tar.gz" modern-gpu
+archive modern-gpu
 echo "done $(date -u +%H:%M:%S)" | tee -a "$log"
