@@ -44,7 +44,7 @@ PRESETS = {
         "with cnnbench: runs offline in about a minute on 2 CPU cores (--width 1 for the published widths)",
         # 4 epochs at batch 64: at batch 128 the 117 steps of 3 epochs leave VGG16 near chance (measured: 30% top-1).
         # A quarter of the width (1/16 of the computation) fits a first look into 3 minutes on 2 fp32 AVX2 cores: full
-        # width took 5 min 24 s on 2 AVX-512 BF16 cores and would take over 10 on AVX2 (docs/BENCHMARKS.md, "demo").
+        # width took 5 min 24 s on 2 AVX-512 BF16 cores; about 11 of training estimated on AVX2 (docs/BENCHMARKS.md).
         ("vgg16_bn", "resnet18"),
         ("mnist_demo",),
         {"mnist_demo": {"epochs": 4}},
