@@ -16,6 +16,8 @@ from .errors import ConfigError, did_you_mean
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
+LR_UPDATES = ("step", "epoch")  # how often the schedule moves the learning rate
+DECAY_TARGETS = ("weights", "all")  # which parameters weight decay applies to
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # mps: Apple-silicon GPUs
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")  # torch.compile's modes
@@ -33,9 +35,13 @@ class TrainConfig:
     lr: float = 0.1  # peak learning rate, used as given (suits batch 128; scale it with the batch size)
     optimizer: str = "sgd"  # sgd (Nesterov, momentum below) | adam | adamw
     momentum: float = 0.9  # SGD momentum
+    nesterov: bool = True  # SGD: Nesterov momentum (False: plain heavy-ball momentum, as most published scripts)
     schedule: str = "onecycle"  # onecycle (linear warm-up, linear decay) | cosine | step | constant
     warmup_fraction: float = 0.25  # share of all steps spent warming up (onecycle, cosine)
-    weight_decay: float = 5e-4  # L2 on conv/linear weights only (not biases or norm parameters)
+    lr_update: str = "step"  # step: the schedule moves the rate after every step | epoch: once per epoch (PyTorch's
+    # schedulers as most scripts call them)
+    weight_decay: float = 5e-4  # L2 penalty per step (SGD's weight_decay; decoupled for adamw)
+    decay: str = "weights"  # weights: decay conv/linear weights only | all: every parameter (biases, norm scales)
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     augment: bool = True  # random crop (pad crop_padding) always; horizontal flip for natural images only
     crop_padding: int = 4  # pixels of zero padding the random crop may shift by (augment on)
@@ -117,6 +123,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("variant", cfg.variant, VARIANTS)
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("schedule", cfg.schedule, SCHEDULES)
+    _choice("lr_update", cfg.lr_update, LR_UPDATES)
+    _choice("decay", cfg.decay, DECAY_TARGETS)
     _choice("precision", cfg.precision, PRECISIONS)
     _choice("device", cfg.device, DEVICES)
     _choice("compile_mode", cfg.compile_mode, COMPILE_MODES)

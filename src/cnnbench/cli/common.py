@@ -44,7 +44,16 @@ def device_option(parser: argparse.ArgumentParser) -> None:
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """Options that map one-to-one onto TrainConfig fields; unset ones keep the config file's or default value.
     Each help text ends with the field's default, read from TrainConfig so that it cannot drift."""
-    from ..config import COMPILE_MODES, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+    from ..config import (
+        COMPILE_MODES,
+        DECAY_TARGETS,
+        DEVICES,
+        LR_UPDATES,
+        OPTIMIZERS,
+        PRECISIONS,
+        SCHEDULES,
+        TrainConfig,
+    )
     from ..models import VARIANTS
 
     defaults = TrainConfig()
@@ -57,7 +66,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         else:
             p.add_argument(flag, default=argparse.SUPPRESS, help=f"{help}; default {shown}", **kwargs)
 
-    p.add_argument("--config", metavar="FILE", help="YAML or JSON file of training options (flags override it)")
+    p.add_argument(
+        "--config",
+        "--recipe",
+        metavar="FILE",
+        help="YAML or JSON file of training options, such as a published script's recipe (recipes/); flags override it",
+    )
     option(
         "--variant",
         "paper: as in the original tables; small: CIFAR-style stem/head; auto: small for inputs <= 64 px",
@@ -67,11 +81,14 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     option("--epochs", "passes over the training data", type=int)
     option("--batch-size", "images per step (per process under torchrun)", type=int)
     option("--lr", "peak learning rate", type=float)
-    option("--optimizer", "sgd (Nesterov momentum), adam or adamw", choices=OPTIMIZERS)
+    option("--optimizer", "sgd, adam or adamw", choices=OPTIMIZERS)
     option("--momentum", "SGD momentum", type=float)
+    option("--nesterov", "SGD with Nesterov momentum (--no-nesterov: plain momentum)", boolean=True)
     option("--schedule", "learning-rate schedule", choices=SCHEDULES)
     option("--warmup-fraction", "share of steps warming up (onecycle, cosine)", type=float)
-    option("--weight-decay", "L2 on conv/linear weights only (not biases or norm parameters)", type=float)
+    option("--lr-update", "move the learning rate after every step or once per epoch", choices=LR_UPDATES)
+    option("--weight-decay", "L2 penalty (decoupled for adamw)", type=float)
+    option("--decay", "weights: decay conv/linear weights only; all: every parameter", choices=DECAY_TARGETS)
     option("--label-smoothing", "cross-entropy label smoothing", type=float)
     option("--augment", "random crop, plus flips for natural images", boolean=True)
     option("--crop-padding", "pixels the random crop may shift by", type=int)

@@ -6,7 +6,16 @@ import math
 from collections.abc import Callable
 
 
-def lr_multiplier(schedule: str, total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+def lr_multiplier(
+    schedule: str, total_steps: int, warmup_fraction: float, update: str = "step", steps_per_epoch: int = 1
+) -> Callable[[int], float]:
+    """The multiplier at each step. ``update="epoch"`` holds it for a whole epoch at the value the schedule has at
+    that epoch's start, on a scale of epochs (warm-up included), as a PyTorch scheduler stepped once per epoch does:
+    cosine over 3 epochs gives 1, 0.75, 0.25 like ``CosineAnnealingLR(T_max=3)``."""
+    if update == "epoch":
+        per_epoch = max(steps_per_epoch, 1)
+        by_epoch = lr_multiplier(schedule, max(total_steps // per_epoch, 1), warmup_fraction)
+        return lambda s: by_epoch(s // per_epoch)
     total = max(total_steps, 1)
     warmup = int(round(warmup_fraction * total)) if schedule in ("onecycle", "cosine") else 0
 

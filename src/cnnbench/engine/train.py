@@ -63,16 +63,17 @@ def training_augment(cfg: TrainConfig) -> Augment | None:
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float | None = None
+    model: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float | None = None, decay: str = "weights"
 ) -> list[dict]:
-    """Weight decay on conv/linear weights only: decaying biases and norm scales hurts (Goyal et al. 2017).
+    """Weight decay on conv/linear weights only by default: decaying biases and norm scales hurts (Goyal et al.
+    2017); ``decay="all"`` decays every parameter, as ``torch.optim.SGD(model.parameters(), ...)`` does.
     With ``backbone_lr_scale`` (fine-tuning), everything but the classifier learns at ``lr`` times it."""
     head = classifier_name(model) if backbone_lr_scale is not None else None
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
             in_body = head is not None and not is_head_parameter(name, head)
-            groups.setdefault((in_body, p.ndim > 1), []).append(p)
+            groups.setdefault((in_body, p.ndim > 1 or decay == "all"), []).append(p)
     return [
         {
             "params": params,
@@ -84,9 +85,11 @@ def param_groups(
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_scale if cfg.pretrained else None)
+    groups = param_groups(
+        model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_scale if cfg.pretrained else None, cfg.decay
+    )
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -310,9 +313,9 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     optimizer = make_optimizer(cfg, model)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
-    total_steps = cfg.epochs * steps_per_epoch(len(data.train_y), cfg.batch_size, ctx.world_size)
+    per_epoch = steps_per_epoch(len(data.train_y), cfg.batch_size, ctx.world_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_multiplier(cfg.schedule, total_steps, cfg.warmup_fraction)
+        optimizer, lr_multiplier(cfg.schedule, cfg.epochs * per_epoch, cfg.warmup_fraction, cfg.lr_update, per_epoch)
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
