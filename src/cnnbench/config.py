@@ -63,6 +63,7 @@ class TrainConfig:
     val_split: int = _DATA.val_split  # training images held out for validation
     pad_to: int | None = _DATA.pad_to  # zero-pad smaller images (MNIST's 28 px) to this size
     resize: int | None = _DATA.resize  # resize images (bilinear) to this square size first; None keeps their size
+    trial: bool = _DATA.trial  # a tuning trial: validation stands in for the test split (set by --tune, not a user)
     eval_batch_size: int = 512  # images per evaluation batch
     # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
     check_every: int | None = None
@@ -168,6 +169,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         )
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")
+    if cfg.trial and not cfg.val_split:
+        raise ConfigError("A tuning trial is scored on validation images only: it needs --val-split N (N > 0).")
     for name in ("resize", "pad_to"):
         value = getattr(cfg, name)
         if value is not None and value < 1:
@@ -209,6 +212,13 @@ def _field_types() -> dict[str, tuple[type, bool]]:
 
 
 _FIELD_TYPES = _field_types()
+
+
+def field_type(name: str) -> type:
+    """The type a TrainConfig field holds (int, float, bool or str), None aside."""
+    return _FIELD_TYPES[name][0]
+
+
 _TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 

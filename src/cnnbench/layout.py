@@ -13,6 +13,9 @@ PAIRS_CSV = "pairs.csv"
 PAIRS_BY_SEED_CSV = "pairs_by_seed.csv"
 REPORT_HTML = "report.html"
 STUDY_INSIGHT_DIR = "insight"  # CKA between the models of a study: cka-<dataset>-seed<n>-<a>-vs-<b>.csv
+TUNING_DIR = "tuning"  # a study's tuning phase (--tune): trial-<k>/runs/<run>/ per trial, and Optuna's journal
+TUNING_JOURNAL = "tuning/journal.log"  # Optuna's JournalStorage: every trial's settings and score, shared by workers
+TUNING_FIGURES_DIR = "tuning/figures"  # the report's figures of how each model was tuned
 
 # In a run folder
 CONFIG_JSON = "config.json"  # the resolved TrainConfig, written when the run starts
@@ -68,6 +71,18 @@ def run_dirs_of(study_dir: Path) -> list[Path]:
 
 def study_cka_csv(study_dir: Path, dataset: str, seed: int, model_a: str, model_b: str) -> Path:
     return Path(study_dir) / STUDY_INSIGHT_DIR / f"cka-{safe_name(dataset)}-seed{seed}-{model_a}-vs-{model_b}.csv"
+
+
+def trial_dir(study_dir: Path, number: int) -> Path:
+    """The folder of a tuning phase's trial ``number`` (one run per model and data set under its runs/)."""
+    return Path(study_dir) / TUNING_DIR / f"trial-{number}"
+
+
+def trial_dirs_of(study_dir: Path) -> list[Path]:
+    """A study's trial folders, in trial order."""
+    tuning = Path(study_dir) / TUNING_DIR
+    found = [d for d in tuning.glob("trial-*") if d.is_dir() and d.name[6:].isdigit()] if tuning.is_dir() else []
+    return sorted(found, key=lambda d: int(d.name[6:]))
 
 
 def dataset_dir_for(out: Path, dataset: str) -> Path:

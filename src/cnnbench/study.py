@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from .errors import ConfigError
 from .fileio import read_json, write_json
 from .launch import events
 from .launch.cell import finished
-from .launch.launchers import LaunchConfig, check_launch, run_inline, run_local, run_ray, run_slurm
+from .launch.launchers import LaunchConfig, check_launch, launch_cells
 from .layout import (
     CONFIG_JSON,
     ROBUSTNESS_JSON,
@@ -25,6 +26,7 @@ from .layout import (
     run_dir_for,
     run_dirs_of,
 )
+from .tune import TuningSpec, check_tuning, run_tuning
 
 
 @dataclass(frozen=True)
@@ -112,16 +114,34 @@ class StudySpec:
     per_dataset: dict[str, dict] = field(default_factory=dict)  # data set -> TrainConfig overrides, over base
     preset: str | None = None
     with_scratch: bool = False  # with base.pretrained: every model also trained from scratch, as a row of its own
+    tuning: TuningSpec | None = None  # --tune: each model tuned by the same search on validation before its seeds
+    tuned: dict[str, dict[str, dict]] = field(default_factory=dict)  # data set -> model -> the settings tuning chose
 
     def runs(self) -> list[TrainConfig]:
         starts = [{"pretrained": None, "freeze_backbone": False}, {}] if self.with_scratch else [{}]
         return [
-            validate(self.base.replace(model=m, dataset=d, seed=s, **self.per_dataset.get(d, {}), **start))
+            validate(
+                self.base.replace(
+                    model=m,
+                    dataset=d,
+                    seed=s,
+                    **{**self.per_dataset.get(d, {}), **self.tuned.get(d, {}).get(m, {}), **start},
+                )
+            )
             for d in self.datasets
             for m in self.models
             for start in starts
             for s in self.seeds
         ]
+
+    def trial_bases(self) -> dict[tuple[str, str], TrainConfig]:
+        """Each (data set, model)'s settings before tuning, at the tuning seed: what its trials start from."""
+        seed = self.tuning.seed if self.tuning else 0
+        return {
+            (d, m): validate(self.base.replace(model=m, dataset=d, seed=seed, **self.per_dataset.get(d, {})))
+            for d in self.datasets
+            for m in self.models
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -132,6 +152,7 @@ class StudySpec:
             "preset": self.preset,
             "with_scratch": self.with_scratch,
             "base": self.base.to_dict(),
+            **({"tuned": self.tuned} if self.tuning else {}),
         }
 
 
@@ -144,6 +165,7 @@ def resolve_study(
     flag_options: dict | None = None,
     where_file: str = "The config file",
     with_scratch: bool = False,
+    tuning: TuningSpec | None = None,
 ) -> StudySpec:
     """The one path from a preset, a config file's options and command-line options to a study.
 
@@ -169,7 +191,7 @@ def resolve_study(
             "--with-scratch adds runs from scratch beside fine-tuned ones, but no --pretrained weights "
             "were given: pass --pretrained imagenet or --pretrained PATH, or drop --with-scratch."
         )
-    return StudySpec(
+    spec = StudySpec(
         tuple(models or fallback.models),
         tuple(datasets or fallback.datasets),
         tuple(seeds),
@@ -177,7 +199,11 @@ def resolve_study(
         per_dataset,
         preset,
         with_scratch,
+        tuning,
     )
+    if tuning is not None:
+        check_tuning(tuning, spec.seeds, list(spec.trial_bases().values()))
+    return spec
 
 
 def _write_dataset_overview(out: Path, data) -> None:
@@ -240,7 +266,31 @@ def study_protocol(out: Path, spec: StudySpec) -> Protocol:
     saved = read_json(out / STUDY_SPEC) if (out / STUDY_SPEC).exists() else {}
     previous = Protocol.from_dict(saved["protocol"]) if isinstance(saved.get("protocol"), dict) else None
     results_exist = any(finished(d) for d in run_dirs_of(out))
-    return protocol.updated(previous, spec.models, spec.seeds, spec.with_scratch, results_exist)
+    tuning = spec.tuning.to_dict() if spec.tuning else None
+    return protocol.updated(previous, spec.models, spec.seeds, spec.with_scratch, results_exist, tuning)
+
+
+def _tune(out: Path, spec: StudySpec, launch: LaunchConfig, log: Callable[[str], None]) -> tuple[StudySpec, dict]:
+    """The tuning phase (resumed where it stopped): the study with each model's chosen settings, and what was chosen
+    (data set -> model -> params, trial, val_top1)."""
+    bases = spec.trial_bases()
+    trial_data: dict[str, object] = {}
+
+    def data_for(cfg: TrainConfig):  # one decode per data set, with the test split replaced by validation
+        if cfg.dataset not in trial_data:
+            trial_data[cfg.dataset] = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
+        return trial_data[cfg.dataset]
+
+    log(
+        f"tuning: {spec.tuning.trials} trial(s) per model of {spec.tuning.space.text()} ({spec.tuning.sampler}, "
+        f"seed {spec.tuning.seed}), scored on {bases[next(iter(bases))].val_split} validation images"
+    )
+    chosen = run_tuning(out, bases, spec.tuning, launch, log, data_for)
+    for dataset, by_model in chosen.items():
+        for model, c in by_model.items():
+            log(f"tuned {model} on {dataset}: {c['params']} (trial {c['trial']}, validation top-1 {c['val_top1']:.2%})")
+    tuned = {d: {m: c["params"] for m, c in ms.items()} for d, ms in chosen.items()}
+    return dataclasses.replace(spec, tuned=tuned), chosen
 
 
 def _say_estimate(todo: list[TrainConfig], datasets: dict, log: Callable[[str], None]) -> None:
@@ -284,13 +334,17 @@ def run_study(
     launch = check_launch(launch)
     check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    configs = spec.runs()
     _check_distinct_folders(spec)
-    _check_finished_runs_match(out, configs)
-    cells = [{"name": run_dir_for(out, c).name, "config": c.to_dict()} for c in configs]
-    record = {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict(), "cells": cells}
+    record = {**spec.to_dict(), "protocol": study_protocol(out, spec).to_dict()}
     if command:  # what `cnnbench status` offers to retry failed cells with
         record["command"] = command
+    if spec.tuning is not None:  # the protocol, tuning included, is on disk before the first trial trains
+        write_json(out / STUDY_SPEC, {**record, "cells": [], "tuning": spec.tuning.to_dict()})
+        spec, chosen = _tune(out, spec, launch, log)
+        record.update(spec.to_dict(), tuning={**spec.tuning.to_dict(), "chosen": chosen})
+    configs = spec.runs()
+    _check_finished_runs_match(out, configs)
+    record["cells"] = [{"name": run_dir_for(out, c).name, "config": c.to_dict()} for c in configs]
     write_json(out / STUDY_SPEC, record)
     datasets = {}
     for dataset in spec.datasets:
@@ -309,18 +363,11 @@ def run_study(
             log(f"{run_dir_for(out, cfg).name}: finished earlier, skipped")
     for cfg in todo:
         events.record(out, run_dir_for(out, cfg).name, "queued", launcher=launch.launcher)
-    if launch.launcher == "inline":
-        if todo:
-            _say_estimate(todo, datasets, log)
-        failed = run_inline(out, todo, log, callbacks, lambda cfg: datasets[cfg.dataset])
-    elif launch.launcher == "local":
-        failed = run_local(out, todo, log, launch.workers)
-    elif launch.launcher == "slurm":
-        failed = run_slurm(out, todo, log, launch)
-        if failed is None:  # submitted: the last cell to finish writes the report
-            return None
-    else:
-        failed = run_ray(out, todo, log, launch)
+    if launch.launcher == "inline" and todo:
+        _say_estimate(todo, datasets, log)
+    failed = launch_cells(out, todo, log, launch, callbacks, lambda cfg: datasets[cfg.dataset])
+    if failed is None:  # Slurm jobs submitted: the last cell to finish writes the report
+        return None
     if failed:
         log(
             f"{len(failed)} run(s) failed: {', '.join(failed)}; their reasons are in {out / 'events.jsonl'} and "

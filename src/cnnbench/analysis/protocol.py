@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import combinations
 
+from ..errors import ConfigError
+
 METRIC = "test_top1"
 ALPHA = 0.05
 
@@ -34,6 +36,9 @@ class Protocol:
     declared_at: str = ""  # UTC, ISO 8601: when the study recorded it
     before_results: bool = True  # recorded before any run of the study had finished
     seed_history: tuple[dict, ...] = field(default_factory=tuple)  # later seed lists: {"seeds", "at", "after_results"}
+    # the tuning phase declared with the study (space, trials per model, sampler, seed, score, rule); None: one shared
+    # recipe, not tuned per model
+    tuning: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -46,6 +51,7 @@ class Protocol:
             "correction": self.correction,
             "before_results": self.before_results,
             "seed_history": list(self.seed_history),
+            **({"tuning": self.tuning} if self.tuning is not None else {}),
         }
 
     @classmethod
@@ -60,6 +66,7 @@ class Protocol:
             d.get("declared_at", ""),
             bool(d.get("before_results", True)),
             tuple(d.get("seed_history", ())),
+            d.get("tuning"),
         )
 
     @property
@@ -79,19 +86,33 @@ def now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def declare(models, seeds, with_scratch: bool = False, alpha: float = ALPHA) -> Protocol:
+def declare(models, seeds, with_scratch: bool = False, alpha: float = ALPHA, tuning: dict | None = None) -> Protocol:
     """The protocol a study declares by its grid: every pair of its models (and each model fine-tuned against
-    itself from scratch, with --with-scratch), top-1 on the test set, over its seeds."""
+    itself from scratch, with --with-scratch), top-1 on the test set, over its seeds; with ``tuning``, each model
+    tuned by that declared search before its test seeds train."""
     pairs = tuple(combinations(models, 2)) + (tuple((m, m) for m in models) if with_scratch else ())
-    return Protocol(tuple(seeds), pairs, alpha=alpha, declared_at=now())
+    return Protocol(tuple(seeds), pairs, alpha=alpha, declared_at=now(), tuning=tuning)
 
 
-def updated(previous: Protocol | None, models, seeds, with_scratch: bool, results_exist: bool) -> Protocol:
+def updated(
+    previous: Protocol | None, models, seeds, with_scratch: bool, results_exist: bool, tuning: dict | None = None
+) -> Protocol:
     """The protocol after this invocation: declared now if there was none (the first time, or a study from before
     protocols: then it is declared now and says whether results already existed); otherwise the first declaration
-    stands, and a changed seed list is added to its history with whether results existed at that time."""
+    stands, and a changed seed list is added to its history with whether results existed at that time. A tuning
+    phase is part of the declaration: it cannot be added, dropped or changed afterwards."""
     if previous is None:  # results existing already: an older study, trained before anything was declared
-        return dataclasses.replace(declare(models, seeds, with_scratch), before_results=not results_exist)
+        return dataclasses.replace(
+            declare(models, seeds, with_scratch, tuning=tuning), before_results=not results_exist
+        )
+    if previous.tuning != tuning:
+        said = f"with tuning {previous.tuning['space']!r}" if previous.tuning else "without tuning"
+        asked = f"tuning {tuning['space']!r}" if tuning else "no tuning"
+        raise ConfigError(
+            f"This study was declared {said}, and this command asks for {asked} (or other tuning settings). The "
+            "tuning is part of the protocol declared before training: run the study with its own settings, or "
+            "write the new one to another --out folder."
+        )
     if tuple(seeds) == previous.seeds or (
         previous.seed_history and tuple(previous.seed_history[-1]["seeds"]) == tuple(seeds)
     ):

@@ -52,6 +52,22 @@ def add_parsers(sub) -> None:
         help="with --pretrained: also train every model "
         "from scratch, so that the report compares both starts (the variant column says which)",
     )
+    tune = compare.add_argument_group("tuning every model with the same budget (a fair verdict)")
+    tune.add_argument(
+        "--tune",
+        metavar="SPACE",
+        default=None,
+        help="tune each model on validation before its test seeds train, over SPACE, for example "
+        "lr=0.01:0.3:log,weight_decay=1e-5:1e-3:log,label_smoothing=0,0.1,0.2 (low:high[:log] is a range, a,b,c a "
+        "list; only lists: a grid); needs --val-split",
+    )
+    tune.add_argument("--trials", type=int, default=None, help="trials per model and data set (default 8)")
+    tune.add_argument(
+        "--tune-seed",
+        type=int,
+        default=None,
+        help="the seed every trial trains with; never a test seed (default: the smallest seed not in --seeds)",
+    )
     bool_flag(compare, "dynamics", "record per-layer weight dynamics while training (default on for studies)")
     compare.set_defaults(dynamics=True)
     tensorboard_option(compare)
@@ -83,15 +99,46 @@ def study_spec_from_args(args: argparse.Namespace):
     seeds = whole_numbers(args.seeds)
     if not seeds:
         raise ConfigError(f"--seeds must be comma-separated whole numbers, e.g. 0,1,2 (got {args.seeds!r}).")
+    file_options = read_config_mapping(args.config) if args.config else {}
+    tuning = _tuning_from(args, file_options if isinstance(file_options, dict) else {}, seeds)
     return resolve_study(
         args.preset,
         csv_list(args.models, "models"),
         csv_list(args.datasets, "datasets"),
         seeds,
-        read_config_mapping(args.config) if args.config else {},
+        file_options,
         {k: v for k, v in vars(args).items() if k in FIELD_NAMES},
         where_file=f"Config file {args.config}",
         with_scratch=args.with_scratch,
+        tuning=tuning,
+    )
+
+
+TUNING_KEYS = ("tune", "trials", "tune_seed")  # a study file may hold these beside training options
+DEFAULT_TRIALS = 8
+
+
+def _tuning_from(args: argparse.Namespace, file_options: dict, seeds):
+    """The tuning phase the flags (or the study file's tune/trials/tune_seed keys, which they override) ask for;
+    the file's keys are taken out of its training options."""
+    from ..errors import ConfigError
+    from ..tune import TuningSpec, default_seed, parse_space
+
+    in_file = {k: file_options.pop(k) for k in TUNING_KEYS if k in file_options}
+    space = args.tune if args.tune is not None else in_file.get("tune")
+    trials = args.trials if args.trials is not None else in_file.get("trials")
+    seed = args.tune_seed if args.tune_seed is not None else in_file.get("tune_seed")
+    if space is None:
+        if trials is not None or seed is not None:
+            raise ConfigError("--trials and --tune-seed belong to a tuning phase: add --tune SPACE, or drop them.")
+        return None
+    for name, value in (("trials", trials), ("tune_seed", seed)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ConfigError(f"{name} must be a whole number (got {value!r}).")
+    return TuningSpec(
+        parse_space(space),
+        DEFAULT_TRIALS if trials is None else trials,
+        default_seed(seeds) if seed is None else seed,
     )
 
 

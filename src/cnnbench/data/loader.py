@@ -131,6 +131,10 @@ def prepare(raw: RawDataset, options: DataOptions = DataOptions()) -> Dataset:
         keep = np.setdiff1d(np.arange(len(train_y)), val_idx)
         val_x, val_y = torch.from_numpy(train_x[val_idx]), torch.from_numpy(train_y[val_idx])
         train_x, train_y = train_x[keep], train_y[keep]
+    if options.trial:  # a tuning trial never holds a test image: whatever it measures, it measures on validation
+        if val_x is None:
+            raise ConfigError("A tuning trial is scored on validation images only: it needs --val-split N (N > 0).")
+        test_x, test_y, test_files = val_x.numpy(), val_y.numpy(), ()
     tx = torch.from_numpy(np.ascontiguousarray(train_x))
     # Statistics in float64 over the (possibly limited) training split only: the test set stays unseen.
     flat = tx.transpose(0, 1).reshape(tx.shape[1], -1).double() / 255.0

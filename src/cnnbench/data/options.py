@@ -15,3 +15,6 @@ class DataOptions:
     resize: int | None = None  # resize images (bilinear, antialiased) to this square size before padding
     test_split: float | None = None  # share of each class held out as the test split of a folder without one; None: 0.2
     download: bool = True  # let torchvision download a missing data set when online
+    # a tuning trial: the validation images stand in for the test split, so the test images never reach the run
+    # (what it records as "test" is validation; a study's tuning phase sets it, never a user)
+    trial: bool = False

@@ -85,9 +85,7 @@ def param_groups(
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(
-        model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_scale if cfg.pretrained else None, cfg.decay
-    )
+    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_scale if cfg.pretrained else None, cfg.decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":

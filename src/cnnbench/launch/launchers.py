@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..engine.runtime import pace_note
 from ..errors import ConfigError
-from ..layout import run_dir_for
+from ..layout import STUDY_SPEC, run_dir_for
 from .cell import BUSY, train_cell
 
 LAUNCHERS = ("inline", "local", "slurm", "ray")
@@ -216,10 +216,27 @@ def run_ray(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None],
     return failed + _wait_for_others(out, busy, log)
 
 
+def launch_cells(
+    out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None], launch: LaunchConfig, callbacks, data_for
+) -> list[str] | None:
+    """Hand ``cells`` to the launcher ``launch`` names; the names of the failed ones, or None where Slurm jobs were
+    submitted and not waited for. ``callbacks`` and ``data_for`` serve the inline launcher, which trains here."""
+    if launch.launcher == "inline":
+        return run_inline(out, cells, log, callbacks, data_for)
+    if launch.launcher == "local":
+        return run_local(out, cells, log, launch.workers)
+    if launch.launcher == "slurm":
+        return run_slurm(out, cells, log, launch)
+    return run_ray(out, cells, log, launch)
+
+
 def write_report_if_done(study_dir: Path) -> Path | None:
-    """The report, once every cell of the study has finished (the last worker to finish writes it)."""
+    """The report, once every cell of the study has finished (the last worker to finish writes it). A folder of
+    tuning trials (no study.json) has no report of its own: the study writes its report after the tuning phase."""
     from ..report.html import build_report
 
+    if not (Path(study_dir) / STUDY_SPEC).exists():
+        return None
     return None if unfinished_cells(study_dir) else build_report(study_dir)
 
 
