@@ -186,9 +186,7 @@ def main() -> None:
     results_file = out / "results.jsonl"
     results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
     done = {(r["loop"], r["recipe"], r["seed"]) for r in results}
-    data = load_dataset(
-        "cifar10", args.data_dir, DataOptions(limit_train=args.limit_train, limit_test=args.limit_test)
-    )
+    data = load_dataset("cifar10", args.data_dir, DataOptions(limit_train=args.limit_train, limit_test=args.limit_test))
     print(f"{data.source}: {len(data.train_y)} training, {len(data.test_y)} test images; {platform.processor()}")
     for recipe in args.recipes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
