@@ -79,3 +79,43 @@ def test_the_report_labels_confirmatory_and_exploratory_verdicts(tmp_path):
     assert study["protocol"]["seed_history"][-1]["seeds"] == [0, 1, 2]
     report = (out / "report.html").read_text()
     assert "Exploratory (seed 2 added after results existed" in report
+
+
+def test_a_protocol_written_after_runs_began_is_exploratory_whatever_its_fields_say(tmp_path):
+    """A hand-written protocol that claims to come first, dated after the runs it judges, is caught from the run
+    folders' own start times; so is one that cannot be placed in time."""
+    from cnnbench.report.html import build_report
+
+    base = TrainConfig(epochs=1, limit_train=200, limit_test=100, batch_size=32, lr=0.05, precise_bn=0)
+    out = tmp_path / "study"
+    run_study(StudySpec((TINY_MODEL, TINY_MODEL_WIDE), ("mnist_demo",), (0, 1), base), out, log=lambda _: None)
+    study = json.loads((out / "study.json").read_text())
+    assert ",confirmatory," in (out / "pairs.csv").read_text()  # declared by the study before it trained
+    study["protocol"].update(declared_at="2099-01-01T00:00:00+00:00", before_results=True)  # written "later"
+    (out / "study.json").write_text(json.dumps(study))
+    build_report(out)
+    pairs = (out / "pairs.csv").read_text()
+    assert ",confirmatory," not in pairs and "run(s) began before the protocol was declared" in pairs
+    assert "began before the protocol was declared" in (out / "report.html").read_text()
+    study["protocol"]["declared_at"] = ""
+    (out / "study.json").write_text(json.dumps(study))
+    build_report(out)
+    assert "no readable declaration time" in (out / "pairs.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"seeds": ["1", 2]}, "seeds must be a list of whole numbers"),
+        ({"alpha": 5}, "alpha must be a number between 0 and 1"),
+        ({"comparisons": [["a"]]}, "comparisons must be a list"),
+        ({"before_results": "yes"}, "before_results must be a bool"),
+    ],
+)
+def test_a_malformed_hand_written_protocol_is_refused_with_its_fault(change, words):
+    from cnnbench.errors import ConfigError
+
+    good = P.declare(["a", "b"], [1, 2]).to_dict()
+    assert P.Protocol.from_dict(good) == P.declare(["a", "b"], [1, 2]).__class__.from_dict(good)
+    with pytest.raises(ConfigError, match=words):
+        P.Protocol.from_dict({**good, **change})

@@ -39,6 +39,8 @@ class Protocol:
     # the tuning phase declared with the study (space, trials per model, sampler, seed, score, rule); None: one shared
     # recipe, not tuned per model
     tuning: dict | None = None
+    # why the run folders contradict before_results (runs older than the declaration); derived, never saved
+    doubt: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -55,16 +57,41 @@ class Protocol:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Protocol:
+    def from_dict(cls, d: dict, where: str = "study.json") -> Protocol:
+        """A saved protocol, checked like any input: it may have been written by hand."""
+
+        def bad(what: str) -> ConfigError:
+            return ConfigError(
+                f"The protocol in {where} is malformed: {what}. `cnnbench compare` writes it; restore that file, or "
+                "remove its protocol (the study's verdicts are then exploratory)."
+            )
+
+        if not isinstance(d, dict):
+            raise bad("it is not a mapping")
+        seeds, pairs = d.get("seeds"), d.get("comparisons", [])
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+            raise bad(f"seeds must be a list of whole numbers (got {seeds!r})")
+        if not isinstance(pairs, list) or not all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(m, str) for m in c) for c in pairs
+        ):
+            raise bad("comparisons must be a list of [model, model] pairs")
+        alpha = d.get("alpha", ALPHA)
+        if type(alpha) not in (int, float) or not 0 < alpha < 1:
+            raise bad(f"alpha must be a number between 0 and 1 (got {alpha!r})")
+        for key, kind in (("declared_at", str), ("before_results", bool), ("seed_history", list)):
+            if key in d and not isinstance(d[key], kind):
+                raise bad(f"{key} must be a {kind.__name__} (got {d[key]!r})")
+        if d.get("tuning") is not None and not isinstance(d["tuning"], dict):
+            raise bad("tuning must be a mapping")
         return cls(
-            tuple(int(s) for s in d["seeds"]),
-            tuple(tuple(c) for c in d.get("comparisons", ())),
+            tuple(seeds),
+            tuple(tuple(c) for c in pairs),
             d.get("metric", METRIC),
             d.get("test", cls.test),
-            float(d.get("alpha", ALPHA)),
+            float(alpha),
             d.get("correction", "holm"),
             d.get("declared_at", ""),
-            bool(d.get("before_results", True)),
+            d.get("before_results", True),
             tuple(d.get("seed_history", ())),
             d.get("tuning"),
         )
@@ -121,12 +148,36 @@ def updated(
     return dataclasses.replace(previous, seed_history=(*previous.seed_history, entry))
 
 
+def declared_time(protocol: Protocol) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(protocol.declared_at)
+    except (TypeError, ValueError):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def checked(protocol: Protocol, run_starts: dict[str, datetime | None]) -> Protocol:
+    """The protocol as the run folders show it: whether it came before the results is derived from when each run
+    began (``run_starts``: run name -> the earliest instant its folder shows), never taken from its own fields. A
+    protocol without a readable declaration time cannot be placed before anything."""
+    at = declared_time(protocol)
+    if at is None:
+        doubt = f"the protocol has no readable declaration time (declared_at {protocol.declared_at!r})"
+        return dataclasses.replace(protocol, before_results=False, doubt=doubt)
+    early = sorted(name for name, start in run_starts.items() if start is not None and start < at)
+    if early:
+        shown = ", ".join(early[:3]) + (f" and {len(early) - 3} more" if len(early) > 3 else "")
+        doubt = f"{len(early)} run(s) began before the protocol was declared ({shown})"
+        return dataclasses.replace(protocol, before_results=False, doubt=doubt)
+    return protocol
+
+
 def status(protocol: Protocol | None, model_a: str, model_b: str, seeds, metric: str = METRIC) -> tuple[str, str]:
     """("confirmatory", "") or ("exploratory", why) for a verdict on a pair over ``seeds``."""
     if protocol is None:
         return "exploratory", "no protocol was declared before training"
     if not protocol.before_results:
-        return "exploratory", "the protocol was recorded after results existed"
+        return "exploratory", protocol.doubt or "the protocol was recorded after results existed"
     if not protocol.declares(model_a, model_b):
         return "exploratory", "not a declared comparison"
     if metric != protocol.metric:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -87,6 +87,14 @@ def _median(values: list) -> float | None:
     return float(np.median(present)) if present else None
 
 
+def utc_of_local_time(text: str) -> str | None:
+    """A naive local time as this machine's clock wrote it (``str(datetime.now())``), in UTC ISO 8601."""
+    try:
+        return datetime.fromisoformat(text).astimezone(timezone.utc).replace(microsecond=0).isoformat()
+    except (TypeError, ValueError):
+        return None
+
+
 def finish(run: Run) -> dict:
     """Write summary.json and the log's end time; return the summary."""
     last = run.state.rows[-1]
@@ -131,6 +139,7 @@ def finish(run: Run) -> dict:
         "device": run.device.type,
         "precision": run.precision,
         "start_time": run.state.start_time,
+        "started_at": utc_of_local_time(run.state.start_time),  # the same instant in UTC, comparable anywhere
         "end_time": end_time,
         "environment": {**environment(run.device, run.precision), "world_size": run.dist.world_size},
         "warnings": run.notes.warnings,

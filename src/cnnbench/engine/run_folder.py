@@ -8,6 +8,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ import torch.nn as nn
 from ..config import TrainConfig, config_from_dict
 from ..errors import ConfigError, TrainingError
 from ..fileio import read_json, write_json
-from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, PREPROCESSING_JSON, SUMMARY
+from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, INIT_WEIGHTS, METRICS_CSV, PREPROCESSING_JSON, SUMMARY
 from ..models import create_model
 from .averaging import evaluated_weights
 from .checkpoint import load_latest
@@ -209,3 +210,25 @@ def open_run(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format).eval()
     return TrainedRun(run_dir, cfg, prep, model, int(state["epoch"]), evaluation_precision(cfg, device))
+
+
+def started_at(run_dir: Path) -> datetime | None:
+    """The earliest instant a run folder shows the run had begun (UTC): its summary's start time where it finished,
+    else the oldest of the files a run writes once it trains (its initial weights, its per-epoch metrics). None: the
+    folder shows no training yet. Used to tell whether a protocol came before a study's results."""
+    from datetime import timezone
+
+    found = []
+    if (run_dir / SUMMARY).exists():
+        try:
+            summary = read_json(run_dir / SUMMARY)
+            if summary.get("started_at"):
+                found.append(datetime.fromisoformat(summary["started_at"]))
+            elif summary.get("start_time"):  # runs from before started_at: this machine's local time
+                found.append(datetime.fromisoformat(summary["start_time"]).astimezone(timezone.utc))
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+            pass  # a damaged summary: the files' own times below still tell
+    for name in (INIT_WEIGHTS, METRICS_CSV, SUMMARY):
+        if (run_dir / name).exists():
+            found.append(datetime.fromtimestamp((run_dir / name).stat().st_mtime, timezone.utc))
+    return min(found) if found else None

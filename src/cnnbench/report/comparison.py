@@ -176,12 +176,23 @@ def protocol_sentence(protocol: Protocol | None) -> str:
             "No protocol was declared before this study trained (it predates them): every verdict below is exploratory."
         )
     pairs = ", ".join(f"{a} vs {b}" if a != b else f"{a} fine-tuned vs from scratch" for a, b in protocol.comparisons)
-    when = "before any run finished" if protocol.before_results else "after some runs had finished"
+    when = (
+        "before any run began, as the run folders show"
+        if protocol.before_results
+        else protocol.doubt or "after some runs had finished"
+    )
+    tuning = (
+        f" Each model tuned first with the same budget: {protocol.tuning.get('trials_per_model')} trials of "
+        f"{protocol.tuning.get('space')} ({protocol.tuning.get('sampler')}, seed {protocol.tuning.get('seed')}), "
+        f"scored on validation only; {protocol.tuning.get('rule')}."
+        if protocol.tuning
+        else ""
+    )
     added = protocol.seeds_added_after_results
     return (
         f"Protocol declared {protocol.declared_at or 'with the study'} ({when}): seeds "
         f"{', '.join(map(str, protocol.seeds))}; {pairs or 'no comparison'}; {protocol.metric}; {protocol.test}; "
-        f"alpha {protocol.alpha:g}, Holm's correction over the study's pairs."
+        f"alpha {protocol.alpha:g}, Holm's correction over the study's pairs.{tuning}"
         + (
             f" Seeds added after results existed: {', '.join(map(str, added))} (verdicts using them are exploratory)."
             if added

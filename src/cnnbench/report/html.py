@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.protocol import Protocol
+from ..analysis.protocol import Protocol, checked
+from ..engine.run_folder import started_at
 from ..fileio import read_csv, read_json, write_text
-from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, SUMMARY, dataset_dir_for
+from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, SUMMARY, dataset_dir_for, run_dirs_of, trial_dirs_of
 from . import plots
 from .architecture import architecture_rows, stage_figure
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
@@ -147,6 +148,23 @@ def _study_report(study_dir: Path, baseline: str | None) -> Path:
     )
 
 
+def study_protocol_as_shown(study_dir: Path, study: dict, records: list) -> Protocol | None:
+    """The study's declared protocol, checked against its run folders (and its tuning trials): any run that began
+    before the declaration makes it a protocol written after results, whatever its own fields say."""
+    if "protocol" not in study:
+        return None
+    declared = Protocol.from_dict(study["protocol"], where=str(Path(study_dir) / STUDY_SPEC))
+    runs = [r.path for r in records] + [d for t in trial_dirs_of(study_dir) for d in run_dirs_of(t)]
+    return checked(declared, {_relative(run, study_dir): started_at(run) for run in runs})
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _write_report(
     out: Path,
     records: list,
@@ -162,7 +180,7 @@ def _write_report(
     groups = group_runs(records)
     baseline = choose_baseline(groups, baseline if not single_run else None, study.get("models", []))
     attach_corruption_errors(groups, baseline)
-    protocol = Protocol.from_dict(study["protocol"]) if isinstance(study.get("protocol"), dict) else None
+    protocol = study_protocol_as_shown(out, study, records)
     pairs = all_pairs(groups, protocol)
     if not single_run:
         write_comparison(out, groups, pairs)
