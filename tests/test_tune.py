@@ -170,6 +170,7 @@ def test_compare_tune_through_the_command_line(tmp_path, capsys):
     assert main([*common, "--trials", "2"]) == 2
     assert main([*common, "--tune", "lr=0.01:0.1:log", "--trials", "2", "--val-split", "100", "--seeds", "3"]) == 0
     said = capsys.readouterr().out
+    assert "4 tuning trial run(s), about" in said  # the time ahead, said before the first trial
     assert "tuning, trial 2 of 2" in said and f"tuned {TINY_MODEL} on mnist_demo" in said
     record = json.loads((out / STUDY_SPEC).read_text())
     assert record["tuning"]["seed"] == 0 and set(record["tuning"]["chosen"]["mnist_demo"]) == set(MODELS)

@@ -27,6 +27,7 @@ from .layout import (
     run_dirs_of,
 )
 from .tune import TuningSpec, check_tuning, run_tuning
+from .tune.search import trial_config
 
 
 @dataclass(frozen=True)
@@ -274,17 +275,23 @@ def _tune(out: Path, spec: StudySpec, launch: LaunchConfig, log: Callable[[str],
     """The tuning phase (resumed where it stopped): the study with each model's chosen settings, and what was chosen
     (data set -> model -> params, trial, val_top1)."""
     bases = spec.trial_bases()
-    trial_data: dict[str, object] = {}
+    trial_data: dict[tuple, object] = {}
 
-    def data_for(cfg: TrainConfig):  # one decode per data set, with the test split replaced by validation
-        if cfg.dataset not in trial_data:
-            trial_data[cfg.dataset] = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
-        return trial_data[cfg.dataset]
+    def data_for(cfg: TrainConfig):  # one decode per data set and options (a trial's: validation as its test split)
+        key = (cfg.dataset, cfg.data_options())
+        if key not in trial_data:
+            trial_data[key] = load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
+        return trial_data[key]
 
     log(
         f"tuning: {spec.tuning.trials} trial(s) per model of {spec.tuning.space.text()} ({spec.tuning.sampler}, "
         f"seed {spec.tuning.seed}), scored on {bases[next(iter(bases))].val_split} validation images"
     )
+    if launch.launcher == "inline":  # trials not yet told to Optuna, then every test-seed run (at the untuned epochs)
+        studies_done = _finished_trials(out, bases)
+        trials = [c for key, c in bases.items() for _ in range(spec.tuning.trials - studies_done.get(key, 0))]
+        confirm = [c for c in spec.runs() if not finished(run_dir_for(out, c))]
+        _say_estimate(confirm, {c.dataset: data_for(trial_config(c, {})) for c in bases.values()}, log, trials)
     chosen = run_tuning(out, bases, spec.tuning, launch, log, data_for)
     for dataset, by_model in chosen.items():
         for model, c in by_model.items():
@@ -293,19 +300,31 @@ def _tune(out: Path, spec: StudySpec, launch: LaunchConfig, log: Callable[[str],
     return dataclasses.replace(spec, tuned=tuned), chosen
 
 
-def _say_estimate(todo: list[TrainConfig], datasets: dict, log: Callable[[str], None]) -> None:
-    """The training time ahead, from a few timed steps of each model, before the first run starts."""
+def _finished_trials(out: Path, bases: dict) -> dict:
+    """Trial runs already finished per (data set, model), from the trial folders."""
+    from .layout import trial_dirs_of
+
+    return {key: sum(finished(run_dir_for(t, cfg)) for t in trial_dirs_of(out)) for key, cfg in bases.items()}
+
+
+def _say_estimate(
+    todo: list[TrainConfig], datasets: dict, log: Callable[[str], None], trials: list[TrainConfig] = ()
+) -> None:
+    """The training time ahead, from a few timed steps of each model, before the first run starts (``trials``: a
+    tuning phase's trial runs, which come first)."""
     from .engine.runtime import duration_text
     from .launch.estimate import estimate_training_seconds
 
     try:
         seconds = estimate_training_seconds(todo, datasets)
+        tuning = estimate_training_seconds(trials, datasets) if trials else 0.0
     except Exception as e:  # an estimate must never stop a study: the runs report their own errors
         log(f"no time estimate ({type(e).__name__}: {e})")
         return
+    first = f"{len(trials)} tuning trial run(s), about {duration_text(tuning)}, then " if trials else ""
     log(
-        f"{len(todo)} run(s) to train: about {duration_text(seconds)} of training steps, timed on a few steps of "
-        "each model (evaluation and the report come on top; resumed runs need less)"
+        f"{first}{len(todo)} run(s) to train: about {duration_text(seconds + tuning)} of training steps in all, timed "
+        "on a few steps of each model (evaluation and the report come on top; resumed runs need less)"
     )
 
 
