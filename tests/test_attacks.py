@@ -131,7 +131,7 @@ def test_robustness_pairs_are_paired_tests_on_the_same_images(tmp_path):
     ca = np.concatenate([z[a]["corruption|shot_noise|1"], z[a]["corruption|shot_noise|3"]])
     cb = np.concatenate([z[b]["corruption|shot_noise|1"], z[b]["corruption|shot_noise|3"]])
     by_hand = mcnemar_exact(ca, cb)
-    assert (int(row["mcnemar_b"]), int(row["mcnemar_c"])) == (by_hand.b, by_hand.c) and len(ca) == 80
+    assert (int(row["mcnemar_b_summed"]), int(row["mcnemar_c_summed"])) == (by_hand.b, by_hand.c) and len(ca) == 80
     assert float(row["diff_top1"]) == pytest.approx(ca.mean() - cb.mean()) and float(row["diff_top1"]) >= 0
     assert row["status"] == "exploratory" and "declared metric" in row["status_reason"]
     from cnnbench.analysis.protocol import holm

@@ -192,11 +192,11 @@ def test_study_writes_pairs_csv_and_shows_pairs(tmp_path):
         "diff_ci_low",
         "diff_ci_high",
         "ci_method",
-        "mcnemar_b",
-        "mcnemar_c",
-        "mcnemar_p",
+        "mcnemar_b_summed",
+        "mcnemar_c_summed",
+        "mcnemar_p_largest",
     ]
-    assert (rows[0]["model_a"], rows[0]["mcnemar_b"], rows[0]["mcnemar_c"], rows[0]["wins_a"]) == (
+    assert (rows[0]["model_a"], rows[0]["mcnemar_b_summed"], rows[0]["mcnemar_c_summed"], rows[0]["wins_a"]) == (
         "resnet18",
         "40",
         "10",

@@ -1,7 +1,7 @@
 """Statistics for honest comparisons: plain functions on plain arrays, no training and no files.
 
 Which difference between two models is real and which is noise: a Wilson interval for one
-accuracy, McNemar's exact test and a paired bootstrap for two models on the same test images, and
+accuracy, McNemar's exact test and the interval that inverts it for two models on the same test images, and
 t-intervals over seeds.
 """
 
@@ -48,23 +48,20 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     return McNemar(b, c, min(p, 1.0))
 
 
-def paired_bootstrap_diff(
-    correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 10_000, seed: int = 0, level: float = LEVEL
-) -> tuple[float, float, float]:
-    """Accuracy of A minus accuracy of B with a percentile bootstrap interval, resampling test examples
-    (the same examples for both models, so the pairing is kept).
+def mcnemar_interval(b: int, c: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """An interval for accuracy(A) - accuracy(B) on ``n`` paired test examples that agrees with McNemar's exact test
+    by construction: it excludes 0 exactly when that test's p is below 1 - level.
 
-    Each example contributes d = correct_a - correct_b in {-1, 0, +1}, and a bootstrap sample's mean of d
-    depends only on how many +1s and -1s it drew: drawing those counts from a multinomial is exactly
-    resampling the examples, in O(resamples) instead of O(resamples x examples)."""
-    a, b = _paired_bools(correct_a, correct_b)
-    n = len(a)
-    plus, minus = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    counts = np.random.default_rng(seed).multinomial(n, [plus / n, minus / n, (n - plus - minus) / n], size=resamples)
-    diffs = (counts[:, 0] - counts[:, 1]) / n
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return (plus - minus) / n, float(low), float(high)
+    The exact test conditions on the m = b + c discordant examples, where b ~ Binomial(m, pi) and the null is
+    pi = 1/2. Clopper-Pearson's interval for pi inverts that same binomial test (each tail at (1 - level) / 2;
+    for pi = 1/2 the binomial is symmetric, so scipy's two-sided p is twice the smaller tail), and the difference is
+    (b - c) / n = (2 pi - 1) m / n, so the interval for pi maps to one for the difference, taking the share of
+    discordant examples m / n as observed (the conditional interval, Breslow & Day 1980, section 4.3)."""
+    m = b + c
+    if m == 0:
+        return 0.0, 0.0
+    ci = stats.binomtest(b, m, 0.5).proportion_ci(confidence_level=level, method="exact")
+    return (2 * ci.low - 1) * m / n, (2 * ci.high - 1) * m / n
 
 
 def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float] | None:

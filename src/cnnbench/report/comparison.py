@@ -63,13 +63,14 @@ def pair_cells(pair: Pair) -> dict:
 
 
 PAIRS_LEGEND = (
-    "A − B: difference in test top-1 (percentage points), A being the more accurate on average; its 95% "
-    "interval is a paired bootstrap over test images with one seed and a paired t-interval over seeds "
-    "with several. McNemar: examples only A gets right / only B gets right and the exact test's p "
-    "(with several seeds, the counts summed and the largest per-seed p). The verdict uses the pair's test (paired t "
-    "over seeds; McNemar with one seed), its p Holm-adjusted within its family (the confirmatory pairs together, "
-    "the exploratory ones together; pairs.csv: p, p_adjusted), and says whether it is confirmatory (the declared "
-    "comparison on the declared seeds) or exploratory. Per-seed tests: pairs_by_seed.csv."
+    "A − B: difference in test top-1 (percentage points), A being the more accurate on average; its 95% interval is "
+    "a paired t-interval over seeds with several seeds, and with one the exact interval that inverts McNemar's test "
+    "(it excludes 0 exactly when that test rejects). McNemar: examples only A gets right / only B gets right and "
+    "the exact test's p (with several seeds, the counts summed and the largest per-seed p: pairs.csv's "
+    "mcnemar_p_largest, not a test of its own). The verdict uses the pair's test (paired t over seeds; McNemar with "
+    "one seed), its p Holm-adjusted within its family (the confirmatory pairs together, the exploratory ones "
+    "together; pairs.csv: p, p_adjusted), and says whether it is confirmatory (the declared comparison on the "
+    "declared seeds) or exploratory. Per-seed tests: pairs_by_seed.csv."
 )
 
 

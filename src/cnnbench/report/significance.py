@@ -1,5 +1,6 @@
 """Which differences between models are real: every pair of models on a data set, tested on the saved test
-predictions (McNemar, paired bootstrap) and over seeds paired by seed number (t-interval, wins)."""
+predictions (McNemar's exact test and the interval that inverts it) and over seeds paired by seed number
+(t-interval, wins)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.protocol import Protocol, holm, status
-from ..analysis.statistics import LEVEL, mcnemar_exact, paired_bootstrap_diff, seeds_needed, t_interval, t_test_p
+from ..analysis.statistics import LEVEL, mcnemar_exact, mcnemar_interval, seeds_needed, t_interval, t_test_p
 from ..fileio import write_csv
 from ..layout import PAIRS_BY_SEED_CSV, PAIRS_CSV
 from .tables import Group
@@ -28,9 +29,11 @@ PAIRS_COLUMNS = [
     "diff_ci_low",
     "diff_ci_high",
     "ci_method",
-    "mcnemar_b",
-    "mcnemar_c",
-    "mcnemar_p",
+    # with several seeds: b and c summed over seeds, and the largest of the per-seed exact p-values (every seed's own
+    # test has p at most that; not a test of the pooled counts); with one seed, that seed's own test
+    "mcnemar_b_summed",
+    "mcnemar_c_summed",
+    "mcnemar_p_largest",
     "wins_a",
     "diff_std",
     "t_test_p",
@@ -56,8 +59,8 @@ PAIRS_BY_SEED_COLUMNS = [
     "mcnemar_c",
     "mcnemar_p",
 ]
-BOOTSTRAP_RESAMPLES = 10_000
 ALPHA = 1 - LEVEL
+ONE_SEED_CI = "exact, inverting McNemar's test (Clopper-Pearson on the discordant images)"
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class SeedPair:
     top1_a: float
     top1_b: float
     diff: float  # top-1 of A minus top-1 of B, as a fraction
-    ci: tuple[float, float] | None  # paired bootstrap over test examples; None without per-example results
+    ci: tuple[float, float] | None  # inverts McNemar's exact test (mcnemar_interval); None without per-example results
     b: int | None  # McNemar's discordant counts: A right and B wrong, A wrong and B right
     c: int | None
     p: float | None
@@ -102,7 +105,8 @@ class Pair:
 
     @property
     def ci(self) -> tuple[float, float] | None:
-        """Over seeds (paired t) with several seeds; the paired bootstrap over test examples with one."""
+        """Over seeds (paired t) with several seeds; with one, the interval that inverts its exact McNemar test (so
+        the interval and the verdict's test always agree)."""
         if len(self.per_seed) > 1:
             _, low, high = t_interval([s.diff for s in self.per_seed])
             return low, high
@@ -112,11 +116,7 @@ class Pair:
     def ci_method(self) -> str:
         if len(self.per_seed) > 1:
             return f"paired t over {len(self.per_seed)} seeds"
-        return (
-            ""
-            if self.per_seed[0].ci is None
-            else f"paired bootstrap over test images ({BOOTSTRAP_RESAMPLES} resamples)"
-        )
+        return "" if self.per_seed[0].ci is None else ONE_SEED_CI
 
     @property
     def mcnemar(self) -> tuple[int, int, float] | None:
@@ -170,9 +170,9 @@ class Pair:
             "diff_ci_low": ci[0] if ci else None,
             "diff_ci_high": ci[1] if ci else None,
             "ci_method": self.ci_method,
-            "mcnemar_b": m[0] if m else None,
-            "mcnemar_c": m[1] if m else None,
-            "mcnemar_p": m[2] if m else None,
+            "mcnemar_b_summed": m[0] if m else None,
+            "mcnemar_c_summed": m[1] if m else None,
+            "mcnemar_p_largest": m[2] if m else None,
             "wins_a": self.wins_a,
             "diff_std": self.diff_std,
             "t_test_p": self.t_p,
@@ -191,8 +191,11 @@ def _seed_pair(seed: int, run_a, run_b) -> SeedPair:
     if ca is None or cb is None or ca.shape != cb.shape:
         return SeedPair(seed, top1_a, top1_b, top1_a - top1_b, None, None, None, None)
     m = mcnemar_exact(ca, cb)
-    diff, low, high = paired_bootstrap_diff(ca, cb, BOOTSTRAP_RESAMPLES, seed=0)
-    return SeedPair(seed, top1_a, top1_b, diff, (low, high), m.b, m.c, m.p)
+    return SeedPair(seed, top1_a, top1_b, (m.b - m.c) / len(ca), mcnemar_interval(m.b, m.c, len(ca)), m.b, m.c, m.p)
+
+
+def _negated(ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    return None if ci is None else (-ci[1], -ci[0])
 
 
 def _same_test_set(a: Group, b: Group) -> bool:
@@ -233,11 +236,12 @@ def robustness_pairs(a: Group, b: Group) -> list[Pair]:
                 continue
             m = mcnemar_exact(ca, cb)
             top_a, top_b = float(ca.mean()), float(cb.mean())
-            per_measure.setdefault(measure, []).append(SeedPair(seed, top_a, top_b, top_a - top_b, None, m.b, m.c, m.p))
+            ci = mcnemar_interval(m.b, m.c, len(ca))
+            per_measure.setdefault(measure, []).append(SeedPair(seed, top_a, top_b, top_a - top_b, ci, m.b, m.c, m.p))
     pairs = []
     for measure, per_seed in per_measure.items():
         if np.mean([s.diff for s in per_seed]) < 0:
-            per_seed = [SeedPair(s.seed, s.top1_b, s.top1_a, -s.diff, None, s.c, s.b, s.p) for s in per_seed]
+            per_seed = [SeedPair(s.seed, s.top1_b, s.top1_a, -s.diff, _negated(s.ci), s.c, s.b, s.p) for s in per_seed]
             pairs.append(Pair(a.dataset, b.label, a.label, per_seed, ([], []), b.model, a.model, measure=measure))
         else:
             pairs.append(Pair(a.dataset, a.label, b.label, per_seed, ([], []), a.model, b.model, measure=measure))
