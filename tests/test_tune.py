@@ -98,6 +98,10 @@ def test_every_model_gets_the_same_search_and_is_confirmed_with_its_own_choice(t
         assert confirm["lr"] == best.params["lr"] and confirm["seed"] == 0 and not confirm["trial"]
     assert record["protocol"]["tuning"]["space"] == parse_space(SPACE).text()
     assert record["protocol"]["tuning"]["trials_per_model"] == 3 and record["protocol"]["tuning"]["seed"] == 9
+    html = (out / "report.html").read_text()
+    assert "How each model was tuned" in html and html.count("(chosen)") == 2 and "Sensitivity to its settings" in html
+    assert "Each model tuned first with the same budget: 3 trials" in html  # the protocol, tuning included
+    assert len(list((out / "tuning" / "figures").glob("slice-*.png"))) == 2  # Optuna's own plot, per model
     # seeded: another folder asks for the same first settings
     again = tmp_path / "again"
     run_study(spec(trials=1), again, log=lambda _: None)

@@ -43,6 +43,7 @@ from .tables import (
     study_reference,
     top1_cell,
 )
+from .tuning import tuning_section
 
 
 def _data_uri(path: Path) -> str:
@@ -223,10 +224,12 @@ def _write_report(
                     }
                 )
         insight = _insight_section(out, gs, ds_dir, dataset)
+        tuning = None if single_run else tuning_section(out, study, dataset, _data_uri)
         architecture = _architecture_section(gs, info, ds_dir, dataset)
         sections.append(
             {
                 "insight": insight,
+                "tuning": tuning,
                 "architecture": architecture,
                 "name": dataset,
                 "info": info,
