@@ -20,10 +20,11 @@ FLOORS = {
     "analysis": 4,
     "report": 5,
     "launch": 6,
-    "study": 7,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
+    "tune": 7,
+    "study": 8,
+    "cli": 9,
+    "__init__": 10,
+    "__main__": 10,
 }
 
 
