@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,36 @@ def decoded_cache(tmp_path_factory):
     folder = tmp_path_factory.mktemp("decoded-cache")
     os.environ["CNNBENCH_CACHE"] = str(folder)
     return folder
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def open_in_chromium(report: Path, width: int = 1280) -> dict:
+    """A report as a reader's browser shows it: console and page errors, every image's natural width, the page's
+    width, the elements running off it, and its text."""
+    from playwright.sync_api import sync_playwright
+
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(Path(report).as_uri())
+        page.wait_for_load_state("load")
+        seen = {
+            "errors": errors,
+            "image_widths": page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"),
+            "page_width": page.evaluate("document.documentElement.scrollWidth"),
+            "overflowing": page.evaluate(
+                "[...document.querySelectorAll('table, img, pre')]"
+                ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).length"
+            ),
+            "text": page.inner_text("body"),
+        }
+        browser.close()
+    return seen

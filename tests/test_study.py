@@ -10,10 +10,10 @@ from cnnbench.cli import main
 from cnnbench.config import TrainConfig
 from cnnbench.errors import ConfigError
 from cnnbench.study import PRESETS, StudySpec, resolve_study, run_study
+from tests.conftest import CHROMIUM, open_in_chromium
 
 pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TINY = TrainConfig(epochs=2, limit_train=160, limit_test=80, batch_size=32, lr=0.01)
 MODERN_MODELS = ("vgg16_bn", "resnet18")
 STUDY_BASE = TINY.replace(val_split=40)  # the fixture's study holds out 40 training images for validation
@@ -236,29 +236,10 @@ def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(study):
-    from playwright.sync_api import sync_playwright
-
     _, report = study
-    errors = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        page = browser.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(Path(report).as_uri())
-        page.wait_for_load_state("load")
-        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-        browser.close()
-    assert errors == []
+    seen = open_in_chromium(report)
+    assert seen["errors"] == []
+    widths = seen["image_widths"]
     assert len(widths) >= 4 * 3 + 2 and all(w > 0 for w in widths)
 
 

@@ -16,7 +16,7 @@ from cnnbench.layout import STUDY_SPEC, SUMMARY, trial_dirs_of
 from cnnbench.study import StudySpec, resolve_study, run_study
 from cnnbench.tune import TuningSpec, parse_space
 
-from .conftest import TINY_MODEL, TINY_MODEL_WIDE
+from .conftest import CHROMIUM, TINY_MODEL, TINY_MODEL_WIDE, open_in_chromium
 
 pytestmark = pytest.mark.data  # reads the demo data shipped with cnnbench and, through the CLI, $CNNBENCH_DATA
 
@@ -178,3 +178,15 @@ def test_compare_tune_through_the_command_line(tmp_path, capsys):
     assert "tuning, trial 2 of 2" in said and f"tuned {TINY_MODEL} on mnist_demo" in said
     record = json.loads((out / STUDY_SPEC).read_text())
     assert record["tuning"]["seed"] == 0 and set(record["tuning"]["chosen"]["mnist_demo"]) == set(MODELS)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_tuning_section_reads_in_a_browser_on_a_laptop_and_a_phone(tmp_path, width):
+    out = tmp_path / "study"
+    run_study(spec(trials=2), out, log=lambda _: None)
+    seen = open_in_chromium(out / "report.html", width)
+    assert seen["errors"] == [] and all(w > 0 for w in seen["image_widths"])
+    assert seen["page_width"] <= width and seen["overflowing"] == 0
+    assert "How each model was tuned" in seen["text"] and "Sensitivity to its settings" in seen["text"]
