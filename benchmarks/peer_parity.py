@@ -6,9 +6,11 @@ shuffled ``DataLoader``, ``SGD(model.parameters(), momentum=0.9, weight_decay=5e
 parameter), ``CosineAnnealingLR(T_max=epochs)`` stepped once per epoch, fp32, NCHW. Both loops train the same network
 (``create_model``) from the same initial weights on the same class-balanced slice, and are scored on the same test
 images. cnnbench states the same recipe with ``--no-nesterov --decay all --lr-update epoch`` (recipe ``peer``), and
-the warmed-up variant with a linear warm-up over the first epoch, per step, in both loops (recipe ``warmup``).
+the warmed-up variant with a linear warm-up over the first epoch, per step, in both loops (recipe ``warmup``). A
+third loop, ``cnnbench-defaults``, trains the same recipe with cnnbench's own choices where a recipe leaves them open
+(Nesterov, decay on weights only, a per-step schedule), to measure which is better.
 
-    python benchmarks/peer_parity.py --seeds 0,1,2 --recipes peer,warmup --width 0.5 --out bench-runs/parity
+    python benchmarks/peer_parity.py --seeds 0,1,2 --recipes peer,warmup --width 0.5 --out bench-runs/peer-parity
 
 Each result is a JSON line in ``--out/results.jsonl``; finished (loop, recipe, seed) results are kept and skipped on a
 rerun, so an interrupted benchmark resumes. The summary gives, per recipe, the mean difference cnnbench - plain with
@@ -108,7 +110,7 @@ def plain_loop(data, args, recipe: dict, seed: int) -> dict:
     return {"test_top1": correct / len(data.test_y), "train_losses": losses, "train_s": train_s}
 
 
-def cnnbench_loop(data, args, recipe: dict, seed: int) -> dict:
+def cnnbench_loop(data, args, recipe: dict, seed: int, **changes) -> dict:
     cfg = TrainConfig(
         model=args.model,
         dataset="cifar10",
@@ -128,11 +130,19 @@ def cnnbench_loop(data, args, recipe: dict, seed: int) -> dict:
         precision=args.precision,
         limit_train=args.limit_train,
         limit_test=args.limit_test,
-    )
+    ).replace(**changes)
     with tempfile.TemporaryDirectory() as out:
         summary = fit(cfg, out, data=data)
         losses = [float(r["train_loss"]) for r in read_csv(Path(out) / METRICS_CSV)]
     return {"test_top1": summary["test_top1"], "train_losses": losses, "train_s": summary["train_time_s"]}
+
+
+def cnnbench_defaults_loop(data, args, recipe: dict, seed: int) -> dict:
+    """cnnbench's own choices where a recipe leaves them open: Nesterov, decay on weights only, per-step schedule."""
+    return cnnbench_loop(data, args, recipe, seed, nesterov=True, decay="weights", lr_update="step")
+
+
+LOOPS = {"plain": plain_loop, "cnnbench": cnnbench_loop, "cnnbench-defaults": cnnbench_defaults_loop}
 
 
 def t_interval(diffs: list[float]) -> tuple[float, float, float]:
@@ -146,23 +156,26 @@ def t_interval(diffs: list[float]) -> tuple[float, float, float]:
 
 
 def summarize(results: list[dict]) -> str:
+    """Per recipe and cnnbench loop: both loops' top-1 by seed, the paired difference with its 95% t interval, and
+    cnnbench's speed as a multiple of the plain loop's (training time summed over the seeds)."""
     lines = [
-        "| recipe | plain loop top-1 (seeds) | cnnbench top-1 (seeds) | cnnbench - plain, 95% CI | speed |",
-        "|---|---|---|---|---|",
+        "| recipe | loop | plain loop top-1 (seeds) | cnnbench top-1 (seeds) | cnnbench - plain, 95% CI | speed |",
+        "|---|---|---|---|---|---|",
     ]
     for recipe in RECIPES:
         by = {(r["loop"], r["seed"]): r for r in results if r["recipe"] == recipe}
-        seeds = sorted(s for (loop, s) in by if loop == "plain" and ("cnnbench", s) in by)
-        if not seeds:
-            continue
-        plain = [by["plain", s]["test_top1"] for s in seeds]
-        ours = [by["cnnbench", s]["test_top1"] for s in seeds]
-        mean, lo, hi = t_interval([100 * (o - p) for o, p in zip(ours, plain)])
-        speed = sum(by["plain", s]["train_s"] for s in seeds) / sum(by["cnnbench", s]["train_s"] for s in seeds)
-        lines.append(
-            f"| {recipe} | {', '.join(f'{v:.1%}' for v in plain)} | {', '.join(f'{v:.1%}' for v in ours)} "
-            f"| {mean:+.2f} points ({lo:+.2f} to {hi:+.2f}) | {speed:.2f}x |"
-        )
+        for loop in ("cnnbench", "cnnbench-defaults"):
+            seeds = sorted(s for (name, s) in by if name == "plain" and (loop, s) in by)
+            if not seeds:
+                continue
+            plain = [by["plain", s]["test_top1"] for s in seeds]
+            ours = [by[loop, s]["test_top1"] for s in seeds]
+            mean, lo, hi = t_interval([100 * (o - p) for o, p in zip(ours, plain)])
+            speed = sum(by["plain", s]["train_s"] for s in seeds) / sum(by[loop, s]["train_s"] for s in seeds)
+            lines.append(
+                f"| {recipe} | {loop} | {', '.join(f'{v:.1%}' for v in plain)} | {', '.join(f'{v:.1%}' for v in ours)} "
+                f"| {mean:+.2f} points ({lo:+.2f} to {hi:+.2f}) | {speed:.2f}x |"
+            )
     return "\n".join(lines)
 
 
@@ -177,6 +190,7 @@ def main() -> None:
     p.add_argument("--limit-test", type=int, default=2000)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--recipes", default="peer,warmup")
+    p.add_argument("--loops", default="plain,cnnbench,cnnbench-defaults", help=f"of {', '.join(LOOPS)}")
     p.add_argument("--precision", default="auto", help="cnnbench's precision (the plain loop is fp32, as published)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="bench-runs/peer-parity")
@@ -190,13 +204,14 @@ def main() -> None:
     print(f"{data.source}: {len(data.train_y)} training, {len(data.test_y)} test images; {platform.processor()}")
     for recipe in args.recipes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            for loop, train in (("plain", plain_loop), ("cnnbench", cnnbench_loop)):
+            for loop in args.loops.split(","):
+                train = LOOPS[loop]
                 if (loop, recipe, seed) in done:
                     continue
                 r = {"loop": loop, "recipe": recipe, "seed": seed, **train(data, args, RECIPES[recipe], seed)}
-                r["settings"] = {k: v for k, v in vars(args).items() if k not in ("out", "seeds", "recipes")}
+                r["settings"] = {k: v for k, v in vars(args).items() if k not in ("out", "seeds", "recipes", "loops")}
                 print(
-                    f"{loop:9s} {recipe:7s} seed {seed}: top-1 {r['test_top1']:.2%}, train loss per epoch "
+                    f"{loop:17s} {recipe:7s} seed {seed}: top-1 {r['test_top1']:.2%}, train loss per epoch "
                     f"{', '.join(f'{v:.3f}' for v in r['train_losses'])}, {r['train_s']:.0f} s",
                     flush=True,
                 )
