@@ -25,6 +25,7 @@ from .layout import (
     dataset_dir_for,
     run_dir_for,
     run_dirs_of,
+    trial_dirs_of,
 )
 from .tune import TuningSpec, check_tuning, run_tuning
 from .tune.search import trial_config
@@ -288,8 +289,8 @@ def _tune(out: Path, spec: StudySpec, launch: LaunchConfig, log: Callable[[str],
         f"seed {spec.tuning.seed}), scored on {bases[next(iter(bases))].val_split} validation images"
     )
     if launch.launcher == "inline":  # trials not yet told to Optuna, then every test-seed run (at the untuned epochs)
-        studies_done = _finished_trials(out, bases)
-        trials = [c for key, c in bases.items() for _ in range(spec.tuning.trials - studies_done.get(key, 0))]
+        done = _finished_trials(out, bases)
+        trials = [c for key, c in bases.items() for _ in range(spec.tuning.trials - done[key])]
         confirm = [c for c in spec.runs() if not finished(run_dir_for(out, c))]
         _say_estimate(confirm, {c.dataset: data_for(trial_config(c, {})) for c in bases.values()}, log, trials)
     chosen = run_tuning(out, bases, spec.tuning, launch, log, data_for)
@@ -302,8 +303,6 @@ def _tune(out: Path, spec: StudySpec, launch: LaunchConfig, log: Callable[[str],
 
 def _finished_trials(out: Path, bases: dict) -> dict:
     """Trial runs already finished per (data set, model), from the trial folders."""
-    from .layout import trial_dirs_of
-
     return {key: sum(finished(run_dir_for(t, cfg)) for t in trial_dirs_of(out)) for key, cfg in bases.items()}
 
 
