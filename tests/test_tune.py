@@ -190,3 +190,14 @@ def test_the_tuning_section_reads_in_a_browser_on_a_laptop_and_a_phone(tmp_path,
     assert seen["errors"] == [] and all(w > 0 for w in seen["image_widths"])
     assert seen["page_width"] <= width and seen["overflowing"] == 0
     assert "How each model was tuned" in seen["text"] and "Sensitivity to its settings" in seen["text"]
+
+
+def test_a_users_config_file_cannot_make_a_run_a_trial(tmp_path):
+    from cnnbench.config import load_config_file
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text("trial: true\nval_split: 100\n")
+    with pytest.raises(ConfigError, match="cnnbench sets itself"):
+        load_config_file(path)
+    with pytest.raises(ConfigError, match="cnnbench sets itself"):
+        resolve_study(models=MODELS, datasets=["mnist_demo"], file_options={"trial": True, "val_split": 100})

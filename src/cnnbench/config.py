@@ -90,6 +90,7 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+INTERNAL_FIELDS = ("trial",)  # set by cnnbench itself (a study's tuning phase), never a command-line option
 # Settings that change how a run goes (speed, where the data lives, how often the loss is checked), not what it
 # learns: a resumed run may change them, and runs differing only in them share one row of a comparison.
 RESULT_NEUTRAL_FIELDS = ("threads", "data_dir", "download", "check_every")
@@ -259,8 +260,21 @@ def config_from_dict(data: dict[str, Any], base: TrainConfig | None = None, wher
 
 
 def load_config_file(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
-    """Read a YAML or JSON file of TrainConfig keys (unknown keys are an error)."""
-    return config_from_dict(read_config_mapping(path), base, where=f"Config file {path}")
+    """Read a YAML or JSON file of TrainConfig keys (unknown keys are an error, and so are the keys cnnbench sets
+    itself: a run folder's config.json may hold them, a user's file may not)."""
+    data = read_config_mapping(path)
+    refuse_internal_keys(data, f"Config file {path}")
+    return config_from_dict(data, base, where=f"Config file {path}")
+
+
+def refuse_internal_keys(data, where: str) -> None:
+    """A user's options may not set what cnnbench sets itself (INTERNAL_FIELDS); a run folder's config.json may."""
+    internal = [k for k in INTERNAL_FIELDS if isinstance(data, dict) and k in data]
+    if internal:
+        raise ConfigError(
+            f"{where} sets {', '.join(internal)}, which cnnbench sets itself (a tuning trial scores on validation "
+            "images in place of the test split): remove the key; `cnnbench compare --tune` runs trials."
+        )
 
 
 MAX_YAML_ALIASES = 100  # a config of training options needs a few at most; a billion-laughs file needs thousands

@@ -76,3 +76,16 @@ def write_csv(path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> Pa
 def read_csv(path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def optuna_journal(path: Path):
+    """An Optuna JournalStorage on the file ``path`` (a study's tuning journal), which workers on a shared disk can
+    use at once. Optuna's default lock is a symbolic link, which Windows allows only to administrators or in
+    developer mode: there, a lock file opened exclusively instead."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = JournalFileOpenLock(str(path)) if os.name == "nt" else None
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .analysis import protocol
 from .analysis.protocol import Protocol
-from .config import TrainConfig, config_from_dict, validate
+from .config import TrainConfig, config_from_dict, refuse_internal_keys, validate
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
 from .engine.train import check_output_folder, config_differences
@@ -181,6 +181,7 @@ def resolve_study(
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
     p = PRESETS[preset] if preset else None
+    refuse_internal_keys(file_options, where_file)
     base = config_from_dict(file_options, TrainConfig(**p.train) if p else TrainConfig(), where=where_file)
     base = config_from_dict(flag_options, base, where="The command line")
     for d in datasets or ():  # unknown names fail before any training

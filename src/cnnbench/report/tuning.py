@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import read_json
+from ..fileio import optuna_journal, read_json
 from ..layout import SUMMARY, TUNING_FIGURES_DIR, TUNING_JOURNAL, run_dirs_of, safe_name, trial_dirs_of
 
 
@@ -58,15 +58,11 @@ def slice_figure(study_dir: Path, dataset: str, model: str) -> Path | None:
     try:
         import matplotlib.pyplot as plt
         import optuna
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
     except ImportError:
         return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(
-            study_name=f"{dataset}/{model}", storage=JournalStorage(JournalFileBackend(str(journal)))
-        )
+        study = optuna.load_study(study_name=f"{dataset}/{model}", storage=optuna_journal(journal))
         if not any(t.value is not None for t in study.get_trials(deepcopy=False)):
             return None
         # Optuna marks its matplotlib plots experimental; its log axes' tick labels are mathtext, which the report's

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import TrainConfig, validate
 from ..errors import ConfigError, TrainingError
-from ..fileio import read_json
+from ..fileio import optuna_journal, read_json
 from ..launch.launchers import LaunchConfig, launch_cells
 from ..layout import SUMMARY, TUNING_JOURNAL, run_dir_for, trial_dir
 from .space import SearchSpace
@@ -94,12 +94,7 @@ def _sampler(optuna, tuning: TuningSpec, number: int):
 def open_studies(study_dir: Path, keys: list[tuple[str, str]], create: bool = True) -> dict:
     """The Optuna study of each (data set, model), from the study folder's journal."""
     optuna = _optuna()
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    journal = Path(study_dir) / TUNING_JOURNAL
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(journal)))
+    storage = optuna_journal(Path(study_dir) / TUNING_JOURNAL)
     if create:
         return {
             (d, m): optuna.create_study(
