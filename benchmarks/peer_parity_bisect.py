@@ -20,13 +20,13 @@ import time
 import torch
 import torch.nn as nn
 import torchvision.transforms.v2 as T
+from peer_parity import PEER_MEAN, PEER_STD  # benchmarks/ is on the path when this script runs
 
 from cnnbench.data.loader import Augment, eval_batches, load_dataset, train_batches
 from cnnbench.data.options import DataOptions
 from cnnbench.models import create_model
 
 EPOCHS, LR, BATCH = 3, 0.1, 128
-PEER_MEAN, PEER_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
 def peer_batches(data, generator, norm: str):

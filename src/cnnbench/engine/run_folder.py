@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, INIT_WEIGHTS, METRICS_CSV, PR
 from ..models import create_model
 from .averaging import evaluated_weights
 from .checkpoint import load_latest
+from .records import utc_of_local_time
 
 # The statistics torchvision's ImageNet weights were trained with (its ImageClassification preset).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -216,16 +217,14 @@ def started_at(run_dir: Path) -> datetime | None:
     """The earliest instant a run folder shows the run had begun (UTC): its summary's start time where it finished,
     else the oldest of the files a run writes once it trains (its initial weights, its per-epoch metrics). None: the
     folder shows no training yet. Used to tell whether a protocol came before a study's results."""
-    from datetime import timezone
-
     found = []
     if (run_dir / SUMMARY).exists():
         try:
             summary = read_json(run_dir / SUMMARY)
             if summary.get("started_at"):
                 found.append(datetime.fromisoformat(summary["started_at"]))
-            elif summary.get("start_time"):  # runs from before started_at: this machine's local time
-                found.append(datetime.fromisoformat(summary["start_time"]).astimezone(timezone.utc))
+            elif utc_of_local_time(summary.get("start_time")):  # runs from before started_at: local time
+                found.append(datetime.fromisoformat(utc_of_local_time(summary["start_time"])))
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
             pass  # a damaged summary: the files' own times below still tell
     for name in (INIT_WEIGHTS, METRICS_CSV, SUMMARY):

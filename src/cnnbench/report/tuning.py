@@ -30,7 +30,6 @@ def trial_rows(study_dir: Path, tuned_names: list[str]) -> list[dict]:
                     "trial": number,
                     "settings": {k: config.get(k) for k in tuned_names},
                     "val_top1": summary.get("val_top1"),
-                    "train_time_s": summary.get("train_time_s"),
                 }
             )
     return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["trial"]))
