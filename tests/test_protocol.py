@@ -38,8 +38,22 @@ def test_seeds_grown_after_results_make_the_verdict_sequential():
     assert state == "exploratory" and "seed 3 added after results existed" in why
     planned = P.updated(first, ["a", "b"], [1, 2, 3], False, results_exist=False)  # nothing seen yet: no look
     assert planned.seeds_added_after_results == ()
+    assert P.status(planned, "a", "b", [1, 2, 3]) == ("confirmatory", "")  # the grid as it stood before results
+    assert P.status(planned, "a", "b", [1, 2])[1] == "declared seed 3 not trained yet"
     old = P.updated(None, ["a", "b"], [1], False, results_exist=True)  # a study from before protocols
     assert P.status(old, "a", "b", [1]) == ("exploratory", "the protocol was recorded after results existed")
+
+
+def test_a_grid_changed_before_any_result_is_the_declaration():
+    """A first command that failed before anything trained (seeds [0], models a, b) does not fix the protocol: the
+    next command's grid (seeds 0, 1; models a, c) is what the verdicts are held to."""
+    failed_first = P.updated(None, ["a", "b"], [0], False, results_exist=False)
+    then = P.updated(failed_first, ["a", "c"], [0, 1], False, results_exist=False)
+    assert then.declared_seeds == (0, 1) and then.comparisons == (("a", "c"),)
+    assert P.status(then, "a", "c", [0, 1]) == ("confirmatory", "")
+    assert P.status(then, "a", "b", [0, 1])[1] == "not a declared comparison"
+    later = P.updated(then, ["a", "c"], [0, 1, 2], False, results_exist=True)  # after results: a look
+    assert later.declared_seeds == (0, 1) and later.seeds_added_after_results == (2,)
 
 
 def _pair(n_seeds, diff=0.01, status=("confirmatory", "")):

@@ -164,9 +164,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             f"ema is the moving average's decay per step: 0 (off) or a number below 1 such as 0.999 (got {cfg.ema!r})."
         )
     registry.check_width(cfg.width)
-    if cfg.pretrained and cfg.width != 1:
+    if cfg.pretrained == "imagenet" and cfg.width != 1:  # a run's or a file's weights may have any width
         raise ConfigError(
-            f"Pretrained weights ({cfg.pretrained}) fit the network at its published width only: leave --width at 1."
+            "ImageNet weights fit the network at its published width only: leave --width at 1 with --pretrained "
+            "imagenet (weights from a run of the same width, --pretrained RUN_DIR, fit any width)."
         )
     if cfg.val_split < 0:
         raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")

@@ -1,4 +1,5 @@
-"""User-facing errors: the CLI prints their message as one paragraph and exits with code 2."""
+"""User-facing errors: the CLI prints their message as one paragraph and exits with code 2 (or the error's own
+``exit_code``)."""
 
 import difflib
 from collections.abc import Iterable
@@ -32,3 +33,9 @@ class CorruptCheckpointError(TrainingError):
 
 class UnsafeCheckpointError(TrainingError):
     """A checkpoint holding Python objects beyond tensors and plain data: never loaded, never skipped silently."""
+
+
+class RunsFailedError(CnnbenchError):
+    """Some runs of a study failed while the others finished: the command did not do all it was asked to."""
+
+    exit_code = 1

@@ -13,13 +13,14 @@ from .config import TrainConfig, config_from_dict, refuse_internal_keys, validat
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
 from .engine.train import check_output_folder, config_differences
-from .errors import ConfigError
-from .fileio import read_json, write_json
+from .errors import ConfigError, RunsFailedError
+from .fileio import read_csv, read_json, write_json
 from .launch import events
 from .launch.cell import finished
 from .launch.launchers import LaunchConfig, check_launch, launch_cells
 from .layout import (
     CONFIG_JSON,
+    METRICS_CSV,
     ROBUSTNESS_JSON,
     STUDY_SPEC,
     dataset_dir_for,
@@ -328,6 +329,38 @@ def _say_estimate(
     )
 
 
+def _check_still_this_study(out: Path, configs: Sequence[TrainConfig]) -> None:
+    """Another `compare` with other settings may have rewritten study.json while this one trained: a report then
+    would judge this command's runs by the other's settings. Refuse to write it, saying what happened."""
+    try:
+        cells = {c["name"]: c["config"] for c in read_json(out / STUDY_SPEC).get("cells", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # damaged meanwhile: the report says so itself
+    for cfg in configs:
+        name = run_dir_for(out, cfg).name
+        changes = config_differences(cells[name], cfg) if isinstance(cells.get(name), dict) else "not among its runs"
+        if changes:
+            raise ConfigError(
+                f"Another `cnnbench compare` rewrote {out / STUDY_SPEC} with other settings while this one ran "
+                f"({name}: {changes}), so no report was written: one study folder holds one study. This command's "
+                f"finished runs are kept in {out / 'runs'}; let the other command finish, then run each study in its "
+                "own --out folder."
+            )
+
+
+def _robustness_to_measure(run_dir: Path) -> bool:
+    """No robustness.json yet, or one measured on weights the run has trained past (measured while it was
+    interrupted): measure it (again)."""
+    from .report.tables import stale_measurement
+
+    if not (run_dir / ROBUSTNESS_JSON).exists():
+        return True
+    try:
+        return stale_measurement(read_json(run_dir / ROBUSTNESS_JSON), read_csv(run_dir / METRICS_CSV)) is not None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return True  # damaged: measured again, whole
+
+
 def run_study(
     spec: StudySpec,
     out: str | Path,
@@ -387,19 +420,22 @@ def run_study(
     failed = launch_cells(out, todo, log, launch, callbacks, lambda cfg: datasets[cfg.dataset])
     if failed is None:  # Slurm jobs submitted: the last cell to finish writes the report
         return None
-    if failed:
-        log(
-            f"{len(failed)} run(s) failed: {', '.join(failed)}; their reasons are in {out / 'events.jsonl'} and "
-            f"`cnnbench status {out}`; running the same command again retries only them"
-        )
     if robustness is not None:
         from .analysis.robustness.transfer import measure_runs
 
         unmeasured = [run_dir_for(out, c) for c in configs]
-        unmeasured = [d for d in unmeasured if finished(d) and not (d / ROBUSTNESS_JSON).exists()]
+        unmeasured = [d for d in unmeasured if finished(d) and _robustness_to_measure(d)]
         measure_runs(out, unmeasured, robustness, log=log)
     if insight is not None:
         from .analysis.insight.evaluate import study_insight
 
         study_insight(out, insight, log=log)
-    return build_report(out)
+    _check_still_this_study(out, configs)
+    report = build_report(out)
+    if failed:
+        raise RunsFailedError(
+            f"{len(failed)} run(s) of the study failed: {', '.join(failed)}. Their reasons are in "
+            f"{out / 'events.jsonl'} and `cnnbench status {out}`; the report {report} covers the runs that finished. "
+            "Running the same command again retries only the failed runs."
+        )
+    return report

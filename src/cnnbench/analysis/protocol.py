@@ -97,12 +97,23 @@ class Protocol:
         )
 
     @property
+    def declared_seeds(self) -> tuple[int, ...]:
+        """The seeds the verdicts rest on: the first declaration's, or the last list set before any result existed
+        (a grid changed before anything could be looked at is still a declaration, not a look)."""
+        seeds = self.seeds
+        for entry in self.seed_history:
+            if entry.get("after_results"):
+                break
+            seeds = tuple(entry["seeds"])
+        return seeds
+
+    @property
     def seeds_added_after_results(self) -> tuple[int, ...]:
         """Seeds that joined the study after some of its runs had finished (a look at results was possible)."""
         added: set[int] = set()
         for entry in self.seed_history:
             if entry.get("after_results"):
-                added |= set(entry["seeds"]) - set(self.seeds)
+                added |= set(entry["seeds"]) - set(self.declared_seeds)
         return tuple(sorted(added))
 
     def declares(self, model_a: str, model_b: str) -> bool:
@@ -140,6 +151,8 @@ def updated(
             "tuning is part of the protocol declared before training: run the study with its own settings, or "
             "write the new one to another --out folder."
         )
+    if not results_exist:  # nothing could be looked at yet: the declared comparisons follow the grid
+        previous = dataclasses.replace(previous, comparisons=declare(models, seeds, with_scratch).comparisons)
     if tuple(seeds) == previous.seeds or (
         previous.seed_history and tuple(previous.seed_history[-1]["seeds"]) == tuple(seeds)
     ):
@@ -185,8 +198,8 @@ def status(protocol: Protocol | None, model_a: str, model_b: str, seeds, metric:
     late = sorted(set(seeds) & set(protocol.seeds_added_after_results))
     if late:
         return "exploratory", f"seed {', '.join(map(str, late))} added after results existed (sequential testing)"
-    if tuple(sorted(seeds)) != tuple(sorted(protocol.seeds)):
-        missing = sorted(set(protocol.seeds) - set(seeds))
+    if tuple(sorted(seeds)) != tuple(sorted(protocol.declared_seeds)):
+        missing = sorted(set(protocol.declared_seeds) - set(seeds))
         if missing:
             return "exploratory", f"declared seed {', '.join(map(str, missing))} not trained yet"
         return "exploratory", "seeds other than the declared ones"

@@ -75,10 +75,11 @@ FILE_SYSTEM_ERRORS = {
 def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> int:
     """Run ``command``; a user mistake (CnnbenchError) or a file-system condition the user can fix (full disk,
     read-only or unwritable folder, a path too long) becomes a one-paragraph message and exit code 2."""
+    code = EXIT_USAGE
     try:
         return command() or 0
     except CnnbenchError as e:
-        message = str(e)
+        message, code = str(e), getattr(e, "exit_code", EXIT_USAGE)
     except OSError as e:
         if e.errno not in FILE_SYSTEM_ERRORS:
             raise
@@ -91,7 +92,7 @@ def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> i
     # Under torchrun every process meets the same mistake: one message (rank 0's) is enough.
     if os.environ.get("RANK", "0") == "0":
         print(f"{prog}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,6 +193,19 @@ def _not_found(pretty: str, where: list[Path], expected: str, download: bool, fa
 DEFAULT_TEST_SPLIT = 0.2  # share of each class held out as the test split of a folder without one
 
 
+def held_out_text(fraction: float, held: int, total: int) -> str:
+    """What a hold-out took, as measured: at least one image of each class is held out and one kept, so a class of
+    few images loses more (or less) than the fraction asked for."""
+    said = f"{held} of {total} images held out as the test split"
+    share = held / total if total else 0.0
+    if round(share, 2) == round(fraction, 2):
+        return f"{said} ({fraction:.0%} of each class)"
+    return (
+        f"{said} ({share:.0%}, not the {fraction:.0%} asked for: at least one image of each class is held out and "
+        "one kept)"
+    )
+
+
 def _imagefolder(path: str, resize: int | None = None, test_split: float | None = None) -> RawDataset:
     groups = read_image_folder(path, resize)
     if ALL in groups:  # class folders only: hold out a class-balanced test split, the same for every run
@@ -206,7 +219,7 @@ def _imagefolder(path: str, resize: int | None = None, test_split: float | None 
         te = dataclasses.replace(
             images, images=images.images[test_idx], labels=images.labels[test_idx], files=tuple(files[test_idx])
         )
-        source = f"ImageFolder {path} ({fraction:.0%} of each class held out as the test split, fixed seed)"
+        source = f"ImageFolder {path} ({held_out_text(fraction, len(test_idx), len(images.labels))}, fixed seed)"
     else:
         if test_split is not None:
             raise DataError(

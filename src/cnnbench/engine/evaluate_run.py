@@ -41,7 +41,12 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", draw: Callable | Non
         run.model, data.test_x.to(dev), data.test_y.to(dev), data.to(dev), dev, precision, cfg.eval_batch_size
     )
     logits = result.pop("logits")
-    summary = {"epoch": run.epoch, **result, **write_evaluation_files(run_dir, logits, data.test_y, data.classes)}
+    summary = {
+        "epoch": run.epoch,
+        "weights": run.weights,
+        **result,
+        **write_evaluation_files(run_dir, logits, data.test_y, data.classes),
+    }
     write_json(run_dir / EVALUATION_JSON, summary)
     if draw is not None:
         draw(run_dir, data.test_x.cpu().numpy(), f"{cfg.model} on {data.name}")

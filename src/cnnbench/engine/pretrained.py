@@ -176,7 +176,7 @@ def apply_pretrained(model: nn.Module, weights: PretrainedWeights) -> list[str]:
                     if name.startswith(("conv1", "features.0"))
                     else ""
                 )
-                + "Pretrained weights must come from the same architecture."
+                + "Pretrained weights must come from the same architecture, at the same --width."
             )
         loaded[name] = value
     model.load_state_dict({**target, **loaded})

@@ -185,6 +185,12 @@ class TrainedRun:
     epoch: int  # epochs the loaded checkpoint had finished
     precision: str  # see evaluation_precision
 
+    @property
+    def weights(self) -> dict:
+        """Which weights a measurement came from, as every file derived from them records it (a report leaves out a
+        measurement the run has since trained past)."""
+        return {"epoch": self.epoch, "of_epochs": self.config.epochs, "finished": self.epoch >= self.config.epochs}
+
 
 def open_run(
     run_dir: str | Path,
@@ -210,7 +216,15 @@ def open_run(
         ) from None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format).eval()
-    return TrainedRun(run_dir, cfg, prep, model, int(state["epoch"]), evaluation_precision(cfg, device))
+    run = TrainedRun(run_dir, cfg, prep, model, int(state["epoch"]), evaluation_precision(cfg, device))
+    if not run.weights["finished"]:
+        (warn or _print_warning)(
+            f"{run_dir} is unfinished: its latest weights are those of epoch {run.epoch} of {cfg.epochs}, and what "
+            "this command measures describes those weights, not the finished model (the files it writes say so, and "
+            f"a report leaves them out once the run trains on). `cnnbench train --out {run_dir} --resume` finishes "
+            "the run."
+        )
+    return run
 
 
 def started_at(run_dir: Path) -> datetime | None:

@@ -15,17 +15,43 @@ from ..engine.callbacks import Callback
 from ..engine.evaluate_run import write_evaluation_files
 from ..engine.run import Run
 from ..engine.runtime import short_reason
-from ..engine.train import fit
+from ..engine.train import config_differences, fit
+from ..errors import ConfigError
 from ..fileio import read_json
 from ..layout import CONFIG_JSON, PER_CLASS_CSV, PREDICTIONS, SUMMARY, run_dir_for
 from . import events
-from .lock import LockedError, RunLock
+from .lock import LOCK_FILE, LockedError, RunLock
 
 FINISHED, SKIPPED, BUSY = "finished", "finished earlier", "busy"
 
 
-def finished(run_dir: Path) -> bool:
-    return (run_dir / SUMMARY).exists() and (run_dir / PER_CLASS_CSV).exists()
+def finished(run_dir: Path, holding_lock: bool = False) -> bool:
+    """Trained and evaluated. A worker holds the run's lock until its last evaluation file is written, so a lock
+    left beside a summary means that worker died part-way through the evaluation (``holding_lock``: the caller's
+    own lock, which does not count)."""
+    done = (run_dir / SUMMARY).exists() and (run_dir / PER_CLASS_CSV).exists()
+    return done and (holding_lock or not (run_dir / LOCK_FILE).exists())
+
+
+class OtherSettingsError(ConfigError):
+    """The cell's run folder belongs to a run with other settings (another command on the same study folder)."""
+
+
+def check_same_settings(run_dir: Path, cfg: TrainConfig, study_dir: Path) -> None:
+    """Refuse a run folder begun with settings other than this study's: taking it as this study's cell would mix
+    recipes in one comparison (two `compare` commands with different settings on one --out)."""
+    try:
+        saved = read_json(run_dir / CONFIG_JSON)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return  # not begun yet, or being written: training checks it again before it resumes anything
+    changes = config_differences(saved, cfg) if isinstance(saved, dict) else ""
+    if changes:
+        raise OtherSettingsError(
+            f"{run_dir.name} was begun with other settings than this study asks for ({changes}): another command on "
+            f"{study_dir} is training (or trained) it, so taking it as this study's run would mix recipes in one "
+            "comparison. Run studies with different settings in different --out folders; this one's finished runs "
+            "are kept."
+        )
 
 
 def write_run_evaluation(run_dir: Path, model: str, data) -> None:
@@ -80,6 +106,7 @@ def train_cell(
         cfg = cfg.replace(threads=threads)  # a result-neutral setting: the run's recipe is unchanged
     run_dir = run_dir_for(study_dir, cfg)
     cell = run_dir.name
+    check_same_settings(run_dir, cfg, study_dir)  # before anything else: a mismatch is refused, not recorded
     if finished(run_dir):
         return SKIPPED
 
@@ -91,10 +118,14 @@ def train_cell(
         lock = RunLock(run_dir, log=say_takeover)
         lock.acquire()
     except LockedError as e:
+        check_same_settings(run_dir, cfg, study_dir)  # the holder's settings, where it has written them
         log(f"{cell}: {e}; left to it")
         return BUSY
     try:
-        if finished(run_dir):  # finished while this worker waited for the lock
+        check_same_settings(run_dir, cfg, study_dir)  # begun by another command since the first look
+        # finished while this worker waited for the lock (a lock taken over from a dead worker: its evaluation may
+        # be part-written, so it is written again)
+        if finished(run_dir, holding_lock=True) and lock.took_over is None:
             return SKIPPED
         events.record(study_dir, cell, "started", resumed=(run_dir / "checkpoints").exists(), threads=threads)
         data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
@@ -102,6 +133,8 @@ def train_cell(
         write_run_evaluation(run_dir, cfg.model, data)
         events.record(study_dir, cell, "finished", test_top1=summary.get("test_top1"))
         return FINISHED
+    except OtherSettingsError:
+        raise  # the folder is another command's run: nothing of this cell failed
     except BaseException as e:
         reason = "interrupted" if isinstance(e, KeyboardInterrupt) else short_reason(e)
         events.record(study_dir, cell, "failed", reason=reason)

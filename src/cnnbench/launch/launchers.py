@@ -5,17 +5,18 @@ off one cell."""
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..engine.runtime import pace_note
+from ..engine.runtime import pace_note, short_reason
 from ..errors import ConfigError
 from ..layout import STUDY_SPEC, run_dir_for
+from . import events
 from .cell import BUSY, train_cell
 
 LAUNCHERS = ("inline", "local", "slurm", "ray")
@@ -41,7 +42,24 @@ def check_launch(cfg: LaunchConfig) -> LaunchConfig:
         raise ConfigError(f"Unknown launcher {cfg.launcher!r}: choose one of {', '.join(LAUNCHERS)}.")
     if cfg.workers < 1 or cfg.cpus_per_run < 1 or cfg.gpus_per_run < 0 or cfg.timeout_min < 1 or cfg.max_parallel < 1:
         raise ConfigError("--workers, --cpus-per-run, --timeout-min and --max-parallel must be positive.")
+    if cfg.launcher == "slurm":  # checked before the study writes anything, its protocol included
+        _need("submitit", "slurm")
+        _need_sbatch()
+    elif cfg.launcher == "ray":
+        _need("ray", "ray")
     return cfg
+
+
+def _need_sbatch() -> None:
+    """--launcher slurm submits with sbatch: without it submitit would quietly run the jobs as local processes."""
+    import shutil
+
+    if shutil.which("sbatch") is None:
+        raise ConfigError(
+            "--launcher slurm needs Slurm's sbatch, and there is none on this machine's PATH: run the command on a "
+            "Slurm login node (or load the module that provides sbatch), or use --launcher local to train on this "
+            "machine's cores."
+        )
 
 
 def _need(module: str, extra: str):
@@ -83,53 +101,87 @@ def _wait_for_others(out: Path, busy: list[TrainConfig], log) -> list[str]:
             try:
                 if train_cell(out, cfg.to_dict(), log=log) == BUSY:
                     still.append(cfg)
-            except Exception:
+            except Exception as e:
                 failed.append(run_dir_for(out, cfg).name)
+                log(f"{run_dir_for(out, cfg).name}: failed ({short_reason(e)})")
         busy = still
     return failed
 
 
-def _local_worker_init(gpu_ids) -> None:
-    """Each worker process takes one GPU (where there are GPUs) before CUDA starts in it."""
-    if gpu_ids is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids.get())
+def _cell_process(study_dir: str, config: dict, threads: int | None, gpu: int | None, answer) -> None:
+    """One cell in a process of its own (``answer``: a pipe for its outcome, or for why it failed)."""
+    if gpu is not None:  # before CUDA starts in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    try:
+        answer.send(("outcome", train_cell(study_dir, config, threads)))
+    except BaseException as e:  # recorded in events.jsonl by train_cell; the parent says it on the console
+        answer.send(("failed", "interrupted" if isinstance(e, KeyboardInterrupt) else short_reason(e)))
 
 
 def run_local(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None], workers: int) -> list[str]:
-    """``workers`` processes on this machine: one GPU each where there are GPUs (CUDA_VISIBLE_DEVICES), else the
-    cores shared out (threads per worker = cores / workers). A failed cell is recorded; the others go on."""
+    """At most ``workers`` processes on this machine at once, one per cell: one GPU each where there are GPUs
+    (CUDA_VISIBLE_DEVICES), else the cores shared out (threads per worker = cores / workers). A process per cell
+    (not a pool) so that a worker killed from outside takes only its own cell down: the others go on, and the
+    killed one is recorded as failed here, since it could not record anything itself."""
     import torch
 
     gpus = torch.cuda.device_count()
     workers = min(workers, len(cells)) or 1
     threads = None if gpus else max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # fork would copy this process's threads and CUDA state
-    manager = context.Manager() if gpus else None
-    gpu_ids = manager.Queue() if manager else None
-    for i in range(workers if gpus else 0):
-        gpu_ids.put(i % gpus)
+    free_gpus = [i % gpus for i in range(workers)] if gpus else []
     log(
         f"{len(cells)} runs on {workers} local workers"
         + (f", one GPU each of {gpus}" if gpus else f", {threads} threads each")
     )
-    failed, busy = [], []
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_local_worker_init, initargs=(gpu_ids,)) as pool:
-        futures = {pool.submit(train_cell, str(out), cfg.to_dict(), threads): cfg for cfg in cells}
-        for future in as_completed(futures):
-            cfg = futures[future]
-            name = run_dir_for(out, cfg).name
-            try:
-                outcome = future.result()
-            except Exception as e:  # recorded in events.jsonl by the worker; the other cells go on
+    waiting, running, failed, busy = list(cells), {}, [], []
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                cfg = waiting.pop(0)
+                gpu = free_gpus.pop(0) if gpus else None
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_cell_process, args=(str(out), cfg.to_dict(), threads, gpu, send), daemon=False
+                )
+                process.start()
+                send.close()  # the child holds its end: a dead child then reads as end of file here
+                running[process.sentinel] = (process, cfg, gpu, receive)
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                process, cfg, gpu, receive = running.pop(sentinel)
+                process.join()
+                if gpu is not None:
+                    free_gpus.append(gpu)
+                name = run_dir_for(out, cfg).name
+                kind, detail = _answer_of(receive, process)
+                if kind == "outcome":
+                    if detail == BUSY:
+                        busy.append(cfg)
+                    log(f"{name}: {detail}")
+                    continue
                 failed.append(name)
-                log(f"{name}: failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-                continue
-            if outcome == BUSY:
-                busy.append(cfg)
-            log(f"{name}: {outcome}")
-    if manager is not None:
-        manager.shutdown()
+                if kind == "killed":  # the process could not record its own end
+                    events.record(out, name, "failed", reason=detail)
+                log(f"{name}: failed ({detail})")
+    except BaseException:
+        for process, *_ in running.values():  # interrupted here: the workers got the same signal; let them save
+            process.join()
+        raise
     return failed + _wait_for_others(out, busy, log)
+
+
+def _answer_of(receive, process) -> tuple[str, str]:
+    """("outcome", FINISHED | SKIPPED | BUSY), ("failed", reason) or ("killed", reason) for a finished process."""
+    try:
+        if receive.poll():
+            return receive.recv()
+    except (EOFError, OSError):
+        pass
+    finally:
+        receive.close()
+    code = process.exitcode
+    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    return "killed", f"its worker process ended without finishing ({how})"
 
 
 class SlurmCell:
@@ -155,6 +207,8 @@ def run_slurm(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None
     """One job-array task per cell; returns after submitting unless ``cfg.wait``. ``cluster``: submitit's
     cluster name ("local" runs the jobs as local processes, for tests)."""
     submitit = _need("submitit", "slurm")
+    if cluster is None:
+        _need_sbatch()
     executor = submitit.AutoExecutor(folder=str(out / "slurm" / "%j"), cluster=cluster)
     params = {
         "timeout_min": cfg.timeout_min,

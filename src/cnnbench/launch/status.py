@@ -45,11 +45,8 @@ def study_cells(study_dir: Path) -> list[CellStatus]:
         ) from None
     if not cells:  # a study from before launchers recorded its cells: its run folders are its cells
         cells = [{"name": d.name, "config": _config(d)} for d in run_dirs_of(study_dir)]
-    last = events.latest_by_cell(study_dir)
-    epochs_seen = {}
-    for e in events.read(study_dir):
-        if e["event"] == "epoch":
-            epochs_seen.setdefault(e["cell"], []).append(e)
+    journal = events.scan(study_dir)
+    last, epochs_seen = journal.last, {cell: list(seen) for cell, seen in journal.epochs.items()}
     out = []
     for cell in cells:
         name, run_dir = cell["name"], study_dir / "runs" / cell["name"]
@@ -81,6 +78,14 @@ def study_cells(study_dir: Path) -> list[CellStatus]:
             )
         elif event.get("event") == "failed":
             out.append(CellStatus(name, "failed", host=event.get("host"), reason=event.get("reason")))
+        elif lock:  # a lock whose owner stopped without a word: killed, or its node lost
+            seen = epochs_seen.get(name, [])
+            at = f" after epoch {seen[-1]['epoch']}" if seen else ""
+            reason = (
+                f"its worker (pid {lock.get('pid')} on {lock.get('host')}) stopped{at} without finishing: killed, or "
+                "its machine lost; the run resumes from its folder"
+            )
+            out.append(CellStatus(name, "failed", host=lock.get("host"), reason=reason))
         else:
             out.append(CellStatus(name, "pending", epochs=cell["config"].get("epochs")))
     return out
@@ -124,6 +129,9 @@ def status_text(study_dir: Path, cells: list[CellStatus]) -> str:
     if per_run is not None:
         parallel = max(len(running), 1)
         left = (sum(c.eta_s or 0 for c in running) + per_run * counts["pending"]) / parallel
+    skipped = events.scan(study_dir).skipped
+    if skipped:
+        lines.append(f"({skipped} unreadable line(s) of {events.EVENTS} skipped: cut short by a crash, or damaged)")
     lines.append(
         f"{len(cells)} runs: {counts['finished']} finished, {counts['running']} running, {counts['pending']} pending, "
         f"{counts['failed']} failed" + (f"; about {_duration(left)} to go at the running workers' pace" if left else "")

@@ -6,6 +6,7 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 
+import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
@@ -42,6 +43,41 @@ def scaled_channels(channels: int, width: float) -> int:
 def check_width(width: float) -> None:
     if not width > 0:
         raise ConfigError(f"width multiplies every layer's channels: a number above 0 such as 0.25 (got {width!r}).")
+
+
+TRAINING_BYTES_PER_PARAMETER = 16  # float32 weights, gradients, momentum and a copy: the least training holds
+
+
+def _parameters_at(width: float, build: Callable[..., nn.Module]) -> float:
+    """The parameter count at ``width``, allocating nothing: counted on the meta device up to a width of 3, beyond
+    it extrapolated from widths 1, 2 and 3 (a network's parameters are a quadratic in its width: channels times
+    channels; a width of a million would overflow even the meta device's size arithmetic)."""
+
+    def count(w: float) -> int:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            return sum(p.numel() for p in build(w).parameters())
+
+    if width <= 3:
+        return float(count(width))
+    p1, p2, p3 = count(1.0), count(2.0), count(3.0)
+    a = (p3 - 2 * p2 + p1) / 2
+    b = p2 - p1 - 3 * a
+    return a * width**2 + b * width + (p1 - a - b)
+
+
+def _check_fits(name: str, width: float, build: Callable[..., nn.Module]) -> None:
+    """Refuse, in one paragraph, a width whose parameters alone could not be trained in this machine's memory."""
+    import psutil
+
+    parameters = _parameters_at(width, build)
+    need, have = parameters * TRAINING_BYTES_PER_PARAMETER, psutil.virtual_memory().total
+    if need > have:
+        raise ConfigError(
+            f"--width {width:g} makes {name} a network of about {parameters:.3g} parameters, which needs at least "
+            f"{need / 2**30:,.0f} GiB to train (weights, gradients and momentum in float32), more than this "
+            f"machine's {have / 2**30:,.0f} GiB of memory. Choose a smaller width (1 is the published network, "
+            "0.25 a quarter as wide)."
+        )
 
 
 def width_description(width: float) -> str:
@@ -108,10 +144,15 @@ def create_model(
         raise ConfigError(f"num_classes and in_chans must be positive (got {num_classes}, {in_chans}).")
     resolved = resolve_variant(variant, image_size)
     check_width(width)
-    if width != 1:
-        options["width"] = width
+
+    def build(w: float = width) -> nn.Module:  # a model without widths is built without the argument at width 1
+        extra = {"width": w} if w != 1 else {}
+        return _MODELS[name](num_classes=num_classes, in_chans=in_chans, variant=resolved, **options, **extra)
+
     try:
-        model = _MODELS[name](num_classes=num_classes, in_chans=in_chans, variant=resolved, **options)
+        if width > 1:  # counted without memory first: a wide network must not take the machine down to find out
+            _check_fits(name, width, build)
+        model = build()
     except TypeError as e:
         if "width" not in str(e):
             raise

@@ -192,7 +192,8 @@ def protocol_sentence(protocol: Protocol | None) -> str:
     added = protocol.seeds_added_after_results
     return (
         f"Protocol declared {protocol.declared_at or 'with the study'} ({when}): seeds "
-        f"{', '.join(map(str, protocol.seeds))}; {pairs or 'no comparison'}; {protocol.metric}; {protocol.test}; "
+        f"{', '.join(map(str, protocol.declared_seeds))}; {pairs or 'no comparison'}; {protocol.metric}; "
+        f"{protocol.test}; "
         f"alpha {protocol.alpha:g}, Holm's correction over the study's pairs.{tuning}"
         + (
             f" Seeds added after results existed: {', '.join(map(str, added))} (verdicts using them are exploratory)."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,8 +13,18 @@ import numpy as np
 
 from ..analysis.protocol import Protocol, checked
 from ..engine.run_folder import started_at
+from ..errors import CnnbenchError
 from ..fileio import read_csv, read_json, write_text
-from ..layout import CONFUSION_CSV, REPORT_HTML, STUDY_SPEC, SUMMARY, dataset_dir_for, run_dirs_of, trial_dirs_of
+from ..layout import (
+    CONFIG_JSON,
+    CONFUSION_CSV,
+    REPORT_HTML,
+    STUDY_SPEC,
+    SUMMARY,
+    dataset_dir_for,
+    run_dirs_of,
+    trial_dirs_of,
+)
 from . import plots
 from .architecture import architecture_rows, stage_figure
 from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
@@ -112,6 +123,13 @@ def build_report(target: str | Path, baseline: str | None = None) -> Path:
     target = Path(target)
     if (target / SUMMARY).exists() and not (target / "runs").is_dir():
         return _run_report(target)
+    if (target / CONFIG_JSON).exists() and not (target / "runs").is_dir():
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"{target} is a run that has not finished (it has no {SUMMARY} yet), so there is nothing to report: "
+            f"finish it with `cnnbench train --out {target} --resume`, then run `cnnbench report {target}` again."
+        )
     return _study_report(target, baseline)
 
 
@@ -128,6 +146,34 @@ def _refuse(problem: str) -> None:
     raise ConfigError(f"Cannot build the report: {problem}")
 
 
+def _the_study_settings_only(records: list, study: dict) -> list:
+    """The runs trained with the settings study.json gives their cells. A run folder another command on the same
+    folder trained with other settings is left out, and said, so a comparison never mixes recipes."""
+    from ..config import config_from_dict, saved_config_values
+    from ..engine.train import config_differences
+
+    cells = {c.get("name"): c.get("config") for c in study.get("cells", []) if isinstance(c, dict)}
+    kept = []
+    for r in records:
+        asked = cells.get(r.path.name)
+        try:
+            # both read as saved configs: a cell recorded before an option existed asked for what runs then did
+            wanted = config_from_dict(saved_config_values(asked)) if isinstance(asked, dict) else None
+            changes = config_differences(r.summary.get("config", {}), wanted) if wanted else ""
+        except CnnbenchError:
+            changes = ""  # a cell this version cannot read: the run stays, as in a study without cells
+        if changes:
+            print(
+                f"warning: left {r.path.name} out of the report: it was trained with other settings than the study "
+                f"asks for ({changes}), by another command on this folder; rerun the study's command to retrain "
+                "it, or move it out",
+                file=sys.stderr,
+            )
+            continue
+        kept.append(r)
+    return kept
+
+
 def _study_report(study_dir: Path, baseline: str | None) -> Path:
     records = load_runs(study_dir)
     if not records:
@@ -138,6 +184,7 @@ def _study_report(study_dir: Path, baseline: str | None) -> Path:
             f"{study_dir}` first, or give a run folder (of `cnnbench train`)."
         )
     study = read_json(study_dir / STUDY_SPEC) if (study_dir / STUDY_SPEC).exists() else {}
+    records = _the_study_settings_only(records, study)
     return _write_report(
         study_dir,
         records,
@@ -237,6 +284,9 @@ def _write_report(
                 "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
                 "overlay": _data_uri(overlay),
                 "rows": [g.row() for g in gs],
+                "stale_robustness": [
+                    f"{r.path.name}: {r.robustness_stale}" for g in gs for r in g.runs if r.robustness_stale
+                ],
                 "findings": notes[dataset],
                 "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
                 "has_val": has_validation(gs),

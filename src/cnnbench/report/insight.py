@@ -9,8 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_csv, read_json
-from ..layout import DEAD_UNITS_CSV, DYNAMICS_CSV, FILTERS_NPZ, INSIGHT_DIR, INSIGHT_JSON, STUDY_INSIGHT_DIR
+from ..layout import (
+    DEAD_UNITS_CSV,
+    DYNAMICS_CSV,
+    FILTERS_NPZ,
+    INSIGHT_DIR,
+    INSIGHT_JSON,
+    METRICS_CSV,
+    STUDY_INSIGHT_DIR,
+)
 from . import insight_plots
+from .tables import stale_measurement
 
 # CS231n's rule of thumb: an update about 1e-3 of the weight is healthy; far outside this band a layer learns too
 # slowly (frozen) or too fast (unstable).
@@ -144,6 +153,10 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
         )
         return result
     info = read_json(run_path / INSIGHT_JSON)
+    stale = stale_measurement(info, read_csv(run_path / METRICS_CSV) if (run_path / METRICS_CSV).exists() else [])
+    if stale:
+        result["notes"].append(f"{INSIGHT_JSON} left out: it was {stale}; run `cnnbench insight {run_path}` again")
+        return result
     result["info"] = info
     result["init_cosine"] = init_cosine_by_stage(info.get("weights_vs_init", []))
     with np.load(out / "feature_maps.npz") as z:

@@ -101,6 +101,7 @@ class RunRecord:
     rows: list[dict]
     per_class: list[dict]
     robustness: dict | None = None  # robustness.json, once `cnnbench robustness` has run
+    robustness_stale: str = ""  # why robustness.json was left out: measured on weights the run has trained past
 
     @property
     def seed(self) -> int:
@@ -135,6 +136,8 @@ class RunRecord:
     def robust_correct(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """robustness.npz as paired measures (robustness_measures); None where it is absent or damaged."""
         path = self.path / ROBUSTNESS_NPZ
+        if self.robustness is None:  # none, or stale (it came with robustness.json, written from the same weights)
+            return None
         return robustness_measures(path, self.natural) if path.exists() else None
 
     @property
@@ -420,8 +423,29 @@ def load_run_dirs(run_dirs: list[Path], warn: Callable[[str], None] | None = Non
         except (DamagedRun, json.JSONDecodeError, UnicodeDecodeError, csv.Error) as e:
             warn(f"left {run.name} out of the report: {e}")
             continue
-        records.append(RunRecord(run, summary, rows, per_class, robustness))
+        stale = stale_measurement(robustness, rows)
+        if stale:  # not a damaged file: said, never a reason to refuse the report
+            print(
+                f"warning: {run.name}: its {ROBUSTNESS_JSON} was {stale}; left out of the report (measure the "
+                f"finished run with `cnnbench robustness {run}`, or `cnnbench compare ... --robustness` again)",
+                file=sys.stderr,
+            )
+            robustness = None
+        records.append(RunRecord(run, summary, rows, per_class, robustness, stale or ""))
     return records
+
+
+def stale_measurement(derived: dict | None, rows: list[dict]) -> str | None:
+    """Why a file derived from a run's weights (robustness.json, insight.json, evaluation.json: each names the epoch
+    it measured) no longer describes the run: the run trained past that epoch since (it was measured while the run
+    was interrupted, then the run resumed). None: it describes the run's last weights, or cannot tell."""
+    measured = derived.get("epoch") if isinstance(derived, dict) else None
+    if not rows or type(measured) is not int:
+        return None
+    last = int(rows[-1]["epoch"])
+    if measured >= last:
+        return None
+    return f"measured on the weights of epoch {measured}, and the run has since trained to epoch {last}"
 
 
 def recipe(summary: dict) -> dict:

@@ -223,6 +223,7 @@ def run_insight(
         "dataset": data.name,
         "seed": train_cfg.seed,
         "epoch": epoch,
+        "weights": run.weights,
         "weights_vs_init": moved,
         "gradcam_layer": layer,
         "stages": [s.name for s in stages],

@@ -353,6 +353,7 @@ def run_robustness(
         "dataset": train_cfg.dataset,
         "seed": train_cfg.seed,
         "epoch": epoch,
+        "weights": run.weights,
         "clean_top1": clean,
         "corruptions": {n: {str(s): v for s, v in sev.items()} for n, sev in corruptions.items()},
         "mean_corruption_top1": float(np.mean([v for sev in corruptions.values() for v in sev.values()]))
