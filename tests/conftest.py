@@ -116,6 +116,22 @@ def open_in_chromium(report: Path, width: int = 1280) -> dict:
                 ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).length"
             ),
             "text": page.inner_text("body"),
+            # tables whose content is wider than their box (they scroll sideways inside it)
+            "tables_overflowing": page.evaluate(
+                "[...document.querySelectorAll('table')].filter(t => t.offsetParent && t.scrollWidth > "
+                "t.clientWidth + 1).length"
+            ),
+            # the cells a reader looks for first: each pair's verdict and each model's top-1, fully on screen
+            # without scrolling sideways
+            "key_cells_off_screen": page.evaluate(
+                '[...document.querySelectorAll(\'td.verdict, td[data-label="test top-1"], '
+                'td[data-label="p, Holm-adjusted"], td[data-label="A − B (points)"]\')]'
+                ".filter(td => { const r = td.getBoundingClientRect(); const box = td.closest('table')"
+                ".getBoundingClientRect(); "
+                "return r.left < 0 || r.right > Math.min(window.innerWidth, box.right) + 1; })"
+                ".length"
+            ),
+            "key_cells": page.evaluate("document.querySelectorAll('td.verdict, td[data-label=\"test top-1\"]').length"),
         }
         browser.close()
     return seen

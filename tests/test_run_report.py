@@ -55,3 +55,29 @@ def test_the_page_fits_a_laptop_and_a_phone(lone_run, width):
         assert main(["report", str(lone_run)]) == 0
     seen = open_in_chromium(lone_run / "report.html", width)
     assert seen["page_width"] <= width and seen["overflowing"] == 0
+
+
+def drawn_text(label) -> str:
+    """What matplotlib draws for a Text: mathtext renders without its $ delimiters; a text it does not read as
+    mathtext (parse_math off, or every $ escaped) is drawn as written, escaped dollars as dollars."""
+    text, is_math = label._preprocess_math(label.get_text())
+    return text.replace("$", "").replace("\\mathdefault", "") if is_math else text
+
+
+def test_log_axes_draw_real_tick_labels_and_class_names_stay_literal(tmp_path):
+    import numpy as np
+
+    import cnnbench.report.html  # noqa: F401  the report's imports, as when a report is written
+    from cnnbench.report import plots
+
+    plots.confusion_heatmaps(np.array([[3, 1], [0, 4]]), ["$x$", "cost in $"], tmp_path / "c.png", title="$y$ data")
+    plt = plots._figure_module()
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [1e-4, 1e-2, 1e-1])
+    ax.set_yscale("log")
+    ax.set_title(plots.literal("$x$ and $y$"))
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_yticklabels() if t.get_text()]
+    assert ticks and not any("$" in drawn_text(t) or "\\" in drawn_text(t) for t in ticks)
+    assert drawn_text(ax.title) == "$x$ and $y$"  # data, escaped where it is drawn: printed as written
+    plt.close(fig)

@@ -207,5 +207,6 @@ def test_study_writes_pairs_csv_and_shows_pairs(tmp_path):
     low, high = float(comp[0]["test_top1_ci_low"]), float(comp[0]["test_top1_ci_high"])
     assert low < float(comp[0]["test_top1"]) < high and comp[0]["evaluated_on"] == "test"
     md = (tmp_path / "comparison.md").read_text()
-    assert "| resnet18 | vgg16_bn | 0 | 3.00 |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| test top-1 | resnet18 | vgg16_bn |"))
+    assert "| 3.00 | 1.63 to 4.00 | < 0.001 | < 0.001 | exact McNemar, one seed | 1 of 1 | 0 | 40 / 10" in row
     assert "Which differences are real" in (tmp_path / "report.html").read_text()

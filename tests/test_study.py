@@ -87,10 +87,11 @@ def test_report_shows_the_numbers_of_comparison_csv(study):
             f"{v['test_top1_mean_ci_high']:.2%}] ({v['test_top1_min']:.2%} to {v['test_top1_max']:.2%})"
         )
         top5 = f"{v['test_top5']:.2%}" + (f" ± {v['test_top5_std'] * 100:.2f}" if v["test_top5_std"] else "")
-        row_html = f"<tr><td>{r['model']}</td>"
-        cells = page.split(row_html, 1)[1].split("</tr>", 1)[0]
-        assert f"<td>{top1}</td>" in cells.replace("&#177;", "±"), r["model"]
-        assert f"<td>{top5}</td>" in cells.replace("&#177;", "±") and f"<td>{v['test_loss']:.4f}</td>" in cells
+        row_html = f'<tr><td class="text">{r["model"]}<span class="sub">'
+        cells = page.split(row_html, 1)[1].split("</tr>", 1)[0].replace("&#177;", "±")
+        assert f'<td data-label="test top-1">{top1}</td>' in cells, r["model"]
+        assert f'<td data-label="test top-5">{top5}</td>' in cells
+        assert f'<td class="num" data-label="test loss">{v["test_loss"]:.4f}</td>' in cells
 
 
 @pytest.mark.slow  # trains the four-run study fixture
@@ -235,12 +236,19 @@ def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
 @pytest.mark.slow  # trains the four-run study fixture
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_report_renders_in_headless_chromium(study):
+@pytest.mark.parametrize("width", [1280, 390])
+def test_report_renders_in_headless_chromium_on_a_laptop_and_a_phone(study, width):
+    """Every figure loads; on a laptop no table is wider than its box; on a phone each pair's verdict, difference
+    and adjusted p and each model's top-1 are on screen without scrolling sideways; no Markdown shows raw."""
     _, report = study
-    seen = open_in_chromium(report)
+    seen = open_in_chromium(report, width)
     assert seen["errors"] == []
     widths = seen["image_widths"]
     assert len(widths) >= 4 * 3 + 2 and all(w > 0 for w in widths)
+    assert seen["page_width"] <= width and "`" not in seen["text"]
+    assert seen["key_cells"] >= 3 and seen["key_cells_off_screen"] == 0
+    if width >= 1280:
+        assert seen["tables_overflowing"] == 0
 
 
 def test_presets_are_complete():
@@ -452,3 +460,23 @@ def test_seeds_of_one_row_that_trained_in_different_precisions_say_so():
     assert Group("m", "small", "d", [run(1, "bf16"), run(2, "bf16")]).precisions() == "bf16"
     mixed = Group("m", "small", "d", [run(1, "fp32"), run(4, "bf16"), run(5, "bf16")]).precisions()
     assert mixed == "fp32 (seed 1); bf16 (seeds 4, 5)"
+
+
+CONFIRM_STUDY = Path(__file__).resolve().parents[1] / "studies" / "modern-cifar10-confirm"
+CONFIRM_REPORT_BYTES_BEFORE = 10_349_235  # its report.html as committed before figures went in as 256-colour PNGs
+
+
+@pytest.mark.slow  # rebuilds a ten-run report (about 30 s)
+def test_a_ten_run_study_on_three_machines_reads_honestly_and_weighs_half(tmp_path, capsys):
+    """The committed confirm study trained on an AMD CPU, an Intel CPU and an H200: its findings compare no training
+    times across them, its figure over time says so, and its report is at most half the size it was."""
+    copy = tmp_path / "confirm"
+    shutil.copytree(CONFIRM_STUDY, copy)
+    assert main(["report", str(copy)]) == 0
+    html = (copy / "report.html").read_text()
+    assert len(html.encode()) <= CONFIRM_REPORT_BYTES_BEFORE / 2
+    assert "Training times of resnet18 and vgg16_bn are not compared" in html and "takes 1.34x" not in html
+    assert "Speed is not ranked: these runs trained on 3 different machines" in html and "Fastest" not in html
+    assert "the training-time panel marks each curve" in html
+    assert 'id="data-cifar10-pairs"' in html and "paired t over 5 seeds" in html  # the deciding test is shown
+    assert html.count("<details><summary><b>") == 10  # every run's own section folded away

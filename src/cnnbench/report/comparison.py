@@ -45,9 +45,19 @@ def verdict(pair: Pair) -> str:
     return f"{text}; {pair.status}"
 
 
+def deciding_test(pair: Pair) -> str:
+    """The test the verdict rests on, in a few words."""
+    if pair.p is None:
+        return "none (no per-image results)"
+    return f"paired t over {len(pair.seeds)} seeds" if not pair.one_seed else "exact McNemar, one seed"
+
+
 def pair_cells(pair: Pair) -> dict:
-    """One pair as the report's table shows it (markdown and HTML alike)."""
+    """One pair as the report's table shows it (markdown and HTML alike): the verdict, the difference with the
+    interval of the test that decided it, that test's p after Holm's adjustment and before it; McNemar's counts as a
+    per-image detail."""
     ci, m = pair.ci, pair.mcnemar
+    adjusted = pair.p_adjusted if pair.p_adjusted is not None else pair.p
     return {
         "measure": pair.measure if pair.measure != "test_top1" else "test top-1",
         "a": pair.a,
@@ -56,21 +66,29 @@ def pair_cells(pair: Pair) -> dict:
         "diff": points(pair.diff),
         "ci": f"{points(ci[0])} to {points(ci[1])}" if ci else "-",
         "method": pair.ci_method or "-",
+        "test": deciding_test(pair),
+        "p_adjusted": p_value(adjusted).removeprefix("= ") if adjusted is not None else "-",
+        "p": p_value(pair.p).removeprefix("= ") if pair.p is not None else "-",
         "mcnemar": f"{m[0]} / {m[1]}, p {'<' if m[2] < 0.001 else '='} {max(m[2], 0.001):.3f}" if m else "-",
         "wins": f"{pair.wins_a} of {len(pair.seeds)}",
         "verdict": verdict(pair),
+        "status": pair.status,
     }
 
 
+STATUS_LEGEND = (
+    "Confirmatory: the comparison, seeds and test the study declared before it trained, a claim about the "
+    "architectures. Exploratory: everything else (other measures, seeds added after results, pairs not declared), "
+    "worth a look but not a claim."
+)
 PAIRS_LEGEND = (
-    "A − B: difference in test top-1 (percentage points), A being the more accurate on average; its 95% interval is "
-    "a paired t-interval over seeds with several seeds, and with one the exact interval that inverts McNemar's test "
-    "(it excludes 0 exactly when that test rejects). McNemar: examples only A gets right / only B gets right and "
-    "the exact test's p (with several seeds, the counts summed and the largest per-seed p: pairs.csv's "
-    "mcnemar_p_largest, not a test of its own). The verdict uses the pair's test (paired t over seeds; McNemar with "
-    "one seed), its p Holm-adjusted within its family (the confirmatory pairs together, the exploratory ones "
-    "together; pairs.csv: p, p_adjusted), and says whether it is confirmatory (the declared comparison on the "
-    "declared seeds) or exploratory. Per-seed tests: pairs_by_seed.csv."
+    "A − B: difference (percentage points), A being the better on average. The verdict rests on the deciding test "
+    "(a paired t over seeds with several seeds; with one, the exact McNemar test on the test images) at p < 0.05 "
+    "after Holm's adjustment within its family (the confirmatory pairs together, the exploratory ones together); "
+    "its 95% interval comes from the same test, before adjustment (with one seed it inverts McNemar's test), so an "
+    "interval that excludes 0 beside an adjusted p above 0.05 means the difference did not survive the correction. "
+    "McNemar b / c: images only A gets right / only B gets right, a per-image detail (with several seeds the counts "
+    "summed and the largest per-seed p, not a test of its own). pairs.csv and pairs_by_seed.csv hold every number."
 )
 
 
@@ -118,13 +136,16 @@ def comparison_markdown(groups: list[Group], pairs: list[Pair]) -> str:
                 "",
                 "Pairs of models, on the same test images and seeds:",
                 "",
-                "| measure | model A | model B | seeds | A − B (points) | 95% CI | interval | McNemar b / c, p | "
-                "A wins | verdict |",
-                "|---|---|---|---|---|---|---|---|---|---|",
+                "| measure | model A | model B | verdict | A − B (points) | 95% interval | p, Holm-adjusted | "
+                "p | deciding test | A wins | seeds | McNemar b / c, p |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
-            row = "| {measure} | {a} | {b} | {seeds} | {diff} | {ci} | {method} | {mcnemar} | {wins} | {verdict} |"
+            row = (
+                "| {measure} | {a} | {b} | {verdict} | {diff} | {ci} | {p_adjusted} | {p} | {test} | {wins} | "
+                "{seeds} | {mcnemar} |"
+            )
             out += [row.format(**pair_cells(p)) for p in ds_pairs]
-            out += ["", PAIRS_LEGEND]
+            out += ["", STATUS_LEGEND, "", PAIRS_LEGEND]
         out += robustness_markdown(gs)
         if study_reference(dataset):
             table, ref = study_reference(dataset)
@@ -223,22 +244,40 @@ def findings(groups: list[Group], pairs: list[Pair], protocol: Protocol | None =
         for pair in (p for p in pairs if p.dataset == dataset and p.measure == "test_top1"):
             notes += pair_finding(pair)
             a, b = by_label[pair.a], by_label[pair.b]
-            time_ratio = a.mean("train_time_s") / max(b.mean("train_time_s"), 1e-9)
-            cost = (
-                f"{time_ratio:.2f}x the training time" if abs(time_ratio - 1) > 0.05 else "about the same training time"
-            )
+            same_machine = len(a.device_names | b.device_names) == 1
+            if same_machine:
+                time_ratio = a.mean("train_time_s") / max(b.mean("train_time_s"), 1e-9)
+                cost = (
+                    f"{time_ratio:.2f}x the training time"
+                    if abs(time_ratio - 1) > 0.05
+                    else "about the same training time"
+                )
+                timing = (
+                    f"{pair.a} takes {cost} of {pair.b} ({minutes(a.mean('train_time_s'))} vs "
+                    f"{minutes(b.mean('train_time_s'))}) with "
+                )
+            else:  # a mean over different machines is no one's speed
+                timing = (
+                    f"Training times of {pair.a} and {pair.b} are not compared: their runs trained on different "
+                    f"hardware ({'; '.join(sorted(a.device_names | b.device_names))}). {pair.a} has "
+                )
             notes.append(
-                f"{pair.a} takes {cost} of {pair.b} ({minutes(a.mean('train_time_s'))} vs "
-                f"{minutes(b.mean('train_time_s'))}) with {a.first['params'] / max(b.first['params'], 1):.2f}x the "
+                f"{timing}{a.first['params'] / max(b.first['params'], 1):.2f}x the "
                 f"parameters ({millions(a.first['params'])} vs {millions(b.first['params'])}); test loss "
                 f"{a.mean('test_loss'):.4f} vs {b.mean('test_loss'):.4f}."
             )
         notes += robustness_findings(robust)
-        if len(gs) > 1:
+        machines = set().union(*(g.device_names for g in gs))
+        if len(gs) > 1 and len(machines) == 1:
             fastest = min(gs, key=lambda g: g.mean("time_per_epoch_s"))
             notes.append(
                 f"Fastest to train: {fastest.label} at {fastest.mean('images_per_s'):.0f} images/s "
-                f"({fastest.mean('time_per_epoch_s'):.1f} s per epoch)."
+                f"({fastest.mean('time_per_epoch_s'):.1f} s per epoch, on {next(iter(machines))})."
+            )
+        elif len(gs) > 1:
+            notes.append(
+                f"Speed is not ranked: these runs trained on {len(machines)} different machines "
+                f"({'; '.join(sorted(machines))}), and a time on one says nothing of another."
             )
         result[dataset] = notes
     return result

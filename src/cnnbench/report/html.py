@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import layout
 from ..analysis.protocol import Protocol, checked
 from ..engine.run_folder import started_at
 from ..errors import CnnbenchError
@@ -27,7 +28,7 @@ from ..layout import (
 )
 from . import plots
 from .architecture import architecture_rows, stage_figure
-from .comparison import PAIRS_LEGEND, findings, pair_cells, write_comparison
+from .comparison import PAIRS_LEGEND, STATUS_LEGEND, findings, pair_cells, write_comparison
 from .insight import landscape_overlay, run_insight_figures, study_cka_figures
 from .plots import MAX_CLASSES_DRAWN
 from .robustness import (
@@ -41,6 +42,7 @@ from .robustness import (
 from .significance import all_pairs
 from .tables import (
     TOP1_LEGEND,
+    device_of,
     eps_label,
     group_runs,
     has_validation,
@@ -56,9 +58,53 @@ from .tables import (
 )
 from .tuning import tuning_section
 
+SMALL_FIGURE_BYTES = 20_000  # below this a figure goes in as it is
+
 
 def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    """A figure embedded in the page, as a 256-colour PNG where that is smaller: a report of ten runs with their
+    image grids and confusion matrices then weighs a third of what full-colour figures weigh, and a chart or a grid
+    of 32 px images looks the same. The full-colour PNG stays on disk beside it."""
+    data = path.read_bytes()
+    if len(data) > SMALL_FIGURE_BYTES:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            buf = io.BytesIO()
+            image.convert("RGB").quantize(256).save(buf, format="PNG", optimize=True)
+        if buf.tell() < len(data):
+            data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def inline_code(text: str):
+    """Text written for a terminal (commands in `backticks`) as HTML: escaped, the backticked parts as <code>."""
+    import re
+
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def subset_note(groups) -> str:
+    """Where runs trained or tested on part of their data set (--limit-train, --limit-test), how much: a number
+    beside a published table on the full set is otherwise read as like for like."""
+    limited = [
+        r
+        for g in groups
+        for r in g.runs
+        if r.summary.get("config", {}).get("limit_train") or r.summary.get("config", {}).get("limit_test")
+    ]
+    if not limited:
+        return ""
+    sizes = sorted({(int(r.summary["train_images"]), int(r.summary["test_images"])) for r in limited})
+    said = "; ".join(f"{train:,} training and {test:,} test images" for train, test in sizes)
+    return (
+        f"{len(limited)} of {sum(len(g.runs) for g in groups)} runs used a subset of it (--limit-train, "
+        f"--limit-test): {said}. Numbers from a subset are not those of the full data set."
+    )
 
 
 def _run_figures(run, title: str) -> dict:
@@ -243,10 +289,12 @@ def _write_report(
                 "label": f"{g.label} s{r.summary['seed']}",
                 "rows": r.rows,
                 "color_key": f"{g.model} ({g.qualifier})",
+                "device": device_of(r),
             }
             for g in gs
             for r in g.runs
         ]
+        devices = sorted({device_of(r) for g in gs for r in g.runs})
         overlay = plots.accuracy_overlays(series, ds_dir / "accuracy.png", title=f"{dataset}: test top-1")
         runs = []
         for g in gs:
@@ -257,9 +305,11 @@ def _write_report(
                 heatmap = run_heatmap(r, r.path / "robustness.png", run_title)
                 if heatmap:
                     figures["robustness"] = _data_uri(heatmap)
+                epochs = int(r.summary.get("epochs", len(r.rows)))
                 runs.append(
                     {
                         "summary": r.summary,
+                        "epochs_text": f"{epochs} epoch{'s' if epochs != 1 else ''}",
                         "label": label,
                         "per_class": shown_classes(r.per_class),
                         "classes_total": len(r.per_class),
@@ -275,6 +325,9 @@ def _write_report(
         architecture = _architecture_section(gs, info, ds_dir, dataset)
         sections.append(
             {
+                "anchor": "data-" + layout.safe_name(dataset),
+                "subset": subset_note(gs),
+                "mixed_devices": "; ".join(devices) if len(devices) > 1 else "",
                 "insight": insight,
                 "tuning": tuning,
                 "architecture": architecture,
@@ -303,9 +356,14 @@ def _write_report(
             }
         )
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
-    env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes)
+    env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes, code=inline_code)
     env.globals.update(
-        pct=pct, top1_cell=top1_cell, TOP1_LEGEND=TOP1_LEGEND, PAIRS_LEGEND=PAIRS_LEGEND, eps_label=eps_label
+        pct=pct,
+        top1_cell=top1_cell,
+        TOP1_LEGEND=TOP1_LEGEND,
+        PAIRS_LEGEND=PAIRS_LEGEND,
+        STATUS_LEGEND=STATUS_LEGEND,
+        eps_label=eps_label,
     )
     page = env.get_template("report.html").render(  # the template, named as the page it makes
         title=title,

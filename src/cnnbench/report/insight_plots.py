@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import _figure_module, save_figure
+from .plots import _figure_module, literal, save_figure
 
 
 def _show(ax, img: np.ndarray) -> None:
@@ -53,7 +53,7 @@ def dynamics_figure(
         axes[2].legend(fontsize=7)
     fig.tight_layout()
     if title:
-        fig.suptitle(title, fontsize=10, y=1.03)
+        fig.suptitle(literal(title), fontsize=10, y=1.03)
     return save_figure(fig, path)
 
 
@@ -73,7 +73,7 @@ def filters_figure(snapshots: dict[int, np.ndarray], path: str | Path, title: st
                 ax.axis("off")
         row[0].set_ylabel(f"epoch {epoch}", fontsize=7, rotation=0, ha="right", va="center")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(literal(title), fontsize=9)
     return save_figure(fig, path)
 
 
@@ -94,7 +94,7 @@ def feature_maps_figure(images: np.ndarray, maps: dict[str, np.ndarray], path: s
             for j, fm in enumerate(maps[stage][i][:8]):
                 row[j + 1].imshow(fm, cmap="magma")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(literal(title), fontsize=9)
     return save_figure(fig, path)
 
 
@@ -111,10 +111,10 @@ def gradcam_figure(
         for ax, img, cam, cap in zip(row, images, cams, captions):
             _show(ax, img)
             ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_title(cap, fontsize=6)
+            ax.set_title(literal(cap), fontsize=6)
         row[0].text(-0.1, 0.5, panel, transform=row[0].transAxes, rotation=90, ha="right", va="center", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(literal(title), fontsize=9)
     return save_figure(fig, path)
 
 
@@ -130,8 +130,8 @@ def cka_figure(
     plt = _figure_module()
     fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 2, 0.55 * len(rows) + 1.2))
     im = ax.imshow(matrix, cmap="magma", vmin=0, vmax=1)
-    ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=45, ha="right")
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_xticks(range(len(cols)), [literal(c) for c in cols], fontsize=7, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), [literal(r) for r in rows], fontsize=7)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             ax.text(
@@ -143,10 +143,10 @@ def cka_figure(
                 fontsize=6,
                 color="black" if matrix[i, j] > 0.6 else "white",
             )
-    ax.set_xlabel(xlabel, fontsize=8), ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_xlabel(literal(xlabel), fontsize=8), ax.set_ylabel(literal(ylabel), fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(literal(title), fontsize=9)
     return save_figure(fig, path)
 
 
@@ -160,12 +160,12 @@ def landscape_figure(curves: dict[str, dict[str, tuple[list, list]]], path: str 
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
     for ax, (name, per) in zip(axes[0], curves.items()):
         for label, (x, loss) in per.items():
-            ax.plot(x, loss, "o-", ms=3, label=label)
+            ax.plot(x, loss, "o-", ms=3, label=literal(label))
         ax.set_yscale("log"), ax.grid(alpha=0.3), ax.set_xlabel(xlabels.get(name, name), fontsize=8)
         ax.set_ylabel("training loss", fontsize=8), ax.legend(fontsize=7)
     fig.tight_layout()
     if title:
-        fig.suptitle(title, fontsize=10, y=1.04)
+        fig.suptitle(literal(title), fontsize=10, y=1.04)
     return save_figure(fig, path)
 
 
@@ -176,5 +176,5 @@ def landscape_plane_figure(x: np.ndarray, y: np.ndarray, loss: np.ndarray, path:
     fig.colorbar(cs, ax=ax, label="log10 loss")
     ax.plot([0], [0], "r+")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(literal(title), fontsize=9)
     return save_figure(fig, path)

@@ -21,10 +21,15 @@ def _figure_module():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # Class names are data: "$x$" in one must print as written, not as (possibly broken) mathtext.
-    matplotlib.rcParams["text.parse_math"] = False
     warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
     return plt
+
+
+def literal(text: str | None) -> str | None:
+    """Text that comes from data (class names, model and data set names, paths), escaped where it is drawn so that
+    matplotlib prints "$x$" as written instead of reading it as mathtext. Only there: axis labels such as log ticks'
+    "10^-1" need mathtext on, so it is never turned off for the whole figure."""
+    return None if text is None else str(text).replace("$", r"\$")
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
@@ -40,7 +45,7 @@ def image_grid(images: np.ndarray, captions: list[str], path: str | Path, title:
     n = max(len(images), 1)
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.4), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, cap in zip(axes.flat, images, captions):
@@ -48,12 +53,12 @@ def image_grid(images: np.ndarray, captions: list[str], path: str | Path, title:
             ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
         else:
             ax.imshow(np.transpose(img, (1, 2, 0)))
-        ax.set_title(cap, fontsize=7)
+        ax.set_title(literal(cap), fontsize=7)
     if len(images) == 0:
         axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
     if title:
-        fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+        fig.suptitle(literal(title), fontsize=9)
+    return save_figure(fig, path, dpi=80)  # 32 px images need no more; the report stays small
 
 
 def misclassified_grid(images: np.ndarray, captions: list[str], path: str | Path, title: str = "") -> Path:
@@ -104,9 +109,9 @@ def class_samples_grid(
                     ax.imshow(img[0], cmap="gray", vmin=0, vmax=255)
                 else:
                     ax.imshow(np.transpose(img, (1, 2, 0)))
-        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        axes[row, 0].set_ylabel(literal(name), rotation=0, ha="right", va="center", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(literal(title), fontsize=9)
     return save_figure(fig, path, dpi=90)
 
 
@@ -124,10 +129,22 @@ def training_curves(rows: list[dict], path: str | Path, title: str = "") -> Path
     ax2.plot(epochs, get("test_top5"), "^--", label="test top-5", alpha=0.6)
     ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend(), ax2.grid(alpha=0.3)
     for ax in (ax1, ax2):
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        _few_integer_ticks(ax, epochs)
     if title:
-        fig.suptitle(title, fontsize=10)
-    return save_figure(fig, path)
+        fig.suptitle(literal(title), fontsize=10)
+    return save_figure(fig, path, dpi=90)
+
+
+def _few_integer_ticks(ax, epochs: list[int]) -> None:
+    """Epoch ticks at whole numbers: each epoch where there are few (one epoch is one tick, not a crowd of
+    fractions around it), else matplotlib's choice of whole numbers."""
+    shown = sorted(set(epochs))
+    if 0 < len(shown) <= 12:
+        ax.set_xticks(shown)
+        if len(shown) == 1:
+            ax.set_xlim(shown[0] - 1, shown[0] + 1)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def most_confused(cm: np.ndarray, n: int) -> np.ndarray:
@@ -149,7 +166,8 @@ def confusion_heatmaps(cm: np.ndarray, classes: list[str], path: str | Path, tit
         cm, rates_all, classes = cm[np.ix_(keep, keep)], rates_all[np.ix_(keep, keep)], [classes[i] for i in keep]
     k = len(classes)
     size = max(4.0, 0.42 * k + 1.5)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    # constrained layout keeps the first panel's colour bar clear of the second panel's class names
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size), layout="constrained")
     rates = rates_all
     for ax, values, name, fmt in (
         (axes[0], cm, "counts", "d"),
@@ -157,8 +175,8 @@ def confusion_heatmaps(cm: np.ndarray, classes: list[str], path: str | Path, tit
     ):
         im = ax.imshow(values, cmap="Blues")
         ax.set_title(name, fontsize=9)
-        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), classes, fontsize=7)
+        ax.set_xticks(range(k), [literal(c) for c in classes], rotation=90, fontsize=7)
+        ax.set_yticks(range(k), [literal(c) for c in classes], fontsize=7)
         ax.set_xlabel("predicted"), ax.set_ylabel("true")
         if k <= 20:
             threshold = values.max() / 2
@@ -173,21 +191,25 @@ def confusion_heatmaps(cm: np.ndarray, classes: list[str], path: str | Path, tit
                         fontsize=6,
                         color="white" if values[i, j] > threshold else "black",
                     )
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        fig.colorbar(im, ax=ax, shrink=0.8)
     if title:
-        fig.suptitle(title, fontsize=10)
-    return save_figure(fig, path)
+        fig.suptitle(literal(title), fontsize=10)
+    return save_figure(fig, path, dpi=80)
 
 
 def accuracy_overlays(series: list[dict], path: str | Path, title: str = "") -> Path:
     """Test top-1 of several runs against epoch and against cumulative training time.
 
-    ``series``: dicts with ``label``, ``rows`` (metrics rows) and ``color_key`` (runs sharing it share a colour).
+    ``series``: dicts with ``label``, ``rows`` (metrics rows), ``color_key`` (runs sharing it share a colour) and,
+    optionally, ``device``: where the runs trained on several machines, each machine gets its own marker on the time
+    panel and a legend there, since minutes on one are not minutes on another.
     """
     plt = _figure_module()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     keys = sorted({s["color_key"] for s in series})
     colors = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(keys)}
+    devices = sorted({s.get("device", "") for s in series})
+    markers = {d: "os^Dv<>p*h"[i % 10] for i, d in enumerate(devices)}
     labelled = set()
     for s in series:
         epochs = [int(r["epoch"]) for r in s["rows"]]
@@ -195,13 +217,18 @@ def accuracy_overlays(series: list[dict], path: str | Path, title: str = "") -> 
         minutes = np.cumsum([float(r["epoch_time_s"]) for r in s["rows"]]) / 60
         label = s["color_key"] if s["color_key"] not in labelled else None
         labelled.add(s["color_key"])
-        ax1.plot(epochs, acc, "o-", color=colors[s["color_key"]], label=label, alpha=0.85)
-        ax2.plot(minutes, acc, "o-", color=colors[s["color_key"]], alpha=0.85)
+        ax1.plot(epochs, acc, "o-", color=colors[s["color_key"]], label=literal(label), alpha=0.85)
+        marker = markers[s.get("device", "")]
+        ax2.plot(minutes, acc, marker=marker, ls="-", color=colors[s["color_key"]], alpha=0.85)
     ax1.set_xlabel("epoch"), ax1.set_ylabel("test top-1"), ax1.grid(alpha=0.3), ax1.legend(fontsize=8)
-    ax1.xaxis.get_major_locator().set_params(integer=True)
+    _few_integer_ticks(ax1, [int(r["epoch"]) for s in series for r in s["rows"]])
     ax2.set_xlabel("training time (minutes)"), ax2.set_ylabel("test top-1"), ax2.grid(alpha=0.3)
+    if len(devices) > 1:
+        for d in devices:
+            ax2.plot([], [], marker=markers[d], ls="", color="0.3", label=literal(d))
+        ax2.legend(fontsize=7, title="trained on (times not comparable)", title_fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(literal(title), fontsize=10)
     return save_figure(fig, path)
 
 
@@ -229,7 +256,7 @@ def robustness_heatmap(
                 )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(literal(title), fontsize=9)
     return save_figure(fig, path)
 
 
@@ -253,8 +280,8 @@ def curves_by_panel(
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (panel, per) in zip(axes.flat, panels.items()):
-        for label, (x, y) in per.items():
-            ax.plot(x, y, "o-", color=colors[label], label=label)
+        for label, (x, y) in per.items():  # two points (clean and one eps) are marks, not a curve
+            ax.plot(x, y, "o-" if len(x) > 2 else "o", color=colors[label], label=literal(label))
             if clean and label in clean:
                 ax.axhline(clean[label], color=colors[label], ls="--", lw=0.8)
         ax.set_title(panel, fontsize=9), ax.set_xlabel(xlabel, fontsize=8), ax.set_ylabel("top-1", fontsize=8)
@@ -265,5 +292,5 @@ def curves_by_panel(
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     if title:
-        fig.suptitle(title, fontsize=10, y=1.02)
+        fig.suptitle(literal(title), fontsize=10, y=1.02)
     return save_figure(fig, path)

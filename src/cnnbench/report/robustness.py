@@ -77,15 +77,16 @@ def robustness_rows(groups: list[Group]) -> list[dict]:
                 "set": rob["corruption_set"],
                 "substitutes": rob["substitutes"],
                 "baseline": g.mce_baseline,
+                "is_baseline": g.mce_baseline is not None and g.label == g.mce_baseline,  # 100% by definition
                 "natural": _natural(g),
                 # any seed's attack flagged by the masking checks flags the row (robustness.json says which)
-                "masking": next((v for r in g.runs if (v := masking_verdict(r.robustness))), None),
+                "masking": next((v for r in g.runs if (v := masking_verdict(r.robustness, _natural(g)))), None),
             }
         )
     return rows
 
 
-def masking_verdict(result: dict | None) -> str | None:
+def masking_verdict(result: dict | None, natural: bool = True) -> str | None:
     """The run's masking verdict where a check failed, else None. Results written before the PGD-against-AutoAttack
     check existed get it here, from their own numbers."""
     if not result:
@@ -95,7 +96,7 @@ def masking_verdict(result: dict | None) -> str | None:
     if not any(c.name == "PGD as strong as AutoAttack" for c in checks):
         checks += masking.pgd_not_weaker_than_autoattack(result)
     verdict = masking.summary(checks)
-    return verdict["verdict"] if verdict["suspect"] else None
+    return masking.rewrite_eps(verdict["verdict"], lambda eps: eps_label(eps, natural)) if verdict["suspect"] else None
 
 
 def robustness_markdown(groups: list[Group]) -> list[str]:

@@ -256,6 +256,10 @@ class Group:
                 row.update({"adv_eps": nonzero[0][0], f"{attack}_top1": nonzero[0][1]})
         return row
 
+    @property
+    def device_names(self) -> set[str]:
+        return {device_of(r) for r in self.runs}
+
     def devices(self) -> str:
         """The machine the runs trained on; where seeds trained on different ones, each with its seeds, so that a
         mean training time over machines is not read as one machine's speed."""
@@ -448,6 +452,11 @@ def stale_measurement(derived: dict | None, rows: list[dict]) -> str | None:
     return f"measured on the weights of epoch {measured}, and the run has since trained to epoch {last}"
 
 
+def device_of(run: RunRecord) -> str:
+    """The machine a run trained on, by name (a CPU model or a GPU's)."""
+    return str(run.summary.get("environment", {}).get("device_name") or run.summary.get("device", "unknown"))
+
+
 def recipe(summary: dict) -> dict:
     """A run's whole configuration except the seed and settings that do not change what it learns; a setting
     an older run's config lacks is what such a run did (config.saved_config_values)."""
@@ -498,6 +507,9 @@ def pct(mean: float, std: float | None = None) -> str:
 
 
 def minutes(seconds: float) -> str:
+    """m'ss'' as the study prints training times; under a second says so instead of 0'00''."""
+    if seconds < 0.5:
+        return "under 1 s"
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}'{s:02d}''"
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..fileio import optuna_journal, read_json
 from ..layout import SUMMARY, TUNING_FIGURES_DIR, TUNING_JOURNAL, run_dirs_of, safe_name, trial_dirs_of
+from .plots import _figure_module, literal
 
 
 def trial_rows(study_dir: Path, tuned_names: list[str]) -> list[dict]:
@@ -55,22 +56,22 @@ def slice_figure(study_dir: Path, dataset: str, model: str) -> Path | None:
     if not journal.exists():
         return None
     try:
-        import matplotlib.pyplot as plt
         import optuna
     except ImportError:
         return None
+    plt = _figure_module()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=f"{dataset}/{model}", storage=optuna_journal(journal))
         if not any(t.value is not None for t in study.get_trials(deepcopy=False)):
             return None
-        # Optuna marks its matplotlib plots experimental; its log axes' tick labels are mathtext, which the report's
-        # global setting (no mathtext in class names) would print raw
-        with warnings.catch_warnings(), plt.rc_context({"text.parse_math": True}):
+        with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             axes = optuna.visualization.matplotlib.plot_slice(study, target_name="validation top-1")
             figure = np.atleast_1d(axes).flat[0].figure
-            figure.suptitle(f"{model} on {dataset}: validation top-1 of each trial against each setting")
+            figure.suptitle(
+                f"{literal(model)} on {literal(dataset)}: validation top-1 of each trial against each setting"
+            )
             path = Path(study_dir) / TUNING_FIGURES_DIR / f"slice-{safe_name(dataset)}-{safe_name(model)}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             figure.savefig(path, dpi=90, bbox_inches="tight")

@@ -6,6 +6,7 @@ with its reason, in robustness.json and in the report."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 # Accuracy may rise by this much (sampling noise on ~1,000 images) before a rise counts as a failed check.
@@ -22,6 +23,12 @@ class Check:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def rewrite_eps(text: str, label) -> str:
+    """A stored message's eps values (decimals, as the checks write them) as ``label(eps)`` writes them: the report
+    says 8/255 on colour images, as everywhere else."""
+    return re.sub(r"\beps (\d*\.\d+)", lambda m: f"eps {label(float(m.group(1)))}", text)
 
 
 def falls_with_eps(attack: str, by_eps: dict[float, float]) -> Check:
@@ -83,5 +90,8 @@ def summary(checks: list[Check]) -> dict:
     return {
         "checks": [c.to_dict() for c in checks],
         "suspect": bool(failed),
-        "verdict": "attack may be masked: " + "; ".join(c.detail for c in failed) if failed else "no sign of masking",
+        # each reason once: several eps or checks can fail the same way
+        "verdict": "attack may be masked: " + "; ".join(dict.fromkeys(c.detail for c in failed))
+        if failed
+        else "no sign of masking",
     }
