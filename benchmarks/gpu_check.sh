@@ -157,7 +157,7 @@ if [ "$mode" = fast-recipe ]; then
   #  3. while DEADLINE allows: training images/s, eager and CUDA graphs (reduce-overhead), batch 128 and 1024
   # TUNE_FLAGS/FINAL_FLAGS (with DEVICE=cpu and a few images): a dry run here. CHOSEN="FLAGS" skips the tuning and
   # trains the seeds with those flags over the preset (CHOSEN="": the preset as it is, which the tuning of
-  # 2026-11-30 chose; RESULTS.md).
+  # 2026-11-30 chose; docs/RESULTS.md).
   start=$(date +%s)
   deadline=${DEADLINE:-540}
   left() { echo $(( deadline - ($(date +%s) - start) )); }

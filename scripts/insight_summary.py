@@ -1,4 +1,4 @@
-"""Markdown tables of a study's insight files, for RESULTS.md: per run the median update-to-weight ratio per stage
+"""Markdown tables of a study's insight files, for docs/RESULTS.md: per run the median update-to-weight ratio per stage
 early and late in training, flagged layers, dead channels, the loss landscape; CKA between the models' stages.
 
     python scripts/insight_summary.py studies/modern-seed2

@@ -9,7 +9,7 @@ writes two tars of the ImageFolder layout cnnbench reads (``train/<class>/*``, `
   pretraining run only reports on (it trains a fixed number of epochs and keeps its last weights: nothing is chosen
   on it);
 - ``photos/<class>/*.jpg``: the small set's training images as most people keep photos (class folders, no split),
-  for the README's walk-through.
+  for the docs' walk-through (docs/data.md).
 """
 
 from __future__ import annotations

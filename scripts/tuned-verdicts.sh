@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tuned verdicts of RESULTS.md ("Fair verdicts"), reduced to fit 2 CPU cores: width 0.25, a 20,000-image
+# The tuned verdicts of docs/RESULTS.md ("Fair verdicts"), reduced to fit 2 CPU cores: width 0.25, a 20,000-image
 # class-balanced slice (2,000 of it held out for validation), the full test set. Each model gets 8 TPE trials over
 # the same space on validation, then trains its own choice on test seeds 1-5. Resumable: rerun it.
 cd "$(dirname "$0")/.." || exit 1

@@ -133,5 +133,11 @@ def open_in_chromium(report: Path, width: int = 1280) -> dict:
             ),
             "key_cells": page.evaluate("document.querySelectorAll('td.verdict, td[data-label=\"test top-1\"]').length"),
         }
+        first_figure = page.locator("img:visible").first
+        if first_figure.count():  # a figure opens at full size on a click, and closes on the next
+            first_figure.click()
+            seen["zoom_opens"] = page.evaluate("getComputedStyle(document.getElementById('zoom')).display") == "block"
+            page.mouse.click(5, 5)
+            seen["zoom_closes"] = page.evaluate("getComputedStyle(document.getElementById('zoom')).display") == "none"
         browser.close()
     return seen

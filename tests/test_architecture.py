@@ -2,6 +2,7 @@
 on its own."""
 
 import ast
+import re
 from pathlib import Path
 
 import cnnbench
@@ -160,3 +161,16 @@ def test_the_cycle_finder_finds_a_lazy_loop():
         "cnnbench.engine.b": imported_modules("from . import a\n", "cnnbench.engine.b", False, known),
     }
     assert cycles(graph) == [["cnnbench.engine.a", "cnnbench.engine.b"]]
+
+
+def test_the_architecture_page_lists_the_floors_this_test_enforces():
+    """docs/ARCHITECTURE.md's floor table and FLOORS above say the same: a new unit or a moved floor updates both."""
+    page = (PACKAGE.parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    documented = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 3 and cells[0].isdigit():
+            for unit in re.findall(r"`([\w.]+)/?`", cells[1]):
+                documented[unit.removesuffix(".py")] = int(cells[0])
+    expected = {unit: floor for unit, floor in FLOORS.items() if not unit.startswith("__")}
+    assert documented == expected

@@ -174,13 +174,17 @@ def test_out_naming_a_file_is_refused(command, tmp_path, capsys):
     assert target.read_text() == "keep me"
 
 
-def test_readme_lists_every_training_option_with_its_real_default():
+def test_the_cli_reference_lists_every_command_and_training_option_with_its_real_default():
     from cnnbench.cli import training_options_markdown
+    from cnnbench.cli.reference import cli_reference_markdown
     from cnnbench.config import FIELD_NAMES, INTERNAL_FIELDS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert page == cli_reference_markdown(), "docs/cli.md is stale: run python scripts/cli_reference.py"
+    for command in ("train", "compare", "status", "report", "robustness", "insight", "predict", "export", "models"):
+        assert f"## cnnbench {command}\n" in page, command
     table = training_options_markdown()
-    assert table in readme, "README's training options are stale: run python scripts/readme_options.py"
+    assert table in page
     for field in FIELD_NAMES:
         if field not in ("model", "dataset", *INTERNAL_FIELDS):
             assert f"`--{field.replace('_', '-')}`" in table, field

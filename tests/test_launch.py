@@ -195,7 +195,7 @@ def test_submitits_local_executor_runs_the_cells_and_a_preempted_cell_resumes(tm
 
 @pytest.mark.slow
 def test_ray_on_a_local_instance(tmp_path):
-    ray = pytest.importorskip("ray")  # not in the dev extra: a 200 MB install for one test (README says so)
+    ray = pytest.importorskip("ray")  # not in the dev extra: a 200 MB install for one test (docs/clusters.md says so)
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     try:
         spec = StudySpec(("vgg11_bn",), ("mnist_demo",), (0,), TINY)

@@ -15,7 +15,7 @@ from cnnbench.cli import main
 from cnnbench.models import create_model, list_models
 from cnnbench.models.complexity import count_macs, count_params
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+MODELS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 
 def _meta(name, variant, classes=10):
@@ -97,9 +97,9 @@ def test_resnet_table_has_the_papers_depths_and_stages():
 
 
 @pytest.mark.parametrize("which", ["vgg", "resnet"])
-def test_readme_shows_the_tables_the_command_prints(which, capsys):
+def test_the_docs_show_the_tables_the_command_prints(which, capsys):
     assert main(["models", "--table", which]) == 0
-    assert capsys.readouterr().out in README.read_text(encoding="utf-8")
+    assert capsys.readouterr().out in MODELS_PAGE.read_text(encoding="utf-8")
 
 
 def test_layers_command_writes_csv_and_refuses_bad_input(tmp_path, capsys):

@@ -108,6 +108,7 @@ def test_a_narrow_run_reopens_at_its_width_and_says_so_in_tables(tmp_path):
     assert main(["report", str(tmp_path / "study")]) == 0
     assert f"| {described} |" in (tmp_path / "study" / "comparison.md").read_text()
     page = (tmp_path / "study" / "report.html").read_text()
-    assert f"<td>{described}</td>" in page and "<h3>vgg11_bn (small, 0.0625x width), seed 0</h3>" in page
+    assert f'<span class="sub">{described}</span>' in page
+    assert "<b>vgg11_bn (small, 0.0625x width), seed 0</b>" in page
     with pytest.raises(ConfigError, match="published width only"):
         fit(cfg.replace(pretrained="imagenet"), tmp_path / "pretrained")

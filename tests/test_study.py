@@ -194,7 +194,7 @@ def test_settings_missing_from_an_older_run_count_as_their_defaults():
 
 
 def test_published_modern_study_is_what_the_preset_trains():
-    """README and RESULTS quote studies/modern as the modern preset's results: a preset change must rerun it."""
+    """The docs and their results quote studies/modern as the modern preset's results: a preset change must rerun it."""
     from cnnbench.engine.train import config_differences
     from cnnbench.layout import run_dir_for
 
@@ -247,6 +247,7 @@ def test_report_renders_in_headless_chromium_on_a_laptop_and_a_phone(study, widt
     assert len(widths) >= 4 * 3 + 2 and all(w > 0 for w in widths)
     assert seen["page_width"] <= width and "`" not in seen["text"]
     assert seen["key_cells"] >= 3 and seen["key_cells_off_screen"] == 0
+    assert seen["zoom_opens"] and seen["zoom_closes"]
     if width >= 1280:
         assert seen["tables_overflowing"] == 0
 
@@ -367,7 +368,7 @@ def test_compare_robustness_measures_every_run_after_training(study, tmp_path):
 
 
 def test_published_robustness_is_the_default_run():
-    """RESULTS.md quotes studies/modern-mnist's robustness as `cnnbench robustness`'s defaults on a CPU."""
+    """docs/RESULTS.md quotes studies/modern-mnist's robustness as `cnnbench robustness`'s defaults on a CPU."""
     from cnnbench.analysis.robustness.corruptions import CIFAR, DIGITS
     from cnnbench.analysis.robustness.evaluate import CPU_DEFAULT_IMAGES, DIGIT_ATTACK, NATURAL_ATTACK
 
@@ -389,7 +390,7 @@ def test_published_robustness_is_the_default_run():
 
 
 def test_published_insight_is_the_default_run():
-    """RESULTS.md quotes studies/modern-seed2's dynamics and insight as what `compare --insight` writes by default."""
+    """docs/RESULTS.md quotes studies/modern-seed2's dynamics and insight as what `compare --insight` writes by default."""
     from dataclasses import asdict
 
     from cnnbench.analysis.insight.evaluate import InsightConfig

@@ -11,6 +11,7 @@ COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"
 PAIRS_CSV = "pairs.csv"
 PAIRS_BY_SEED_CSV = "pairs_by_seed.csv"
+FINDINGS_MD = "findings.md"  # the report's findings in plain text: what `compare` prints when it ends
 REPORT_HTML = "report.html"
 STUDY_INSIGHT_DIR = "insight"  # CKA between the models of a study: cka-<dataset>-seed<n>-<a>-vs-<b>.csv
 TUNING_DIR = "tuning"  # a study's tuning phase (--tune): trial-<k>/runs/<run>/ per trial, and Optuna's journal

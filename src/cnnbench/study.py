@@ -70,7 +70,7 @@ PRESETS = {
         "smoothing, bf16 where fast): MNIST for 2 epochs at batch 128; CIFAR-10 for 8 epochs at batch 64 with "
         "crops shifted by up to 2 pixels and label smoothing 0.2",
         # CIFAR-10: 8 epochs leave VGG16-BN under-fitted, so the crop shifts 2 pixels, not 4 (85.92% -> 86.26%
-        # top-1, one seed), and label smoothing 0.2 (-> 86.76%); batch 64 or 128 made no difference. RESULTS.md.
+        # top-1, one seed), and label smoothing 0.2 (-> 86.76%); batch 64 or 128 made no difference. docs/RESULTS.md.
         # precise_bn 0: the published runs (studies/modern*) predate precise batch norm, and the preset reproduces
         # them (a choice about reproduction, not tuned: recomputing their final statistics moved test top-1 by
         # -0.19 to 0.00 points, docs/precise_bn_effect.json).
@@ -90,7 +90,7 @@ PRESETS = {
         "augmentation reported as its own column",
         # lr 0.4 (the linear scaling rule from 0.1 at batch 128) beat 0.2 and 0.8 on validation (--val-split 5000, one
         # seed, 40 epochs, an H200: `benchmarks/gpu_check.sh fast-recipe`); 40 epochs were sized to a minute of
-        # training on an H100-class GPU. Only the learning rate was tuned. RESULTS.md, "The fast recipe on a GPU".
+        # training on an H100-class GPU. Only the learning rate was tuned. docs/RESULTS.md, "The fast recipe on a GPU".
         ("vgg16_bn", "resnet18"),
         ("cifar10",),
         {"cifar10": {"epochs": 40}},

@@ -165,7 +165,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-# What a None default means, per field, for people reading --help or the README.
+# What a None default means, per field, for people reading --help or the docs.
 NONE_MEANS = {
     "threads": "all cores",
     "data_dir": "$CNNBENCH_DATA, else ~/.cache/cnnbench/data",
@@ -187,7 +187,7 @@ def shown_default(field: str, value) -> str:
 
 
 def training_options_markdown() -> str:
-    """The README's table of training options, generated from the parser (a test keeps the README equal to it)."""
+    """The table of training options, generated from the parser (docs/cli.md holds it; a test keeps them equal)."""
     parser = argparse.ArgumentParser()
     add_train_options(parser)
     lines = ["| option | meaning (default) |", "|---|---|"]

@@ -253,8 +253,28 @@ def cmd_compare(args) -> int:
     if report is None:
         print(f"submitted; `cnnbench status {out}` follows the runs, and the last one to finish writes the report")
         return 0
+    print_findings(out)
     print(f"report: {report}")
     return 0
+
+
+def print_findings(study_dir: Path) -> None:
+    """The study's findings (each pair's verdict with its test and its label, confirmatory or exploratory), as the
+    report words them, wrapped for a terminal."""
+    import textwrap
+
+    from ..layout import FINDINGS_MD
+
+    path = Path(study_dir) / FINDINGS_MD
+    if not path.exists():
+        return
+    print("\nfindings:")
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("- "):
+            print(textwrap.fill(line[2:], width=110, initial_indent="  - ", subsequent_indent="    "))
+        elif line:
+            print(line)
+    print()
 
 
 def cmd_report(args) -> int:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import layout
 from ..analysis.protocol import Protocol, checked
 from ..engine.run_folder import started_at
 from ..errors import CnnbenchError
@@ -19,11 +18,13 @@ from ..fileio import read_csv, read_json, write_text
 from ..layout import (
     CONFIG_JSON,
     CONFUSION_CSV,
+    FINDINGS_MD,
     REPORT_HTML,
     STUDY_SPEC,
     SUMMARY,
     dataset_dir_for,
     run_dirs_of,
+    safe_name,
     trial_dirs_of,
 )
 from . import plots
@@ -88,6 +89,14 @@ def inline_code(text: str):
     return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
+def findings_markdown(notes: dict[str, list[str]]) -> str:
+    """The findings per data set, as a list a terminal prints (and a person reads in findings.md)."""
+    lines = []
+    for dataset, said in notes.items():
+        lines += [f"{dataset}:"] + [f"- {n}" for n in said] + [""]
+    return "\n".join(lines)
+
+
 def subset_note(groups) -> str:
     """Where runs trained or tested on part of their data set (--limit-train, --limit-test), how much: a number
     beside a published table on the full set is otherwise read as like for like."""
@@ -124,8 +133,6 @@ def _run_figures(run, title: str) -> dict:
 def _insight_section(study_dir: Path, groups, ds_dir: Path, dataset: str) -> dict:
     """Per run: dynamics, filters, feature maps, Grad-CAM, CKA and landscape; per data set: cross-model CKA and
     the landscapes side by side."""
-    from ..layout import safe_name
-
     runs = []
     for g in groups:
         for r in g.runs:
@@ -279,6 +286,8 @@ def _write_report(
     if not single_run:
         write_comparison(out, groups, pairs)
     notes = findings(groups, pairs, protocol)
+    if not single_run:
+        write_text(out / FINDINGS_MD, findings_markdown(notes))
     sections = []
     for dataset in sorted({g.dataset for g in groups}):
         gs = [g for g in groups if g.dataset == dataset]
@@ -325,7 +334,7 @@ def _write_report(
         architecture = _architecture_section(gs, info, ds_dir, dataset)
         sections.append(
             {
-                "anchor": "data-" + layout.safe_name(dataset),
+                "anchor": "data-" + safe_name(dataset),
                 "subset": subset_note(gs),
                 "mixed_devices": "; ".join(devices) if len(devices) > 1 else "",
                 "insight": insight,
