@@ -390,7 +390,7 @@ def test_published_robustness_is_the_default_run():
 
 
 def test_published_insight_is_the_default_run():
-    """docs/RESULTS.md quotes studies/modern-seed2's dynamics and insight as what `compare --insight` writes by default."""
+    """docs/RESULTS.md quotes studies/modern-seed2's dynamics and insight as `compare --insight` writes them."""
     from dataclasses import asdict
 
     from cnnbench.analysis.insight.evaluate import InsightConfig
