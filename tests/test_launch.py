@@ -241,3 +241,15 @@ def test_a_study_estimate_times_each_model_once(monkeypatch):
     (cfg,) = timed_calls
     assert cfg.train and not cfg.infer and cfg.warmup == 0  # training steps only: no inference timing at start-up
     assert profile_model(TINY_MODEL, cfg)["infer_images_per_s"] is None
+
+
+def test_compare_ends_by_printing_its_verdicts(tmp_path, capsys):
+    """The terminal says what the report says: each pair's verdict with its test and its label, then the path."""
+    args = ["compare", "--models", f"{TINY_MODEL},{TINY_MODEL_WIDE}", "--datasets", "mnist_demo", "--epochs", "1"]
+    args += ["--limit-train", "64", "--limit-test", "32", "--batch-size", "16", "--precise-bn", "0", "--no-dynamics"]
+    assert main([*args, "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    findings = out[out.index("findings:") :]
+    assert "Protocol declared" in findings and "Confirmatory:" in findings and "McNemar p" in findings
+    assert findings.rstrip().endswith(f"report: {tmp_path / 's' / 'report.html'}")
+    assert (tmp_path / "s" / "findings.md").read_text().startswith("mnist_demo:\n- Protocol declared")
