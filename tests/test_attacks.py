@@ -11,7 +11,6 @@ from cnnbench.analysis.robustness import masking
 from cnnbench.analysis.robustness.evaluate import RobustnessConfig, run_robustness
 from tests.conftest import ROUNDING_MODEL, TINY_MODEL
 
-pytestmark = pytest.mark.data
 RECIPE = dict(dataset="mnist_demo", epochs=2, limit_train=600, limit_test=100, batch_size=32, lr=0.05, precise_bn=0)
 
 

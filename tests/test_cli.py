@@ -7,8 +7,6 @@ import pytest
 
 from cnnbench.cli import main
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 
 def run_cli(*args, cwd=None):
     return subprocess.run(
@@ -16,6 +14,7 @@ def run_cli(*args, cwd=None):
     )
 
 
+@pytest.mark.data
 def test_models_and_datasets_list(capsys):
     assert main(["models", "vgg16*"]) == 0
     assert capsys.readouterr().out.split() == ["vgg16", "vgg16_bn", "vgg16_c", "vgg16_c_bn"]
@@ -24,6 +23,7 @@ def test_models_and_datasets_list(capsys):
     assert "mnist" in out and "found:" in out and "cifar10-jpeg.tar" in out
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -72,6 +72,7 @@ def test_config_file_with_unknown_key(tmp_path):
     assert result.returncode == 2 and "unknown keys: 'epochz' (did you mean 'epochs'?)" in result.stderr
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_train_evaluate_resume_through_the_cli(tmp_path):
     out = tmp_path / "run"
@@ -120,6 +121,7 @@ def test_models_params(capsys):
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(
     "script,args,message",
     [

@@ -14,8 +14,6 @@ from cnnbench.report.tables import SUMMARY_FIELDS
 from cnnbench.study import StudySpec, run_study
 from tests.conftest import TINY_MODEL
 
-pytestmark = pytest.mark.data
-
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory):
@@ -69,6 +67,7 @@ def apply(path, change):
         path.write_bytes(change[1])
 
 
+@pytest.mark.data
 @pytest.mark.slow  # builds a report a dozen times
 @settings(
     max_examples=int(__import__("os").environ.get("CNNBENCH_FUZZ_EXAMPLES", 12)),

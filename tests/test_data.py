@@ -9,14 +9,13 @@ from cnnbench.data.loader import Augment, balanced_indices, random_crop, train_b
 from cnnbench.data.sources import load_raw
 from cnnbench.errors import DataError
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 
 @pytest.fixture(scope="module")
 def mnist():
     return load_dataset("mnist", options=DataOptions(limit_train=1000, limit_test=200, val_split=100))
 
 
+@pytest.mark.data
 def test_mnist_slices_are_class_balanced_and_padded(mnist):
     assert mnist.train_x.shape == (900, 1, 32, 32) and mnist.train_x.dtype == torch.uint8
     assert torch.bincount(mnist.train_y).tolist() == [90] * 10
@@ -28,11 +27,13 @@ def test_mnist_slices_are_class_balanced_and_padded(mnist):
     assert "MNIST" in mnist.source
 
 
+@pytest.mark.data
 def test_validation_is_disjoint_from_training(mnist):
     train = {bytes(x.numpy()) for x in mnist.train_x}
     assert not any(bytes(x.numpy()) in train for x in mnist.val_x)
 
 
+@pytest.mark.data
 def test_normalisation_statistics_come_from_training_split(mnist):
     x = mnist.train_x.double() / 255
     assert mnist.mean.item() == pytest.approx(x.mean().item(), rel=1e-5)
@@ -45,6 +46,7 @@ def test_balanced_indices_round_robin():
     assert sorted(labels[idx].tolist()) == [0, 0, 1, 2, 2]
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_cifar10_falls_back_to_jpeg_copy():
     d = load_dataset("cifar10", options=DataOptions(limit_train=100, limit_test=50))
@@ -69,6 +71,7 @@ def _matches(batch, images, mean, std):
     return dist.min(1).values < 1e-3
 
 
+@pytest.mark.data
 def test_flips_only_for_natural_images(mnist):
     import dataclasses
 
@@ -82,6 +85,7 @@ def test_flips_only_for_natural_images(mnist):
     assert (as_is | flipped).all() and 50 < int(flipped.sum()) < 150
 
 
+@pytest.mark.data
 def test_train_batches_cover_the_epoch(mnist):
     g = torch.Generator().manual_seed(0)
     ys = torch.cat([y for _, y in train_batches(mnist, 128, g, Augment())])
@@ -93,6 +97,7 @@ def test_missing_dataset_offline_says_where_it_looked(tmp_path):
         load_raw("mnist", data_dir=tmp_path, download=False)
 
 
+@pytest.mark.data
 def test_data_source_is_recorded_relative_to_the_data_root(data_root):
     from_env = load_raw("mnist")
     assert from_env.source == "MNIST (idx files in $CNNBENCH_DATA/MNIST/raw)"

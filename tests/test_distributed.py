@@ -11,14 +11,13 @@ import pytest
 
 from cnnbench import TrainConfig, fit
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 # The same data, epochs and global batch (2 x 16 = 32) in both; per-rank BN statistics and a different batch
 # order make the runs differ a little, so they must agree within 5 points of top-1.
 TOLERANCE = 0.05
 
 
+@pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists() and shutil.which("torchrun") is None, reason="torchrun not installed")
 def test_torchrun_two_processes_matches_single_process(tmp_path):

@@ -12,8 +12,6 @@ from cnnbench.engine.schedules import lr_multiplier
 from cnnbench.engine.train import make_optimizer
 from cnnbench.models import create_model
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
 def test_warm_up_reaches_the_peak_then_decays_to_zero(schedule):
@@ -81,6 +79,7 @@ def test_metrics_match_a_reference_computed_by_hand():
         )
 
 
+@pytest.mark.data
 def test_validation_split_is_held_out_and_reported_by_fit(tmp_path):
     cfg = TrainConfig(
         model="vgg11_bn",

@@ -12,8 +12,6 @@ from cnnbench.engine.averaging import WeightAverage
 from cnnbench.errors import ConfigError
 from tests.conftest import TINY_MODEL
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 # Plumbing (averaging, compiling, the TTA column) on the tiny registered model: a full network would only cost time.
 CIFAR_TINY = dict(
     model=TINY_MODEL,
@@ -101,6 +99,7 @@ def test_ema_run_evaluates_the_average_and_resumes_it(tmp_path):
     assert (resumed["test_loss"], resumed["test_top1"]) == (summary["test_loss"], summary["test_top1"])
 
 
+@pytest.mark.data
 def test_flip_tta_is_its_own_column(tmp_path):
     from cnnbench.data.loader import load_dataset
     from cnnbench.engine.evaluate import evaluate

@@ -15,8 +15,6 @@ from cnnbench import TrainConfig, fit
 from cnnbench.engine.checkpoint import load_file, load_latest
 from cnnbench.errors import TrainingError, UnsafeCheckpointError
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 ARGS = [
     "--model",
     "vgg11_bn",
@@ -73,6 +71,7 @@ def reference(tmp_path_factory):
     return results(finish(tmp_path_factory.mktemp("ref") / "run"))
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches(tmp_path, reference):
     out = tmp_path / "run"
@@ -86,6 +85,7 @@ def test_sigkill_mid_epoch_then_resume_matches(tmp_path, reference):
     assert results(finish(out, "--resume")) == reference
 
 
+@pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_a_signal_saves_mid_epoch_and_resume_matches(tmp_path, reference, sig, code, said):
@@ -106,6 +106,7 @@ def test_a_signal_saves_mid_epoch_and_resume_matches(tmp_path, reference, sig, c
     assert not stale.exists()
 
 
+@pytest.mark.data
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
     from tests.test_train import TINY, StopAfter
 
@@ -122,6 +123,7 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
     assert any("corrupt" in w for w in resumed["warnings"])
 
 
+@pytest.mark.data
 def test_evaluate_says_when_it_falls_back_to_the_previous_checkpoint(tmp_path, capsys):
     from cnnbench.cli import main
     from tests.test_train import TINY
@@ -166,6 +168,7 @@ def test_out_of_memory_is_recognised_by_its_type(error, recognised):
     assert _out_of_memory(error) is recognised
 
 
+@pytest.mark.data
 def test_out_of_memory_suggests_smaller_batch(tmp_path, monkeypatch):
     from cnnbench.engine import train as train_module
     from tests.test_train import TINY
@@ -178,6 +181,7 @@ def test_out_of_memory_suggests_smaller_batch(tmp_path, monkeypatch):
         fit(TrainConfig(**TINY), tmp_path / "oom")
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_study_interrupted_mid_grid_resumes_without_recomputing(tmp_path):
     from cnnbench.study import StudySpec, run_study
@@ -210,6 +214,7 @@ def test_study_interrupted_mid_grid_resumes_without_recomputing(tmp_path):
     assert rows[1] == epoch1 and len(rows) == 3
 
 
+@pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(__import__("os"), "setpgid"), reason="resource limits are a POSIX feature")
 def test_a_file_size_limit_during_a_checkpoint_is_one_paragraph_and_the_last_checkpoint_stays(tmp_path):
@@ -244,6 +249,7 @@ def test_a_file_size_limit_during_a_checkpoint_is_one_paragraph_and_the_last_che
     assert load_file(out / "checkpoints" / "last.pt")["epoch"] == 2
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("code, said", [(errno.EROFS, "read-only"), (errno.ENAMETOOLONG, "too long")])
 def test_file_system_conditions_are_one_paragraph(tmp_path, monkeypatch, capsys, code, said):
     """A read-only --out folder or a path too long, as the operating system reports them while writing."""

@@ -12,8 +12,6 @@ from cnnbench.data.image_folder import hold_out, read_image_folder
 from cnnbench.data.loader import DataOptions, load_dataset
 from cnnbench.errors import DataError
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 
 def flat_folder(root, counts=(10, 5, 7)):
     """<class>/<image> only, as most people keep photos: class i holds counts[i] images of value 10*i + k."""

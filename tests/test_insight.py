@@ -23,8 +23,6 @@ from tests.conftest import TINY_MODEL
 
 from .test_train import StopAfter
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 TINY = dict(
     model="resnet18", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.02, epochs=2, threads=1
 )
@@ -134,6 +132,7 @@ def dynamic_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.data
 def test_dynamics_files_of_a_run(dynamic_run):
     rows = read_rows(dynamic_run / "dynamics.csv")
     layers = {r["layer"] for r in rows}
@@ -153,6 +152,7 @@ def test_dynamics_files_of_a_run(dynamic_run):
     assert (dynamic_run / "checkpoints" / "init.pt").exists()
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_dynamics_survive_an_interruption(tmp_path, dynamic_run):
     with pytest.raises(KeyboardInterrupt):
@@ -202,6 +202,7 @@ def test_stages_capture_maps_of_every_model(name, variant):
 # -- after training ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_grad_cam_finds_a_planted_patch():
     """Class 1 images carry a bright 4x4 patch somewhere in noise: Grad-CAM must light the patch up."""
@@ -285,6 +286,7 @@ def test_landscape_at_distance_zero_is_the_model_loss():
     assert torch.equal(model.bn1.running_mean, mean)
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_insight_of_a_run_and_of_a_study(tmp_path, dynamic_run, capsys):
     import shutil
@@ -311,12 +313,14 @@ def test_insight_of_a_run_and_of_a_study(tmp_path, dynamic_run, capsys):
     assert page.count('weight dynamics"') == 1  # only the run trained with --dynamics has curves
 
 
+@pytest.mark.data
 def test_insight_refuses_an_unknown_layer(dynamic_run, capsys):
     assert main(["insight", str(dynamic_run), "--layer", "layer9"]) == 2
     err = capsys.readouterr().err
     assert "layer9" in err and "layer4" in err and "Traceback" not in err
 
 
+@pytest.mark.data
 def test_tensorboard_logs_metrics_dynamics_and_histograms(tmp_path):
     pytest.importorskip("tensorboard")  # in the dev extra; users without it get a clear error instead
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -372,6 +376,7 @@ def test_weights_vs_init_measures_direction_and_scale():
     assert abs(rows["fc"]["cosine"]) < 0.99
 
 
+@pytest.mark.data
 def test_the_2d_landscape_is_drawn_in_the_report(tmp_path):
     from cnnbench.report.insight import landscape_plane, run_insight_figures
 

@@ -18,7 +18,6 @@ from cnnbench.launch.status import status_text, study_cells
 from cnnbench.study import StudySpec, run_study
 from tests.conftest import TINY_MODEL, TINY_MODEL_WIDE
 
-pytestmark = pytest.mark.data
 TINY = TrainConfig(epochs=1, limit_train=64, limit_test=32, batch_size=16, lr=0.05, precise_bn=0, deterministic=True)
 
 
@@ -118,6 +117,7 @@ def _summaries(out):
     }
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_local_workers_give_the_summaries_inline_gives(tmp_path):
     """Two worker processes against one process: the same numbers for every cell (deterministic CPU runs, one
@@ -131,6 +131,7 @@ def test_local_workers_give_the_summaries_inline_gives(tmp_path):
     )
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_two_compare_commands_on_one_folder_train_each_cell_once(tmp_path):
     args = [
@@ -168,6 +169,7 @@ def test_two_compare_commands_on_one_folder_train_each_cell_once(tmp_path):
     assert (tmp_path / "s" / "report.html").exists()
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_submitits_local_executor_runs_the_cells_and_a_preempted_cell_resumes(tmp_path):
     pytest.importorskip("submitit")
@@ -193,6 +195,7 @@ def test_submitits_local_executor_runs_the_cells_and_a_preempted_cell_resumes(tm
     assert started[-1]["resumed"] is True and json.loads((run / "summary.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_ray_on_a_local_instance(tmp_path):
     ray = pytest.importorskip("ray")  # not in the dev extra: a 200 MB install for one test (docs/clusters.md says so)

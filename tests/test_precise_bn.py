@@ -10,8 +10,6 @@ from cnnbench.engine.checkpoint import load_file
 from cnnbench.engine.precise_bn import precise_bn_images, recompute_bn_statistics
 from cnnbench.errors import ConfigError
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 CPU = torch.device("cpu")
 
 
@@ -64,6 +62,7 @@ def test_budget_is_capped_at_a_tenth_of_the_training_split():
     assert precise_bn_images(0, 50_000) == 0
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_training_is_the_same_with_or_without_it_and_the_saved_statistics_are_recomputed(tmp_path):
     base = TrainConfig(

@@ -15,8 +15,6 @@ from cnnbench.engine.evaluate import evaluate
 from cnnbench.engine.predict import load_trained
 from tests.conftest import TINY_MODEL
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 # Plumbing (the run's preprocessing, exporters against PyTorch): the tiny registered model, not a full network.
 CFG = TrainConfig(
     model=TINY_MODEL,
@@ -43,6 +41,7 @@ def _test_images(n=12):
     return data.test_x[:n, 0].numpy(), data.test_y[:n].numpy(), data.classes
 
 
+@pytest.mark.data
 def test_predict_gives_the_runs_own_predictions_for_image_files(trained, tmp_path, capsys):
     images, labels, classes = _test_images()
     folder = tmp_path / "digits"
@@ -78,6 +77,7 @@ def test_predict_gives_the_runs_own_predictions_for_image_files(trained, tmp_pat
     assert all(float(r["prob_1"]) >= float(r["prob_2"]) >= float(r["prob_3"]) for r in rows)
 
 
+@pytest.mark.data
 def test_predict_refuses_when_nothing_can_be_read(trained, tmp_path, capsys):
     assert main(["predict", str(trained), str(tmp_path / "missing.png")]) == 2
     err = capsys.readouterr().err
@@ -86,6 +86,7 @@ def test_predict_refuses_when_nothing_can_be_read(trained, tmp_path, capsys):
     assert "not a cnnbench run folder" in capsys.readouterr().err
 
 
+@pytest.mark.data
 def test_export_pt2_matches_pytorch(trained, tmp_path):
     out = tmp_path / "model.pt2"
     assert main(["export", str(trained), "--format", "pt2", "--out", str(out)]) == 0
@@ -97,6 +98,7 @@ def test_export_pt2_matches_pytorch(trained, tmp_path):
     torch.testing.assert_close(loaded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.data
 def test_export_onnx_matches_pytorch(trained, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'cnnbench[onnx]')")
     pytest.importorskip("onnxscript", reason="onnxscript not installed (pip install 'cnnbench[onnx]')")

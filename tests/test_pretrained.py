@@ -13,8 +13,6 @@ from cnnbench.engine import pretrained as pt
 from cnnbench.engine.train import setup
 from cnnbench.errors import ConfigError
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 TINY = dict(
     dataset="mnist_demo", limit_train=64, limit_test=32, batch_size=16, epochs=1, precise_bn=0, eval_batch_size=32
 )

@@ -11,9 +11,8 @@ from cnnbench.data.image_folder import read_image_folder
 from cnnbench.data.readers import parse_idx, read_idx
 from cnnbench.errors import DataError
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
 
-
+@pytest.mark.data
 def test_idx_reads_canonical_mnist(data_root):
     raw = data_root / "MNIST" / "raw"
     train_x, train_y = read_idx(raw / "train-images-idx3-ubyte"), read_idx(raw / "train-labels-idx1-ubyte")
@@ -96,6 +95,7 @@ def test_image_folder_dir_and_tar_agree(tmp_path):
         np.testing.assert_array_equal(from_dir[split].labels, [0, 0, 0, 1, 1, 1])
 
 
+@pytest.mark.data
 def test_cifar10_jpeg_tar(data_root):
     # Reading 60,000 JPEGs takes a few seconds; this is the real file users and benchmarks read.
     splits = read_image_folder(data_root / "cifar10-jpeg.tar")

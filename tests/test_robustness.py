@@ -14,8 +14,6 @@ from cnnbench.analysis.robustness.metrics import corruption_errors
 from cnnbench.cli import main
 from cnnbench.data.loader import DataOptions, load_dataset
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 # Tables of the original generator that do not grow in mean pixel change (checked separately below):
 # glass_blur's first two severities differ only by a blur too small to survive 8-bit rounding, and its third
 # blurs away part of the shuffling; elastic_transform trades affine displacement (large pixel change, little
@@ -38,11 +36,13 @@ def mean_change(a, b):
     return (a.float() - b.float()).abs().mean().item()
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("name", list(CIFAR))
 def test_cifar_corruption_properties(name, cifar_images):
     check_corruption(name, cifar_images)
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("name", list(DIGITS))
 def test_digit_corruption_properties(name, digit_images):
     check_corruption(name, digit_images)
@@ -61,6 +61,7 @@ def check_corruption(name, x):
     assert torch.equal(corrupt(name, x, 3, seed=7), corrupt(name, x, 3, seed=7))
 
 
+@pytest.mark.data
 def test_unknown_corruption_names_the_nearest(cifar_images):
     from cnnbench.errors import ConfigError
 
@@ -113,6 +114,7 @@ def accuracy(model, x, y):
         return (model(x).argmax(1) == y).float().mean().item()
 
 
+@pytest.mark.data
 def test_attacks_stay_in_the_ball_and_pgd_is_at_least_as_strong(trained_digits):
     model, x, y = trained_digits
     clean = accuracy(model, x, y)
@@ -245,6 +247,7 @@ def test_bad_input_is_one_paragraph_and_keeps_results(cifar_run, capsys, argv, m
     assert after == before
 
 
+@pytest.mark.data
 def test_run_without_checkpoint_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model": "vgg11_bn", "dataset": "mnist"}))
     assert main(["robustness", str(tmp_path)]) == 2

@@ -18,7 +18,6 @@ from cnnbench.errors import ConfigError
 from tests.conftest import TINY_MODEL
 from tests.test_train import StopAfter
 
-pytestmark = pytest.mark.data
 CFG = TrainConfig(model=TINY_MODEL, dataset="mnist", epochs=2, limit_train=256, limit_test=64, batch_size=32, lr=0.05)
 
 
@@ -32,6 +31,7 @@ def interrupted(tmp_path_factory):
     return out
 
 
+@pytest.mark.data
 def test_preprocessing_is_written_when_the_run_starts(interrupted):
     prep = json.loads((interrupted / "preprocessing.json").read_text())
     assert len(prep["classes"]) == 10
@@ -39,6 +39,7 @@ def test_preprocessing_is_written_when_the_run_starts(interrupted):
     assert 0.05 < prep["mean"][0] < 0.3 and 0.2 < prep["std"][0] < 0.5  # MNIST's ink on black, padded
 
 
+@pytest.mark.data
 def test_an_interrupted_run_opens_and_evaluates(interrupted):
     run = open_run(interrupted)
     assert run.epoch == 1 and run.config.model == TINY_MODEL and not run.model.training
@@ -48,6 +49,7 @@ def test_an_interrupted_run_opens_and_evaluates(interrupted):
     assert summary["top1"] == pytest.approx(float(first_epoch[4]), abs=1 / 64)  # what training measured then
 
 
+@pytest.mark.data
 def test_an_old_fine_tuned_run_needs_no_download(tmp_path, interrupted, monkeypatch):
     """A fine-tuned run from before preprocessing.json, interrupted (so no summary): its normalisation is
     ImageNet's constants, known without fetching the weights."""
@@ -70,6 +72,7 @@ def test_an_old_fine_tuned_run_needs_no_download(tmp_path, interrupted, monkeypa
     assert open_run(old).preprocessing == prep
 
 
+@pytest.mark.data
 def test_a_run_started_from_another_run_takes_its_normalisation(tmp_path, interrupted):
     tuned = tmp_path / "tuned"
     fit(CFG.replace(pretrained=str(interrupted), epochs=1), tuned)

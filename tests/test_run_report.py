@@ -6,8 +6,6 @@ from cnnbench.cli import main
 from tests.conftest import CHROMIUM, TINY_MODEL, open_in_chromium
 from tests.test_readers import make_tree
 
-pytestmark = pytest.mark.data
-
 
 @pytest.fixture(scope="module")
 def lone_run(tmp_path_factory):

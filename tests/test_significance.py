@@ -16,8 +16,6 @@ from cnnbench.report.comparison import findings
 from cnnbench.report.significance import all_pairs
 from cnnbench.report.tables import group_runs, load_runs
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 N = 1000
 
 

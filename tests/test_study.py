@@ -12,8 +12,6 @@ from cnnbench.errors import ConfigError
 from cnnbench.study import PRESETS, StudySpec, resolve_study, run_study
 from tests.conftest import CHROMIUM, open_in_chromium
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 TINY = TrainConfig(epochs=2, limit_train=160, limit_test=80, batch_size=32, lr=0.01)
 MODERN_MODELS = ("vgg16_bn", "resnet18")
 STUDY_BASE = TINY.replace(val_split=40)  # the fixture's study holds out 40 training images for validation
@@ -28,6 +26,7 @@ def study(tmp_path_factory):
     return out, report
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_study_writes_every_run_and_artifact(study):
     out, report = study
@@ -58,6 +57,7 @@ def test_study_writes_every_run_and_artifact(study):
     assert re.search(r"vgg11_bn: \d+% of its \d+ M MACs sit in block\d", html)
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_report_shows_the_numbers_of_comparison_csv(study):
     """Each model's top-1 (mean ± std, t-interval, range), top-5 and loss in report.html equal comparison.csv's."""
@@ -94,6 +94,7 @@ def test_report_shows_the_numbers_of_comparison_csv(study):
         assert f'<td class="num" data-label="test loss">{v["test_loss"]:.4f}</td>' in cells
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_comparison_table_aggregates_seeds(study):
     out, _ = study
@@ -138,6 +139,7 @@ def test_comparison_table_aggregates_seeds(study):
     assert "validation top-1" in md and "validation top-1" in (out / "report.html").read_text()
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_pairs_are_tested_on_the_runs_own_predictions(study):
     """McNemar's discordant counts come from the saved test predictions: (b - c) / n is the top-1 difference."""
@@ -161,6 +163,7 @@ def test_pairs_are_tested_on_the_runs_own_predictions(study):
     assert float(pair["mcnemar_p_largest"]) == pytest.approx(max(float(r["mcnemar_p"]) for r in per_seed))
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_rerun_skips_finished_runs(study):
     out, _ = study
@@ -172,6 +175,7 @@ def test_rerun_skips_finished_runs(study):
     assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_finished_run_with_other_settings_is_not_mixed_in(study, tmp_path):
     out, _ = study
@@ -220,6 +224,7 @@ def test_published_modern_study_is_what_the_preset_trains():
             assert config_differences(saved, preset_runs[run_dir.name]) == "", f"{study}/{run_dir.name}"
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     out, _ = study
@@ -233,6 +238,7 @@ def test_report_rebuilds_from_run_folders_alone(study, tmp_path):
     assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -300,6 +306,7 @@ def test_compare_rejects_unknown_names_before_training(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tmp_path):
     out, _ = study
@@ -353,6 +360,7 @@ def test_robustness_of_a_study_is_in_its_report_and_survives_a_rebuild(study, tm
     assert main(["report", str(copy), "--baseline", "resnet18"]) == 2
 
 
+@pytest.mark.data
 @pytest.mark.slow  # trains the four-run study fixture
 def test_compare_robustness_measures_every_run_after_training(study, tmp_path):
     from cnnbench.analysis.robustness.evaluate import RobustnessConfig
@@ -405,6 +413,7 @@ def test_published_insight_is_the_default_run():
     assert (study / "insight" / "cka-cifar10-seed2-resnet18-vs-vgg16_bn.csv").exists()
 
 
+@pytest.mark.data
 @pytest.mark.slow
 def test_compare_through_the_command_line_on_a_tiny_slice(tmp_path, capsys):
     out = tmp_path / "cli-study"
@@ -467,6 +476,7 @@ CONFIRM_STUDY = Path(__file__).resolve().parents[1] / "studies" / "modern-cifar1
 CONFIRM_REPORT_BYTES_BEFORE = 10_349_235  # its report.html as committed before figures went in as 256-colour PNGs
 
 
+@pytest.mark.data
 @pytest.mark.slow  # rebuilds a ten-run report (about 30 s)
 def test_a_ten_run_study_on_three_machines_reads_honestly_and_weighs_half(tmp_path, capsys):
     """The committed confirm study trained on an AMD CPU, an Intel CPU and an H200: its findings compare no training

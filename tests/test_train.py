@@ -11,8 +11,6 @@ from cnnbench.engine.callbacks import Callback
 from cnnbench.engine.checkpoint import load_file
 from cnnbench.errors import ConfigError, DataError, TrainingError
 
-pytestmark = pytest.mark.data  # reads the real data sets ($CNNBENCH_DATA)
-
 TINY = dict(model="vgg11_bn", dataset="mnist", limit_train=128, limit_test=64, batch_size=32, lr=0.01, epochs=2)
 
 
@@ -26,6 +24,7 @@ def learned_run(tmp_path_factory):
     return out, fit(cfg, out)
 
 
+@pytest.mark.data
 def test_short_run_clearly_learns(learned_run):
     _, summary = learned_run
     assert summary["test_top1"] >= 0.90
@@ -34,6 +33,7 @@ def test_short_run_clearly_learns(learned_run):
     assert summary["test_loss"] < 0.5 and summary["train_loss"] < math.log(10)
 
 
+@pytest.mark.data
 def test_run_folder_contents(learned_run):
     out, summary = learned_run
     for name in ["config.json", "metrics.csv", "summary.json", "log.txt", "checkpoints/last.pt", "predictions.npz"]:
@@ -82,6 +82,7 @@ def test_run_folder_contents(learned_run):
     assert config["variant"] == "small" and config["precision"] in ("bf16", "fp32")
 
 
+@pytest.mark.data
 def test_log_uses_the_study_format(learned_run):
     out, _ = learned_run
     text = (out / "log.txt").read_text()
@@ -92,6 +93,7 @@ def test_log_uses_the_study_format(learned_run):
     )
 
 
+@pytest.mark.data
 def test_predictions_match_summary(learned_run):
     out, summary = learned_run
     pred = np.load(out / "predictions.npz")
@@ -99,12 +101,14 @@ def test_predictions_match_summary(learned_run):
     assert (pred["preds"] == pred["targets"]).mean() == pytest.approx(summary["test_top1"], abs=1e-6)
 
 
+@pytest.mark.data
 def test_checkpoint_loads_with_weights_only(learned_run):
     out, _ = learned_run
     state = load_file(out / "checkpoints" / "last.pt")
     assert state["epoch"] == 1 and "optimizer" in state and "rng" in state
 
 
+@pytest.mark.data
 def test_existing_run_is_not_overwritten(learned_run):
     out, _ = learned_run
     before = (out / "summary.json").read_bytes()
@@ -122,6 +126,7 @@ class StopAfter(Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resume_equals_uninterrupted_run(tmp_path, precision):
     cfg = TrainConfig(**TINY, precision=precision, deterministic=True)
@@ -138,6 +143,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, precision):
     assert [strip(r) for r in full_rows] == [strip(r) for r in cut_rows]
 
 
+@pytest.mark.data
 def test_crop_padding_sets_the_augmentation(tmp_path):
     """On MNIST (no flips) a zero crop padding leaves augmentation nothing to do: the run equals --no-augment."""
     cfg = TrainConfig(**{**TINY, "epochs": 1}, precision="fp32", deterministic=True)
@@ -148,6 +154,7 @@ def test_crop_padding_sets_the_augmentation(tmp_path):
     assert shifted["train_loss"] != plain["train_loss"]
 
 
+@pytest.mark.data
 def test_resume_refuses_changed_settings(tmp_path):
     cfg = TrainConfig(**{**TINY, "epochs": 1})
     with pytest.raises(KeyboardInterrupt):
@@ -156,6 +163,7 @@ def test_resume_refuses_changed_settings(tmp_path):
         fit(cfg.replace(epochs=2, lr=0.5), tmp_path / "run", resume=True)
 
 
+@pytest.mark.data
 def test_resume_of_a_finished_run_checks_settings_too(learned_run):
     out, summary = learned_run
     cfg = TrainConfig(
@@ -174,6 +182,7 @@ class StepLosses(Callback):
         self.steps.append((epoch, step, float(loss)))
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("check_every", [1, 3])
 def test_divergence_is_checked_every_check_every_steps_and_callbacks_see_every_step(tmp_path, check_every):
     cfg = TrainConfig(
@@ -197,6 +206,7 @@ def test_divergence_is_checked_every_check_every_steps_and_callbacks_see_every_s
     assert [step for _, step, _ in seen.steps] == list(range(1, stopped + 1))
 
 
+@pytest.mark.data
 def test_diverging_loss_stops_with_advice(tmp_path):
     # Without batch norm a learning rate of 10 blows up within a few steps.
     cfg = TrainConfig(**{**TINY, "model": "vgg11", "lr": 10.0, "schedule": "constant", "label_smoothing": 0.0})
@@ -204,11 +214,13 @@ def test_diverging_loss_stops_with_advice(tmp_path):
         fit(cfg, tmp_path / "nan")
 
 
+@pytest.mark.data
 def test_batch_larger_than_data(tmp_path):
     with pytest.raises(ConfigError, match="larger than the training set"):
         fit(TrainConfig(**{**TINY, "limit_train": 20, "batch_size": 64}), tmp_path / "r")
 
 
+@pytest.mark.data
 def test_images_too_small_for_model(tmp_path):
     with pytest.raises(DataError, match=r"needs at least 32x32.*--resize 32"):
         fit(TrainConfig(**{**TINY, "pad_to": None}), tmp_path / "r")
@@ -225,6 +237,7 @@ def test_resize_makes_small_images_usable(tmp_path):
     assert summary["input_shape"] == [3, 40, 40] and summary["classes"] == ["a", "b"]
 
 
+@pytest.mark.data
 def test_training_goes_on_when_memory_cannot_be_read(tmp_path, monkeypatch):
     """Where the platform does not tell the resident memory, the run still trains and records no peak."""
     import cnnbench.engine.memory as memory
@@ -250,6 +263,7 @@ def test_resident_memory_is_read_portably():
         assert abs(statm - rss) < 0.05 * rss
 
 
+@pytest.mark.data
 def test_global_torch_settings_are_restored_after_a_run(tmp_path):
     import torch
 
@@ -289,6 +303,7 @@ class Recorder(Callback):
         self.steps = state["steps"]
 
 
+@pytest.mark.data
 def test_callbacks_hear_of_the_exception_and_keep_their_state(tmp_path):
     from cnnbench.analysis.insight.dynamics import WeightDynamics
     from tests.conftest import TINY_MODEL

@@ -18,8 +18,6 @@ from cnnbench.tune import TuningSpec, parse_space
 
 from .conftest import CHROMIUM, TINY_MODEL, TINY_MODEL_WIDE, open_in_chromium
 
-pytestmark = pytest.mark.data  # reads the demo data shipped with cnnbench and, through the CLI, $CNNBENCH_DATA
-
 BASE = TrainConfig(
     dataset="mnist_demo", epochs=1, limit_train=300, limit_test=100, val_split=100, batch_size=32, precise_bn=0
 )
