@@ -25,9 +25,9 @@ import torch.nn as nn
 from cnnbench.cli import exit_code_of
 from cnnbench.config import TrainConfig
 from cnnbench.engine.memory import PeakRSS
+from cnnbench.engine.optim import make_optimizer
 from cnnbench.engine.precise_bn import precise_bn_images, recompute_bn_statistics
 from cnnbench.engine.runtime import autocast, resolve_precision
-from cnnbench.engine.train import make_optimizer
 from cnnbench.models import create_model
 
 BATCH = 64  # the modern preset's CIFAR-10 batch

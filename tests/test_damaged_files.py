@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cnnbench.cli import main
 from cnnbench.config import TrainConfig
-from cnnbench.report.tables import SUMMARY_FIELDS
+from cnnbench.engine.records import SUMMARY_FIELDS
 from cnnbench.study import StudySpec, run_study
 from tests.conftest import TINY_MODEL
 

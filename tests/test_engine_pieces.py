@@ -8,8 +8,8 @@ import torch
 
 from cnnbench import TrainConfig, fit
 from cnnbench.engine.evaluate import confusion_matrix, loss_and_accuracy_from_logits, per_class_metrics
+from cnnbench.engine.optim import make_optimizer
 from cnnbench.engine.schedules import lr_multiplier
-from cnnbench.engine.train import make_optimizer
 from cnnbench.models import create_model
 
 

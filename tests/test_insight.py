@@ -16,8 +16,8 @@ from cnnbench.analysis.insight.gradcam import grad_cam
 from cnnbench.analysis.insight.landscape import dataset_loss, filter_normalized_direction, loss_along, trained_params
 from cnnbench.analysis.insight.stages import default_cam_layer, model_stages
 from cnnbench.cli import main
+from cnnbench.engine.optim import make_optimizer
 from cnnbench.engine.run import TrainingState
-from cnnbench.engine.train import make_optimizer
 from cnnbench.models import create_model, list_models
 from tests.conftest import TINY_MODEL
 

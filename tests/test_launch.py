@@ -173,7 +173,7 @@ def test_two_compare_commands_on_one_folder_train_each_cell_once(tmp_path):
 @pytest.mark.slow
 def test_submitits_local_executor_runs_the_cells_and_a_preempted_cell_resumes(tmp_path):
     pytest.importorskip("submitit")
-    from cnnbench.launch.launchers import SlurmCell, run_slurm
+    from cnnbench.launch.launchers import Batch, Launched, SlurmCell, run_slurm
 
     out = tmp_path / "s"
     spec = StudySpec(("vgg11_bn",), ("mnist_demo",), (0,), TINY.replace(epochs=2))
@@ -188,8 +188,8 @@ def test_submitits_local_executor_runs_the_cells_and_a_preempted_cell_resumes(tm
     (out / "study.json").write_text(
         json.dumps({"cells": [{"name": "vgg11_bn-mnist_demo-seed0", "config": cfg.to_dict()}]})
     )
-    failed = run_slurm(out, [cfg], lambda _: None, LaunchConfig("slurm", wait=True, timeout_min=10), cluster="local")
-    assert failed == []
+    launched = run_slurm(Batch(out, [cfg], lambda _: None, LaunchConfig("slurm", wait=True, timeout_min=10)), "local")
+    assert launched == Launched()
     run = out / "runs" / "vgg11_bn-mnist_demo-seed0"
     started = [e for e in events.read(out) if e["event"] == "started"]
     assert started[-1]["resumed"] is True and json.loads((run / "summary.json").read_text())["epochs"] == 2

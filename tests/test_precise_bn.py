@@ -97,7 +97,7 @@ def test_flags_and_validation(tmp_path):
 
 
 def test_a_run_made_before_the_option_counts_as_trained_without_it():
-    from cnnbench.engine.train import config_differences
+    from cnnbench.config import config_differences
 
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "precise_bn"}
     assert config_differences(old, TrainConfig()) == "precise_bn: 0 -> 4096"

@@ -95,7 +95,8 @@ def test_not_a_run_folder_is_one_clear_error(tmp_path):
 
 def test_a_narrow_run_reopens_at_its_width_and_says_so_in_tables(tmp_path):
     """--width reaches the model, the run folder rebuilds the same network, and a report row names the width."""
-    from cnnbench.report.tables import group_runs, load_run_dirs
+    from cnnbench.report.run_records import load_run_dirs
+    from cnnbench.report.tables import group_runs
 
     cfg = TrainConfig(
         model="vgg11_bn", dataset="mnist_demo", epochs=1, limit_train=64, limit_test=32, batch_size=32, width=0.0625

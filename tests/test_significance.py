@@ -13,8 +13,9 @@ from cnnbench.cli import main
 from cnnbench.config import TrainConfig
 from cnnbench.errors import ConfigError
 from cnnbench.report.comparison import findings
+from cnnbench.report.run_records import load_runs
 from cnnbench.report.significance import all_pairs
-from cnnbench.report.tables import group_runs, load_runs
+from cnnbench.report.tables import group_runs
 
 N = 1000
 

@@ -190,7 +190,7 @@ def test_finished_run_with_other_settings_is_not_mixed_in(study, tmp_path):
 
 
 def test_settings_missing_from_an_older_run_count_as_their_defaults():
-    from cnnbench.engine.train import config_differences
+    from cnnbench.config import config_differences
 
     older = {k: v for k, v in TINY.to_dict().items() if k != "crop_padding"}  # saved before the option existed
     assert config_differences(older, TINY) == ""
@@ -199,7 +199,7 @@ def test_settings_missing_from_an_older_run_count_as_their_defaults():
 
 def test_published_modern_study_is_what_the_preset_trains():
     """The docs and their results quote studies/modern as the modern preset's results: a preset change must rerun it."""
-    from cnnbench.engine.train import config_differences
+    from cnnbench.config import config_differences
     from cnnbench.layout import run_dir_for
 
     studies = Path(__file__).resolve().parents[1] / "studies"
@@ -449,7 +449,8 @@ def test_compare_through_the_command_line_on_a_tiny_slice(tmp_path, capsys):
 
 
 def test_a_row_over_seeds_trained_on_different_machines_names_each():
-    from cnnbench.report.tables import Group, RunRecord
+    from cnnbench.report.run_records import RunRecord
+    from cnnbench.report.tables import Group
 
     def run(seed, device):
         return RunRecord(Path(f"r{seed}"), {"seed": seed, "environment": {"device_name": device}}, [], [])
@@ -462,7 +463,8 @@ def test_a_row_over_seeds_trained_on_different_machines_names_each():
 def test_seeds_of_one_row_that_trained_in_different_precisions_say_so():
     """A CPU seed and a GPU seed share a row (the device is no recipe setting), and "auto" may resolve to fp32 on one
     and bf16 on the other: the row names each precision with its seeds instead of showing the first run's."""
-    from cnnbench.report.tables import Group, RunRecord
+    from cnnbench.report.run_records import RunRecord
+    from cnnbench.report.tables import Group
 
     def run(seed, precision):
         return RunRecord(Path(f"r{seed}"), {"seed": seed, "precision": precision}, [], [])

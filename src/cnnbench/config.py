@@ -104,6 +104,22 @@ def saved_config_values(saved: dict[str, Any]) -> dict[str, Any]:
     return {**TrainConfig().to_dict(), **LEGACY_VALUES, **saved}
 
 
+# Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
+RESUMABLE_CHANGES = RESULT_NEUTRAL_FIELDS + ("device", "compile", "compile_mode")
+
+
+def config_differences(saved: dict, current: TrainConfig) -> str:
+    """The settings that differ between a saved run's config and ``current`` (as 'key: old -> new', comma
+    separated), leaving out the ones a run may change (RESUMABLE_CHANGES) and those ``current`` leaves on auto.
+
+    A setting the saved config lacks comes from a run made before that option existed (config.saved_config_values).
+    """
+    now = current.to_dict()
+    before = saved_config_values(saved)
+    diffs = [k for k in now if k not in RESUMABLE_CHANGES and now[k] != "auto" and before[k] != now[k]]
+    return ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in diffs)
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"Invalid {name} {value!r}: choose one of {', '.join(choices)}.")

@@ -7,6 +7,12 @@ from pathlib import Path
 
 # In a study folder
 STUDY_SPEC = "study.json"
+RUNS_DIR = "runs"  # one run folder per cell: runs/<model>-<data set>-seed<n>/
+EVENTS_JSONL = "events.jsonl"  # the launchers' journal, one line per cell event (launch/events.py)
+SLURM_DIR = "slurm"  # submitit's job folders (logs, pickled jobs) under the study
+DATASET_JSON = "dataset.json"  # per data set under datasets/<name>/: classes, sizes, input shape
+SAMPLES_PNG = "samples.png"  # per data set: training images per class
+ACCURACY_PNG = "accuracy.png"  # per data set: test top-1 against epoch and time
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"
 PAIRS_CSV = "pairs.csv"
@@ -42,6 +48,11 @@ FILTERS_NPZ = "filters.npz"  # the first convolution's weights at epoch 0, 1, ..
 INIT_WEIGHTS = "checkpoints/init.pt"  # the weights before the first step (distance from init, landscape line)
 INSIGHT_DIR = "insight"  # `cnnbench insight` figures and tables
 INSIGHT_JSON = "insight/insight.json"
+RUN_FIGURES_DIR = "figures"  # a lone run's report figures (`cnnbench report RUN_DIR`)
+CURVES_PNG = "curves.png"  # the report's figures drawn into a run folder
+CONFUSION_PNG = "confusion.png"
+MISCLASSIFIED_PNG = "misclassified.png"
+ROBUSTNESS_PNG = "robustness.png"
 
 
 def safe_name(text: str) -> str:
@@ -61,12 +72,12 @@ def run_dir_name(model: str, dataset: str, seed: int, pretrained: str | None = N
 def run_dir_for(out: Path, cfg) -> Path:
     """A study's folder for one run (``cfg``: a TrainConfig or anything with model, dataset, seed and, for a
     fine-tuned run, pretrained)."""
-    return Path(out) / "runs" / run_dir_name(cfg.model, cfg.dataset, cfg.seed, getattr(cfg, "pretrained", None))
+    return Path(out) / RUNS_DIR / run_dir_name(cfg.model, cfg.dataset, cfg.seed, getattr(cfg, "pretrained", None))
 
 
 def run_dirs_of(study_dir: Path) -> list[Path]:
     """A study's run folders (those holding a config.json), sorted by name."""
-    runs = Path(study_dir) / "runs"
+    runs = Path(study_dir) / RUNS_DIR
     return sorted(d for d in runs.iterdir() if (d / CONFIG_JSON).exists()) if runs.is_dir() else []
 
 

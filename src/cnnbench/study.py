@@ -9,19 +9,22 @@ from pathlib import Path
 
 from .analysis import protocol
 from .analysis.protocol import Protocol
-from .config import TrainConfig, config_from_dict, refuse_internal_keys, validate
+from .config import TrainConfig, config_differences, config_from_dict, refuse_internal_keys, validate
 from .data.loader import load_dataset
 from .engine.callbacks import Callback
-from .engine.train import check_output_folder, config_differences
+from .engine.train import check_output_folder
 from .errors import ConfigError, RunsFailedError
 from .fileio import read_csv, read_json, write_json
 from .launch import events
 from .launch.cell import finished
-from .launch.launchers import LaunchConfig, check_launch, launch_cells
+from .launch.launchers import Batch, LaunchConfig, check_launch, launch_cells
 from .layout import (
     CONFIG_JSON,
+    DATASET_JSON,
+    EVENTS_JSONL,
     METRICS_CSV,
     ROBUSTNESS_JSON,
+    SAMPLES_PNG,
     STUDY_SPEC,
     dataset_dir_for,
     run_dir_for,
@@ -215,7 +218,7 @@ def _write_dataset_overview(out: Path, data) -> None:
 
     folder = dataset_dir_for(out, data.name)
     write_json(
-        folder / "dataset.json",
+        folder / DATASET_JSON,
         {
             "name": data.name,
             "source": data.source,
@@ -231,7 +234,7 @@ def _write_dataset_overview(out: Path, data) -> None:
         data.train_x.cpu().numpy(),
         data.train_y.cpu().numpy(),
         data.classes,
-        folder / "samples.png",
+        folder / SAMPLES_PNG,
         title=f"{data.name}: training images per class",
     )
 
@@ -351,7 +354,7 @@ def _check_still_this_study(out: Path, configs: Sequence[TrainConfig]) -> None:
 def _robustness_to_measure(run_dir: Path) -> bool:
     """No robustness.json yet, or one measured on weights the run has trained past (measured while it was
     interrupted): measure it (again)."""
-    from .report.tables import stale_measurement
+    from .report.run_records import stale_measurement
 
     if not (run_dir / ROBUSTNESS_JSON).exists():
         return True
@@ -401,7 +404,7 @@ def run_study(
     datasets = {}
     for dataset in spec.datasets:
         todo = [c for c in configs if c.dataset == dataset]
-        overview = dataset_dir_for(out, dataset) / "samples.png"
+        overview = dataset_dir_for(out, dataset) / SAMPLES_PNG
         if all(finished(run_dir_for(out, c)) for c in todo) and overview.exists():
             log(f"{dataset}: all {len(todo)} runs already finished")
             continue
@@ -417,9 +420,10 @@ def run_study(
         events.record(out, run_dir_for(out, cfg).name, "queued", launcher=launch.launcher)
     if launch.launcher == "inline" and todo:
         _say_estimate(todo, datasets, log)
-    failed = launch_cells(out, todo, log, launch, callbacks, lambda cfg: datasets[cfg.dataset])
-    if failed is None:  # Slurm jobs submitted: the last cell to finish writes the report
+    launched = launch_cells(Batch(out, todo, log, launch, callbacks, lambda cfg: datasets[cfg.dataset]))
+    if launched.submitted:  # Slurm jobs submitted, not waited for: the last cell to finish writes the report
         return None
+    failed = launched.failed
     if robustness is not None:
         from .analysis.robustness.transfer import measure_runs
 
@@ -435,7 +439,7 @@ def run_study(
     if failed:
         raise RunsFailedError(
             f"{len(failed)} run(s) of the study failed: {', '.join(failed)}. Their reasons are in "
-            f"{out / 'events.jsonl'} and `cnnbench status {out}`; the report {report} covers the runs that finished. "
+            f"{out / EVENTS_JSONL} and `cnnbench status {out}`; the report {report} covers the runs that finished. "
             "Running the same command again retries only the failed runs."
         )
     return report

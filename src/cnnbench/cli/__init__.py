@@ -27,21 +27,6 @@ __all__ = [
     "training_options_markdown",
 ]
 
-COMMANDS: dict[str, Callable] = {
-    "train": train.run,
-    "compare": study.cmd_compare,
-    "report": study.cmd_report,
-    "status": study.cmd_status,
-    "profile": profile.run,
-    "evaluate": evaluate.run,
-    "predict": use.cmd_predict,
-    "export": use.cmd_export,
-    "robustness": robustness.run,
-    "insight": insight.run,
-    "models": catalogue.cmd_models,
-    "datasets": catalogue.cmd_datasets,
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -97,4 +82,4 @@ def exit_code_of(command: Callable[[], int | None], prog: str = "cnnbench") -> i
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return exit_code_of(lambda: COMMANDS[args.command](args))
+    return exit_code_of(lambda: args.func(args))  # each command's module set its function on its parser

@@ -13,6 +13,7 @@ def add_parsers(sub) -> None:
         "models",
         help="list the model zoo; --layers: one model layer by layer; --table: the papers' configuration tables",
     )
+    models.set_defaults(func=cmd_models)
     models.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'vgg*'; with --layers, a model name")
     models.add_argument(
         "--params", action="store_true", help="also count parameters (10 classes, 3x32x32, both variants)"
@@ -39,6 +40,7 @@ def add_parsers(sub) -> None:
     models.add_argument("--out", default=None, help="with --layers: also save the rows to FILE.csv or FILE.json")
 
     ds = sub.add_parser("datasets", help="list data sets and whether they are found locally")
+    ds.set_defaults(func=cmd_datasets)
     ds.add_argument("--data-dir", default=None, help="data root to look in")
 
 

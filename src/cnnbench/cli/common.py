@@ -266,9 +266,9 @@ def run_or_study(
 ) -> int:
     """Apply ``on_run`` to one run folder (then ``done(run_dir, result)``), or to every run of a study folder
     (``on_study`` instead where given) and rebuild its report."""
-    from ..layout import run_dirs_of
+    from ..layout import RUNS_DIR, run_dirs_of
 
-    if (target / "runs").is_dir():
+    if (target / RUNS_DIR).is_dir():
         from ..report.html import build_report
 
         run_dirs = run_dirs_of(target)

@@ -7,6 +7,7 @@ from .common import device_option
 
 def add_parser(sub) -> None:
     ev = sub.add_parser("evaluate", help="confusion matrix, per-class metrics and misclassified images of a run")
+    ev.set_defaults(func=run)
     ev.add_argument("run_dir", help="a run folder written by `cnnbench train`")
     device_option(ev)
 

@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
         "insight",
         help="what a trained run learned: filters, feature maps, Grad-CAM, CKA, loss landscape (a run or a study)",
     )
+    ins.set_defaults(func=run)
     ins.add_argument(
         "target",
         metavar="RUN_DIR|STUDY_DIR",

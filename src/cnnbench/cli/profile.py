@@ -9,6 +9,7 @@ from .common import bool_flag, check_records_file, csv_list, device_option, writ
 
 def add_parser(sub) -> None:
     prof = sub.add_parser("profile", help="parameters, MACs/FLOPs, memory and measured throughput of models")
+    prof.set_defaults(func=run)
     prof.add_argument(
         "--models", default="vgg16_bn,resnet18", help="comma-separated model names (default vgg16_bn,resnet18)"
     )

@@ -12,6 +12,7 @@ def add_parser(sub) -> None:
     rob = sub.add_parser(
         "robustness", help="accuracy under common corruptions and adversarial attacks (a run or a study)"
     )
+    rob.set_defaults(func=run)
     rob.add_argument("target", metavar="RUN_DIR|STUDY_DIR", help="a run folder, or a study folder (every run in it)")
     rob.add_argument(
         "--corruptions",

@@ -19,6 +19,7 @@ from .common import (
 
 def add_parsers(sub) -> None:
     compare = sub.add_parser("compare", help="run a study (models x data sets x seeds) and write its report")
+    compare.set_defaults(func=cmd_compare)
     compare.add_argument(
         "--preset",
         choices=("demo", "paper", "modern", "fast"),
@@ -75,6 +76,7 @@ def add_parsers(sub) -> None:
     add_train_options(compare)
 
     status = sub.add_parser("status", help="where every run of a study stands, wherever its runs train")
+    status.set_defaults(func=cmd_status)
     status.add_argument("study_dir", metavar="STUDY_DIR")
     status.add_argument("--json", action="store_true", help="one JSON object per run, for scripts")
     status.add_argument("--watch", action="store_true", help="print the status every 10 s until every run ended")
@@ -83,6 +85,7 @@ def add_parsers(sub) -> None:
         "report",
         help="a study's report from its run folders, or one run's report (curves, confusion, robustness, insight)",
     )
+    report.set_defaults(func=cmd_report)
     report.add_argument("study_dir", metavar="STUDY_DIR|RUN_DIR", help="a study folder, or one run's folder")
     report.add_argument(
         "--baseline",
@@ -149,7 +152,7 @@ def _launch_options(compare) -> None:
     group = compare.add_argument_group("launching the runs (a study bigger than one process)")
     group.add_argument(
         "--launcher",
-        choices=LAUNCHERS,
+        choices=tuple(LAUNCHERS),
         default=d.launcher,
         help="inline: one run after another here (default); local: --workers processes on this machine; slurm: a "
         "job array through submitit; ray: tasks on a Ray cluster",

@@ -13,6 +13,7 @@ from .common import add_train_options, bool_flag, stopped_by, tensorboard_option
 
 def add_parser(sub) -> None:
     train = sub.add_parser("train", help="train one model on one data set into a run folder")
+    train.set_defaults(func=run)
     train.add_argument("--model", default=argparse.SUPPRESS, help="a name from `cnnbench models` (default vgg16_bn)")
     train.add_argument(
         "--dataset",

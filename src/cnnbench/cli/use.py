@@ -12,6 +12,7 @@ def add_parsers(sub) -> None:
     pred = sub.add_parser(
         "predict", help="class names and probabilities for image files, with a run's own preprocessing"
     )
+    pred.set_defaults(func=cmd_predict)
     pred.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (with its checkpoint)")
     pred.add_argument("images", metavar="IMAGE|FOLDER", nargs="+", help="image files, or folders searched recursively")
     pred.add_argument("--top-k", type=int, default=5, help="classes shown per image (default 5)")
@@ -22,6 +23,7 @@ def add_parsers(sub) -> None:
         "export",
         help="a trained run as an ONNX file or a torch.export program, with its preprocessing in a JSON file beside it",
     )
+    exp.set_defaults(func=cmd_export)
     exp.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (with its checkpoint)")
     exp.add_argument("--format", default="onnx", choices=("onnx", "pt2"), help="onnx (default) or pt2 (torch.export)")
     exp.add_argument("--out", default=None, help="file to write (default RUN_DIR/model.onnx or model.pt2)")

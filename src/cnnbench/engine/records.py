@@ -27,6 +27,34 @@ METRIC_COLUMNS = [
 ]
 VAL_COLUMNS = ["val_loss", "val_top1", "val_top5"]
 
+# The fields every summary.json holds (finish writes them; engine/run_folder.read_summary checks them, and the
+# report reads them), and the kind of value each must be.
+SUMMARY_FIELDS = {
+    "model": str,
+    "variant": str,
+    "dataset": str,
+    "data_source": str,
+    "seed": int,
+    "epochs": int,
+    "test_images": int,
+    "params": int,
+    "macs": int,
+    "test_loss": float,
+    "test_top1": float,
+    "test_top5": float,
+    "train_time_s": float,
+    "time_per_epoch_s": float,
+    "images_per_s": float,
+    "device": str,
+    "precision": str,
+    "config": dict,
+    "input_shape": list,
+}
+
+
+# The metrics.csv columns every epoch row holds as a finite number.
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5")
+
 
 def epoch_row(
     epoch: int, stats: dict, test: dict, test_images: int, peak_memory_mb: float | None, val: dict | None = None

@@ -52,7 +52,7 @@ class RunNotes:
     test_top1_tta: float | None = None  # the last epoch's top-1 with flip test-time augmentation (natural images)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # 19 fields: built by keyword only
 class Run:
     """A run's settings, data, model and the objects that train it: none is replaced while it trains (their
     contents change; ``state`` and ``notes`` hold the rest)."""

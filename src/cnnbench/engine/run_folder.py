@@ -4,7 +4,10 @@ evaluated in. evaluate, robustness, insight, predict, export and ``--pretrained 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +19,12 @@ import torch.nn as nn
 
 from ..config import TrainConfig, config_from_dict
 from ..errors import ConfigError, TrainingError
-from ..fileio import read_json, write_json
+from ..fileio import read_csv, read_json, write_json
 from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, INIT_WEIGHTS, METRICS_CSV, PREPROCESSING_JSON, SUMMARY
 from ..models import create_model
 from .averaging import evaluated_weights
 from .checkpoint import load_latest
-from .records import utc_of_local_time
+from .records import METRIC_FIELDS, SUMMARY_FIELDS, utc_of_local_time
 
 # The statistics torchvision's ImageNet weights were trained with (its ImageClassification preset).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -245,3 +248,56 @@ def started_at(run_dir: Path) -> datetime | None:
         if (run_dir / name).exists():
             found.append(datetime.fromtimestamp((run_dir / name).stat().st_mtime, timezone.utc))
     return min(found) if found else None
+
+
+class DamagedRun(ValueError):
+    """A run folder file the report cannot use; the message names the file and what is wrong with it."""
+
+
+def check_value(where: str, key: str, value, kind: type) -> None:
+    if kind in (int, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (kind is float or float(value).is_integer())
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        shown = repr(value)[:60]
+        raise DamagedRun(
+            f"{where}: {key!r} is {shown}, not {'a finite number' if kind in (int, float) else kind.__name__}"
+        )
+
+
+def read_summary(path: Path) -> dict:
+    """A finished run's summary.json, every field of SUMMARY_FIELDS checked (DamagedRun names what is wrong)."""
+    try:
+        summary = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DamagedRun(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(summary, dict):
+        raise DamagedRun(f"{path}: holds a {type(summary).__name__}, not an object of fields")
+    for key, kind in SUMMARY_FIELDS.items():
+        if key not in summary:
+            raise DamagedRun(f"{path}: the field {key!r} is missing")
+        check_value(str(path), key, summary[key], kind)
+    if not 0 <= summary["test_top1"] <= 1 or not 0 <= summary["test_top5"] <= 1:
+        raise DamagedRun(f"{path}: test_top1 and test_top5 must be fractions between 0 and 1")
+    return summary
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """A run's metrics.csv rows, each METRIC_FIELDS value a finite number (DamagedRun names what is wrong)."""
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DamagedRun(f"{path}: unreadable ({e})") from None
+    if not rows:
+        raise DamagedRun(f"{path}: no epoch rows")
+    for row in rows:
+        for key in METRIC_FIELDS:
+            try:
+                value = float(row.get(key) or "nan")
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise DamagedRun(f"{path}: epoch row {row.get('epoch', '?')} has {key}={row.get(key)!r}, not a number")
+    return rows

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..config import RESULT_NEUTRAL_FIELDS, TrainConfig, saved_config_values, validate
+from ..config import TrainConfig, config_differences, validate
 from ..data.loader import Augment, Dataset, load_dataset, normalize, train_batches
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import read_json, write_json, write_text
@@ -25,12 +25,11 @@ from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate, flip_tta_top1
 from .interrupt import TrainingInterrupted
 from .memory import PeakMemory
+from .optim import make_optimizer, steps_per_epoch
 from .precise_bn import precise_bn_pass
 from .pretrained import (
     apply_pretrained,
-    classifier_name,
     freeze_body,
-    is_head_parameter,
     keep_frozen_statistics,
     load_pretrained,
     normalization_for,
@@ -53,50 +52,11 @@ from .runtime import (
 from .schedules import lr_multiplier
 from .state import restore_state, save_state
 
-# Fields that may differ between an interrupted run and its resumption: they do not change the result's meaning.
-RESUMABLE_CHANGES = RESULT_NEUTRAL_FIELDS + ("device", "compile", "compile_mode")
 CHECK_EVERY_GPU = 25  # default steps between loss checks on a GPU: .item() waits for the queued kernels
 
 
 def training_augment(cfg: TrainConfig) -> Augment | None:
     return Augment(crop_padding=cfg.crop_padding, flip=True, cutout=cfg.cutout) if cfg.augment else None
-
-
-def param_groups(
-    model: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float | None = None, decay: str = "weights"
-) -> list[dict]:
-    """Weight decay on conv/linear weights only by default: decaying biases and norm scales hurts (Goyal et al.
-    2017); ``decay="all"`` decays every parameter, as ``torch.optim.SGD(model.parameters(), ...)`` does.
-    With ``backbone_lr_scale`` (fine-tuning), everything but the classifier learns at ``lr`` times it."""
-    head = classifier_name(model) if backbone_lr_scale is not None else None
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            in_body = head is not None and not is_head_parameter(name, head)
-            groups.setdefault((in_body, p.ndim > 1 or decay == "all"), []).append(p)
-    return [
-        {
-            "params": params,
-            "weight_decay": weight_decay if decayed else 0.0,
-            "lr": lr * backbone_lr_scale if in_body else lr,
-        }
-        for (in_body, decayed), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
-    ]
-
-
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_scale if cfg.pretrained else None, cfg.decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
-    share = n_train // world_size
-    full, rest = divmod(share, batch_size)
-    return full + (rest >= 2)
 
 
 def _check_fits(cfg: TrainConfig, data: Dataset) -> None:
@@ -121,18 +81,6 @@ def _check_fits(cfg: TrainConfig, data: Dataset) -> None:
 
 def resolved_config(cfg: TrainConfig, variant: str, precision: str, device: torch.device) -> TrainConfig:
     return cfg.replace(variant=variant, precision=precision, device=device.type)
-
-
-def config_differences(saved: dict, current: TrainConfig) -> str:
-    """The settings that differ between a saved run's config and ``current`` (as 'key: old -> new', comma
-    separated), leaving out the ones a run may change (RESUMABLE_CHANGES) and those ``current`` leaves on auto.
-
-    A setting the saved config lacks comes from a run made before that option existed (config.saved_config_values).
-    """
-    now = current.to_dict()
-    before = saved_config_values(saved)
-    diffs = [k for k in now if k not in RESUMABLE_CHANGES and now[k] != "auto" and before[k] != now[k]]
-    return ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in diffs)
 
 
 def _check_resume_config(saved: dict, current: TrainConfig, out: Path) -> None:
@@ -318,20 +266,20 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     return Run(
-        cfg,
-        out,
-        data,
-        model,
-        variant,
-        device,
-        precision,
-        device_name(device),
-        optimizer,
-        scheduler,
-        scaler,
-        generator,
-        params,
-        flops,
+        config=cfg,
+        out=out,
+        data=data,
+        model=model,
+        variant=variant,
+        device=device,
+        precision=precision,
+        device_name=device_name(device),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        generator=generator,
+        params=params,
+        flops=flops,
         memory=PeakMemory(device),
         state=TrainingState(start_time=str(datetime.now())),
         dist=ctx,

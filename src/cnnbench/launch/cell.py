@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TrainConfig, config_from_dict
+from ..config import TrainConfig, config_differences, config_from_dict
 from ..data.loader import load_dataset
 from ..engine.callbacks import Callback
 from ..engine.evaluate_run import write_evaluation_files
 from ..engine.run import Run
 from ..engine.runtime import short_reason
-from ..engine.train import config_differences, fit
+from ..engine.train import fit
 from ..errors import ConfigError
 from ..fileio import read_json
-from ..layout import CONFIG_JSON, PER_CLASS_CSV, PREDICTIONS, SUMMARY, run_dir_for
+from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, PER_CLASS_CSV, PREDICTIONS, SUMMARY, run_dir_for
 from . import events
 from .lock import LOCK_FILE, LockedError, RunLock
 
@@ -115,19 +115,24 @@ def train_cell(
         events.record(study_dir, cell, "takeover", note=text)
 
     try:
-        lock = RunLock(run_dir, log=say_takeover)
-        lock.acquire()
-    except LockedError as e:
+        with RunLock(run_dir, log=say_takeover) as lock:
+            return _train_locked(study_dir, cfg, run_dir, lock, threads, callbacks, data)
+    except LockedError as e:  # only entering the lock raises it: another live worker holds the run
         check_same_settings(run_dir, cfg, study_dir)  # the holder's settings, where it has written them
         log(f"{cell}: {e}; left to it")
         return BUSY
+
+
+def _train_locked(study_dir: Path, cfg: TrainConfig, run_dir: Path, lock: RunLock, threads, callbacks, data) -> str:
+    """The cell's training and evaluation, under its run folder's lock."""
+    cell = run_dir.name
     try:
         check_same_settings(run_dir, cfg, study_dir)  # begun by another command since the first look
         # finished while this worker waited for the lock (a lock taken over from a dead worker: its evaluation may
         # be part-written, so it is written again)
         if finished(run_dir, holding_lock=True) and lock.took_over is None:
             return SKIPPED
-        events.record(study_dir, cell, "started", resumed=(run_dir / "checkpoints").exists(), threads=threads)
+        events.record(study_dir, cell, "started", resumed=(run_dir / CHECKPOINTS_DIR).exists(), threads=threads)
         data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir, cfg.data_options())
         summary = fit(cfg, run_dir, resume=True, callbacks=[*callbacks, EpochEvents(study_dir, cell)], data=data)
         write_run_evaluation(run_dir, cfg.model, data)
@@ -139,5 +144,3 @@ def train_cell(
         reason = "interrupted" if isinstance(e, KeyboardInterrupt) else short_reason(e)
         events.record(study_dir, cell, "failed", reason=reason)
         raise
-    finally:
-        lock.release()

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EVENTS = "events.jsonl"
+from ..layout import EVENTS_JSONL
+
+EVENTS = EVENTS_JSONL  # the journal's file name, as layout.py names it
 
 
 def record(study_dir: Path, cell: str, event: str, **details) -> None:

@@ -15,11 +15,10 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..engine.runtime import pace_note, short_reason
 from ..errors import ConfigError
-from ..layout import STUDY_SPEC, run_dir_for
+from ..layout import CHECKPOINTS_DIR, SLURM_DIR, STUDY_SPEC, run_dir_for
 from . import events
 from .cell import BUSY, train_cell
 
-LAUNCHERS = ("inline", "local", "slurm", "ray")
 WAIT_FOR_OTHERS_S = 5.0  # how often a launcher looks again at cells another worker holds
 
 
@@ -35,6 +34,32 @@ class LaunchConfig:
     slurm_options: dict = field(default_factory=dict)  # extra sbatch settings, KEY=VALUE
     wait: bool = False  # slurm: follow the jobs until they end instead of returning after submitting
     ray_address: str = "auto"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What every launcher is handed: the cells to train into the study folder ``out``, where to say what happens,
+    and the launch settings. ``callbacks`` (a factory) and ``data_for`` (the decoded data of a cell's data set)
+    serve launchers that train in this process."""
+
+    out: Path
+    cells: Sequence[TrainConfig]
+    log: Callable[[str], None]
+    config: LaunchConfig
+    callbacks: Callable[[], Sequence] = lambda: ()
+    data_for: Callable[[TrainConfig], object] | None = None
+
+    def name(self, cfg: TrainConfig) -> str:
+        return run_dir_for(self.out, cfg).name
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What every launcher answers: the cells that failed, and whether the jobs were only submitted (Slurm without
+    --wait: the last cell to finish writes the report)."""
+
+    failed: tuple[str, ...] = ()
+    submitted: bool = False
 
 
 def check_launch(cfg: LaunchConfig) -> LaunchConfig:
@@ -71,20 +96,24 @@ def _need(module: str, extra: str):
         raise ConfigError(f"--launcher {extra} needs the {module} package: pip install 'cnnbench[{extra}]'.") from None
 
 
-def run_inline(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None], callbacks, data_for) -> list[str]:
-    """Today's way: one cell after another in this process, the data decoded once per data set."""
+def run_inline(batch: Batch) -> Launched:
+    """One cell after another in this process, the data decoded once per data set."""
+    out, cells, log = batch.out, batch.cells, batch.log
     busy, pace = [], []
     for i, cfg in enumerate(cells, 1):
         name = run_dir_for(out, cfg).name
-        log(f"[{i}/{len(cells)}] {name}" + (" (resuming)" if (run_dir_for(out, cfg) / "checkpoints").exists() else ""))
+        log(
+            f"[{i}/{len(cells)}] {name}" + (" (resuming)" if (run_dir_for(out, cfg) / CHECKPOINTS_DIR).exists() else "")
+        )
         started = time.perf_counter()
-        if train_cell(out, cfg.to_dict(), callbacks=callbacks(), data=data_for(cfg), log=log) == BUSY:
+        data = batch.data_for(cfg) if batch.data_for else None
+        if train_cell(out, cfg.to_dict(), callbacks=batch.callbacks(), data=data, log=log) == BUSY:
             busy.append(cfg)
             continue
         pace.append(time.perf_counter() - started)
         if i < len(cells):  # the cells of a grid differ in model, so this is a rough guide, said as such
             log(pace_note(sum(pace), len(pace), len(cells) - i))
-    return _wait_for_others(out, busy, log)
+    return Launched(tuple(_wait_for_others(out, busy, log)))
 
 
 def _wait_for_others(out: Path, busy: list[TrainConfig], log) -> list[str]:
@@ -118,15 +147,16 @@ def _cell_process(study_dir: str, config: dict, threads: int | None, gpu: int | 
         answer.send(("failed", "interrupted" if isinstance(e, KeyboardInterrupt) else short_reason(e)))
 
 
-def run_local(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None], workers: int) -> list[str]:
+def run_local(batch: Batch) -> Launched:
     """At most ``workers`` processes on this machine at once, one per cell: one GPU each where there are GPUs
     (CUDA_VISIBLE_DEVICES), else the cores shared out (threads per worker = cores / workers). A process per cell
     (not a pool) so that a worker killed from outside takes only its own cell down: the others go on, and the
     killed one is recorded as failed here, since it could not record anything itself."""
     import torch
 
+    out, cells, log = batch.out, batch.cells, batch.log
     gpus = torch.cuda.device_count()
-    workers = min(workers, len(cells)) or 1
+    workers = min(batch.config.workers, len(cells)) or 1
     threads = None if gpus else max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # fork would copy this process's threads and CUDA state
     free_gpus = [i % gpus for i in range(workers)] if gpus else []
@@ -167,7 +197,7 @@ def run_local(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None
         for process, *_ in running.values():  # interrupted here: the workers got the same signal; let them save
             process.join()
         raise
-    return failed + _wait_for_others(out, busy, log)
+    return Launched(tuple(failed + _wait_for_others(out, busy, log)))
 
 
 def _answer_of(receive, process) -> tuple[str, str]:
@@ -203,13 +233,14 @@ class SlurmCell:
         return submitit.helpers.DelayedSubmission(SlurmCell(self.study_dir), config)
 
 
-def run_slurm(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None], cfg: LaunchConfig, cluster=None):
-    """One job-array task per cell; returns after submitting unless ``cfg.wait``. ``cluster``: submitit's
-    cluster name ("local" runs the jobs as local processes, for tests)."""
+def run_slurm(batch: Batch, cluster: str | None = None) -> Launched:
+    """One job-array task per cell; returns after submitting unless ``--wait``, then follows the jobs as they end.
+    ``cluster``: submitit's cluster name ("local" runs the jobs as local processes, for tests)."""
+    out, cells, log, cfg = batch.out, batch.cells, batch.log, batch.config
     submitit = _need("submitit", "slurm")
     if cluster is None:
         _need_sbatch()
-    executor = submitit.AutoExecutor(folder=str(out / "slurm" / "%j"), cluster=cluster)
+    executor = submitit.AutoExecutor(folder=str(out / SLURM_DIR / "%j"), cluster=cluster)
     params = {
         "timeout_min": cfg.timeout_min,
         "cpus_per_task": cfg.cpus_per_run,
@@ -230,15 +261,17 @@ def run_slurm(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None
         f"follow them with `cnnbench status {out}`"
     )
     if not cfg.wait:
-        return None
+        return Launched(submitted=True)
+    by_job = {job.job_id: c for job, c in zip(jobs, cells)}
     failed = []
-    for job, c in zip(jobs, cells):
+    for job in submitit.helpers.as_completed(jobs, poll_frequency=2):
+        name = batch.name(by_job[job.job_id])
         try:
-            job.result()
+            log(f"{name}: {job.result()}")
         except Exception as e:
-            failed.append(run_dir_for(out, c).name)
-            log(f"{run_dir_for(out, c).name}: failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-    return failed
+            failed.append(name)
+            log(f"{name}: failed ({short_reason(e)})")
+    return Launched(tuple(failed))
 
 
 def _ray_cell(study_dir: str, config: dict, threads: int | None) -> str:
@@ -250,8 +283,10 @@ def _ray_cell(study_dir: str, config: dict, threads: int | None) -> str:
     return train_cell(study_dir, config, threads)
 
 
-def run_ray(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None], cfg: LaunchConfig) -> list[str]:
-    """One Ray task per cell (one GPU each where the cluster has GPUs), retried when its worker dies."""
+def run_ray(batch: Batch) -> Launched:
+    """One Ray task per cell (one GPU each where the cluster has GPUs), retried when its worker dies; results taken
+    as the tasks end."""
+    out, cells, log, cfg = batch.out, batch.cells, batch.log, batch.config
     ray = _need("ray", "ray")
     if not ray.is_initialized():
         ray.init(address=None if cfg.ray_address == "local" else cfg.ray_address, ignore_reinit_error=True)
@@ -259,29 +294,34 @@ def run_ray(out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None],
     task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=cfg.cpus_per_run, max_retries=3)(_ray_cell)
     threads = None if gpus else cfg.cpus_per_run
     refs = {task.remote(str(out.resolve()), c.to_dict(), threads): c for c in cells}
-    failed, busy = [], []
-    for ref, c in refs.items():
+    pending, failed, busy = list(refs), [], []
+    while pending:
+        (ref,), pending = ray.wait(pending, num_returns=1)
+        c = refs[ref]
         try:
-            if ray.get(ref) == BUSY:
-                busy.append(c)
+            outcome = ray.get(ref)
         except Exception as e:
-            failed.append(run_dir_for(out, c).name)
-            log(f"{run_dir_for(out, c).name}: failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-    return failed + _wait_for_others(out, busy, log)
+            failed.append(batch.name(c))
+            log(f"{batch.name(c)}: failed ({short_reason(e)})")
+            continue
+        if outcome == BUSY:
+            busy.append(c)
+        log(f"{batch.name(c)}: {outcome}")
+    return Launched(tuple(failed + _wait_for_others(out, busy, log)))
 
 
-def launch_cells(
-    out: Path, cells: Sequence[TrainConfig], log: Callable[[str], None], launch: LaunchConfig, callbacks, data_for
-) -> list[str] | None:
-    """Hand ``cells`` to the launcher ``launch`` names; the names of the failed ones, or None where Slurm jobs were
-    submitted and not waited for. ``callbacks`` and ``data_for`` serve the inline launcher, which trains here."""
-    if launch.launcher == "inline":
-        return run_inline(out, cells, log, callbacks, data_for)
-    if launch.launcher == "local":
-        return run_local(out, cells, log, launch.workers)
-    if launch.launcher == "slurm":
-        return run_slurm(out, cells, log, launch)
-    return run_ray(out, cells, log, launch)
+# Every launcher: a Batch in, a Launched out. `--launcher NAME` picks one by name.
+LAUNCHERS: dict[str, Callable[[Batch], Launched]] = {
+    "inline": run_inline,
+    "local": run_local,
+    "slurm": run_slurm,
+    "ray": run_ray,
+}
+
+
+def launch_cells(batch: Batch) -> Launched:
+    """Hand the batch's cells to the launcher its settings name."""
+    return LAUNCHERS[batch.config.launcher](batch)
 
 
 def write_report_if_done(study_dir: Path) -> Path | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..engine.runtime import duration_text
 from ..errors import ConfigError
 from ..fileio import read_json
-from ..layout import CONFIG_JSON, STUDY_SPEC, SUMMARY, run_dirs_of
+from ..layout import CONFIG_JSON, RUNS_DIR, STUDY_SPEC, SUMMARY, run_dirs_of
 from . import events
 from .cell import finished
 from .lock import is_stale, read_lock
@@ -49,7 +49,7 @@ def study_cells(study_dir: Path) -> list[CellStatus]:
     last, epochs_seen = journal.last, {cell: list(seen) for cell, seen in journal.epochs.items()}
     out = []
     for cell in cells:
-        name, run_dir = cell["name"], study_dir / "runs" / cell["name"]
+        name, run_dir = cell["name"], study_dir / RUNS_DIR / cell["name"]
         if finished(run_dir):
             try:
                 summary = read_json(run_dir / SUMMARY)

@@ -7,21 +7,11 @@ from pathlib import Path
 from ..analysis.protocol import Protocol
 from ..fileio import write_csv, write_text
 from ..layout import COMPARISON_CSV, COMPARISON_MD
+from .formatting import TOP1_LEGEND, megabytes, millions, minutes, pct, rate, top1_cell
+from .reference import study_reference
 from .robustness import robustness_markdown
 from .significance import Pair, p_value, pair_finding, points, write_pairs
-from .tables import (
-    COMPARISON_COLUMNS,
-    TOP1_LEGEND,
-    Group,
-    has_validation,
-    megabytes,
-    millions,
-    minutes,
-    pct,
-    rate,
-    study_reference,
-    top1_cell,
-)
+from .tables import COMPARISON_COLUMNS, Group, has_validation
 
 
 def write_comparison(study_dir: Path, groups: list[Group], pairs: list[Pair]) -> list[dict]:

@@ -6,6 +6,7 @@ import base64
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -16,10 +17,19 @@ from ..engine.run_folder import started_at
 from ..errors import CnnbenchError
 from ..fileio import read_csv, read_json, write_text
 from ..layout import (
+    ACCURACY_PNG,
     CONFIG_JSON,
     CONFUSION_CSV,
+    CONFUSION_PNG,
+    CURVES_PNG,
+    DATASET_JSON,
     FINDINGS_MD,
+    MISCLASSIFIED_PNG,
     REPORT_HTML,
+    ROBUSTNESS_PNG,
+    RUN_FIGURES_DIR,
+    RUNS_DIR,
+    SAMPLES_PNG,
     STUDY_SPEC,
     SUMMARY,
     dataset_dir_for,
@@ -30,8 +40,10 @@ from ..layout import (
 from . import plots
 from .architecture import architecture_rows, stage_figure
 from .comparison import PAIRS_LEGEND, STATUS_LEGEND, findings, pair_cells, write_comparison
+from .formatting import TOP1_LEGEND, eps_label, megabytes, millions, minutes, pct, rate, top1_cell
 from .insight import landscape_overlay, run_insight_figures, study_cka_figures
 from .plots import MAX_CLASSES_DRAWN
+from .reference import study_reference
 from .robustness import (
     attach_corruption_errors,
     choose_baseline,
@@ -40,23 +52,9 @@ from .robustness import (
     run_heatmap,
     transfer_rows,
 )
+from .run_records import device_of, load_run_dirs, load_runs
 from .significance import all_pairs
-from .tables import (
-    TOP1_LEGEND,
-    device_of,
-    eps_label,
-    group_runs,
-    has_validation,
-    load_run_dirs,
-    load_runs,
-    megabytes,
-    millions,
-    minutes,
-    pct,
-    rate,
-    study_reference,
-    top1_cell,
-)
+from .tables import group_runs, has_validation
 from .tuning import tuning_section
 
 SMALL_FIGURE_BYTES = 20_000  # below this a figure goes in as it is
@@ -118,15 +116,15 @@ def subset_note(groups) -> str:
 
 def _run_figures(run, title: str) -> dict:
     """Curves and confusion heatmaps drawn from the run folder's files (misclassified.png is already there)."""
-    curves = plots.training_curves(run.rows, run.path / "curves.png", title=title)
+    curves = plots.training_curves(run.rows, run.path / CURVES_PNG, title=title)
     figures = {"curves": _data_uri(curves)}
     if (run.path / CONFUSION_CSV).exists():
         table = read_csv(run.path / CONFUSION_CSV)
         classes = [r["true"] for r in table]
         cm = np.array([[int(r[c]) for c in classes] for r in table])
-        figures["confusion"] = _data_uri(plots.confusion_heatmaps(cm, classes, run.path / "confusion.png", title=title))
-    if (run.path / "misclassified.png").exists():
-        figures["misclassified"] = _data_uri(run.path / "misclassified.png")
+        figures["confusion"] = _data_uri(plots.confusion_heatmaps(cm, classes, run.path / CONFUSION_PNG, title=title))
+    if (run.path / MISCLASSIFIED_PNG).exists():
+        figures["misclassified"] = _data_uri(run.path / MISCLASSIFIED_PNG)
     return figures
 
 
@@ -174,9 +172,9 @@ def build_report(target: str | Path, baseline: str | None = None) -> Path:
     folder, or one run's folder (`cnnbench train --out`), which gets the same sections for its single run. Returns
     the report's path. ``baseline``: the model corruption errors (mCE) are relative to; default the first model."""
     target = Path(target)
-    if (target / SUMMARY).exists() and not (target / "runs").is_dir():
+    if (target / SUMMARY).exists() and not (target / RUNS_DIR).is_dir():
         return _run_report(target)
-    if (target / CONFIG_JSON).exists() and not (target / "runs").is_dir():
+    if (target / CONFIG_JSON).exists() and not (target / RUNS_DIR).is_dir():
         from ..errors import ConfigError
 
         raise ConfigError(
@@ -189,7 +187,7 @@ def build_report(target: str | Path, baseline: str | None = None) -> Path:
 def _run_report(run_dir: Path) -> Path:
     records = load_run_dirs([run_dir], warn=_refuse)
     return _write_report(
-        run_dir, records, {}, f"cnnbench run: {run_dir.name}", None, lambda _: run_dir / "figures", True
+        run_dir, records, {}, f"cnnbench run: {run_dir.name}", None, lambda _: run_dir / RUN_FIGURES_DIR, True
     )
 
 
@@ -202,8 +200,7 @@ def _refuse(problem: str) -> None:
 def _the_study_settings_only(records: list, study: dict) -> list:
     """The runs trained with the settings study.json gives their cells. A run folder another command on the same
     folder trained with other settings is left out, and said, so a comparison never mixes recipes."""
-    from ..config import config_from_dict, saved_config_values
-    from ..engine.train import config_differences
+    from ..config import config_differences, config_from_dict, saved_config_values
 
     cells = {c.get("name"): c.get("config") for c in study.get("cells", []) if isinstance(c, dict)}
     kept = []
@@ -266,6 +263,19 @@ def _relative(path: Path, folder: Path) -> str:
         return path.name
 
 
+@dataclass(frozen=True)
+class ReportContext:
+    """What every data set's section is drawn from: the study folder, its study.json, its pairs and findings."""
+
+    out: Path
+    study: dict
+    pairs: list
+    notes: dict[str, list[str]]
+    baseline: str | None
+    figures_dir: Callable[[str], Path]
+    single_run: bool
+
+
 def _write_report(
     out: Path,
     records: list,
@@ -276,8 +286,6 @@ def _write_report(
     single_run: bool,
 ) -> Path:
     """The report's sections, drawn from ``records`` alone, into ``out``/report.html; a study also gets its tables."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     groups = group_runs(records)
     baseline = choose_baseline(groups, baseline if not single_run else None, study.get("models", []))
     attach_corruption_errors(groups, baseline)
@@ -288,82 +296,90 @@ def _write_report(
     notes = findings(groups, pairs, protocol)
     if not single_run:
         write_text(out / FINDINGS_MD, findings_markdown(notes))
-    sections = []
-    for dataset in sorted({g.dataset for g in groups}):
-        gs = [g for g in groups if g.dataset == dataset]
-        ds_dir = figures_dir(dataset)
-        info = read_json(ds_dir / "dataset.json") if (ds_dir / "dataset.json").exists() else {}
-        series = [
-            {
-                "label": f"{g.label} s{r.summary['seed']}",
-                "rows": r.rows,
-                "color_key": f"{g.model} ({g.qualifier})",
-                "device": device_of(r),
-            }
-            for g in gs
-            for r in g.runs
-        ]
-        devices = sorted({device_of(r) for g in gs for r in g.runs})
-        overlay = plots.accuracy_overlays(series, ds_dir / "accuracy.png", title=f"{dataset}: test top-1")
-        runs = []
-        for g in gs:
-            for r in g.runs:
-                label = f"{g.model} ({g.qualifier})"  # model, variant, width and start, as the run's heading says
-                run_title = f"{label} on {r.summary['dataset']}, seed {r.summary['seed']}"
-                figures = _run_figures(r, run_title)
-                heatmap = run_heatmap(r, r.path / "robustness.png", run_title)
-                if heatmap:
-                    figures["robustness"] = _data_uri(heatmap)
-                epochs = int(r.summary.get("epochs", len(r.rows)))
-                runs.append(
-                    {
-                        "summary": r.summary,
-                        "epochs_text": f"{epochs} epoch{'s' if epochs != 1 else ''}",
-                        "label": label,
-                        "per_class": shown_classes(r.per_class),
-                        "classes_total": len(r.per_class),
-                        "figures": figures,
-                        "robustness": r.robustness,
-                        "config": json.dumps(r.summary["config"], indent=2),
-                        "environment": json.dumps(r.summary.get("environment", {}), indent=2),
-                        "name": r.path.name,
-                    }
-                )
-        insight = _insight_section(out, gs, ds_dir, dataset)
-        tuning = None if single_run else tuning_section(out, study, dataset, _data_uri)
-        architecture = _architecture_section(gs, info, ds_dir, dataset)
-        sections.append(
-            {
-                "anchor": "data-" + safe_name(dataset),
-                "subset": subset_note(gs),
-                "mixed_devices": "; ".join(devices) if len(devices) > 1 else "",
-                "insight": insight,
-                "tuning": tuning,
-                "architecture": architecture,
-                "name": dataset,
-                "info": info,
-                "source": gs[0].first["data_source"],
-                "samples": _data_uri(ds_dir / "samples.png") if (ds_dir / "samples.png").exists() else None,
-                "overlay": _data_uri(overlay),
-                "rows": [g.row() for g in gs],
-                "stale_robustness": [
-                    f"{r.path.name}: {r.robustness_stale}" for g in gs for r in g.runs if r.robustness_stale
-                ],
-                "findings": notes[dataset],
-                "pairs": [pair_cells(p) for p in pairs if p.dataset == dataset],
-                "has_val": has_validation(gs),
-                "reference": study_reference(dataset),
-                "runs": runs,
-                "robustness": robustness_rows(gs),
-                "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
-                "robustness_source": next((g.robustness for g in gs if g.robustness), None),
-                "transfer": [] if single_run else transfer_rows(out, dataset),
-                "attack_settings": next(
-                    (r.robustness.get("attack_settings", {}) for g in gs for r in g.runs if r.robustness), {}
-                ),
-                "baseline": baseline,
-            }
-        )
+    context = ReportContext(out, study, pairs, notes, baseline, figures_dir, single_run)
+    sections = [
+        _dataset_section(context, dataset, [g for g in groups if g.dataset == dataset])
+        for dataset in sorted({g.dataset for g in groups})
+    ]
+    return write_text(out / REPORT_HTML, _render(title, study, single_run, out, sections, len(records)))
+
+
+def _dataset_section(context: ReportContext, dataset: str, gs: list) -> dict:
+    """One data set's part of the page: its tables, pairs, tuning, architecture, robustness, insight and runs."""
+    out, ds_dir = context.out, context.figures_dir(dataset)
+    info = read_json(ds_dir / DATASET_JSON) if (ds_dir / DATASET_JSON).exists() else {}
+    devices = sorted({device_of(r) for g in gs for r in g.runs})
+    return {
+        "anchor": "data-" + safe_name(dataset),
+        "subset": subset_note(gs),
+        "mixed_devices": "; ".join(devices) if len(devices) > 1 else "",
+        "insight": _insight_section(out, gs, ds_dir, dataset),
+        "tuning": None if context.single_run else tuning_section(out, context.study, dataset, _data_uri),
+        "architecture": _architecture_section(gs, info, ds_dir, dataset),
+        "name": dataset,
+        "info": info,
+        "source": gs[0].first["data_source"],
+        "samples": _data_uri(ds_dir / SAMPLES_PNG) if (ds_dir / SAMPLES_PNG).exists() else None,
+        "overlay": _data_uri(_overlay(gs, ds_dir, dataset)),
+        "rows": [g.row() for g in gs],
+        "stale_robustness": [f"{r.path.name}: {r.robustness_stale}" for g in gs for r in g.runs if r.robustness_stale],
+        "findings": context.notes[dataset],
+        "pairs": [pair_cells(p) for p in context.pairs if p.dataset == dataset],
+        "has_val": has_validation(gs),
+        "reference": study_reference(dataset),
+        "runs": [_run_section(g, r) for g in gs for r in g.runs],
+        "robustness": robustness_rows(gs),
+        "robustness_figures": {k: _data_uri(v) for k, v in dataset_figures(gs, ds_dir, dataset).items()},
+        "robustness_source": next((g.robustness for g in gs if g.robustness), None),
+        "transfer": [] if context.single_run else transfer_rows(out, dataset),
+        "attack_settings": next(
+            (r.robustness.get("attack_settings", {}) for g in gs for r in g.runs if r.robustness), {}
+        ),
+        "baseline": context.baseline,
+    }
+
+
+def _overlay(gs: list, ds_dir: Path, dataset: str) -> Path:
+    """Test top-1 of every run against epoch and time, each curve's device marked where they differ."""
+    series = [
+        {
+            "label": f"{g.label} s{r.summary['seed']}",
+            "rows": r.rows,
+            "color_key": f"{g.model} ({g.qualifier})",
+            "device": device_of(r),
+        }
+        for g in gs
+        for r in g.runs
+    ]
+    return plots.accuracy_overlays(series, ds_dir / ACCURACY_PNG, title=f"{dataset}: test top-1")
+
+
+def _run_section(g, r) -> dict:
+    """One run's folded section: its figures, per-class table, configuration and environment."""
+    label = f"{g.model} ({g.qualifier})"  # model, variant, width and start, as the run's heading says
+    run_title = f"{label} on {r.summary['dataset']}, seed {r.summary['seed']}"
+    figures = _run_figures(r, run_title)
+    heatmap = run_heatmap(r, r.path / ROBUSTNESS_PNG, run_title)
+    if heatmap:
+        figures["robustness"] = _data_uri(heatmap)
+    epochs = int(r.summary.get("epochs", len(r.rows)))
+    return {
+        "summary": r.summary,
+        "epochs_text": f"{epochs} epoch{'s' if epochs != 1 else ''}",
+        "label": label,
+        "per_class": shown_classes(r.per_class),
+        "classes_total": len(r.per_class),
+        "figures": figures,
+        "robustness": r.robustness,
+        "config": json.dumps(r.summary["config"], indent=2),
+        "environment": json.dumps(r.summary.get("environment", {}), indent=2),
+        "name": r.path.name,
+    }
+
+
+def _render(title: str, study: dict, single_run: bool, out: Path, sections: list[dict], run_count: int) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     env = Environment(loader=PackageLoader("cnnbench.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(minutes=minutes, millions=millions, rate=rate, megabytes=megabytes, code=inline_code)
     env.globals.update(
@@ -374,13 +390,12 @@ def _write_report(
         STATUS_LEGEND=STATUS_LEGEND,
         eps_label=eps_label,
     )
-    page = env.get_template("report.html").render(  # the template, named as the page it makes
+    return env.get_template("report.html").render(  # the template, named as the page it makes
         title=title,
         study=study,
         single_run=single_run,
         target=str(out),
         sections=sections,  # the template escapes the title
         generated=datetime.now().strftime("%Y-%m-%d %H:%M"),
-        run_count=len(records),
+        run_count=run_count,
     )
-    return write_text(out / REPORT_HTML, page)

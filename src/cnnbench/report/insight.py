@@ -19,7 +19,7 @@ from ..layout import (
     STUDY_INSIGHT_DIR,
 )
 from . import insight_plots
-from .tables import stale_measurement
+from .run_records import stale_measurement
 
 # CS231n's rule of thumb: an update about 1e-3 of the weight is healthy; far outside this band a layer learns too
 # slowly (frozen) or too fast (unstable).

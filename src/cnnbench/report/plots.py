@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import write_bytes
-from ..layout import MISCLASSIFIED_CSV
+from ..layout import MISCLASSIFIED_CSV, MISCLASSIFIED_PNG
 
 
 def _figure_module():
@@ -75,7 +75,7 @@ def misclassified_figure(run_dir: str | Path, test_images: np.ndarray, label: st
     return misclassified_grid(
         test_images[index],
         [f"{r['pred']} / {r['true']}" for r in rows],
-        Path(run_dir) / "misclassified.png",
+        Path(run_dir) / MISCLASSIFIED_PNG,
         title=f"{label}: misclassified (pred / true)",
     )
 

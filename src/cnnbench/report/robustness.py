@@ -13,7 +13,8 @@ from ..errors import ConfigError, did_you_mean
 from ..fileio import read_json
 from ..layout import TRANSFER_JSON
 from . import plots
-from .tables import Group, eps_label
+from .formatting import eps_label
+from .tables import Group
 
 FAMILIES = {name: c.family for name, c in {**CIFAR, **DIGITS}.items()}
 

@@ -1,36 +1,21 @@
-"""Comparison tables and findings, computed only from what run folders hold."""
+"""Runs grouped into the comparison's rows: one configuration per row (model, variant, data set and every recipe
+setting), its seeds aggregated, computed only from what run folders hold."""
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import statistics
-import sys
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-
-import numpy as np
 
 from ..analysis.robustness.metrics import mean_results
 from ..analysis.statistics import t_interval, wilson_interval
 from ..config import RESULT_NEUTRAL_FIELDS, saved_config_values
 from ..errors import ConfigError
-from ..fileio import read_csv, read_json
 from ..layout import (
-    METRICS_CSV,
-    MISCLASSIFIED_CSV,
-    PER_CLASS_CSV,
-    PREDICTIONS,
-    ROBUSTNESS_JSON,
-    ROBUSTNESS_NPZ,
-    SUMMARY,
     pretrained_label,
 )
 from ..models.registry import variant_description, width_description
+from .run_records import RunRecord, device_of
 
 COMPARISON_COLUMNS = [
     "model",
@@ -77,103 +62,11 @@ COMPARISON_COLUMNS = [
     "pgd_top1",
 ]
 
+
 # Settings that do not change what a run learns: runs that differ only in these still share a row. The device is
 # one: the same recipe on a CPU and a GPU differs in rounding and speed, not in what it is (the row's device column
 # names every machine its seeds ran on), so seeds of one protocol may train wherever is fastest.
 NOT_RECIPE = ("seed", "eval_batch_size", "device") + RESULT_NEUTRAL_FIELDS
-
-# The study's Tables 3 and 4 (loss, top-1, top-5, training time as printed), for side-by-side display.
-STUDY_TABLES = {
-    "mnist": ("Table 3", [("VGG16", 0.0333, 0.990, 0.999, "10'40''"), ("ResNet18", 0.0329, 0.992, 1.0, "2'55''")]),
-    "cifar10": ("Table 4", [("VGG16", 0.4397, 0.865, 0.993, "18'6''"), ("ResNet18", 0.6462, 0.785, 0.986, "10'4''")]),
-}
-
-
-def study_reference(dataset: str):
-    """The study's table for this data set (its MNIST table also stands beside the shipped MNIST subset)."""
-    return STUDY_TABLES.get(dataset.removesuffix("_demo"))
-
-
-@dataclass
-class RunRecord:
-    path: Path
-    summary: dict
-    rows: list[dict]
-    per_class: list[dict]
-    robustness: dict | None = None  # robustness.json, once `cnnbench robustness` has run
-    robustness_stale: str = ""  # why robustness.json was left out: measured on weights the run has trained past
-
-    @property
-    def seed(self) -> int:
-        return int(self.summary["seed"])
-
-    @cached_property  # read once, however many pairs the run is in
-    def test_correct(self) -> np.ndarray | None:
-        """Which test examples the run got right (top-1), from predictions.npz or, where the raw logits are not
-        kept (published studies), from misclassified.csv, which lists every wrong example. None without either."""
-        if (self.path / PREDICTIONS).exists():
-            try:
-                with np.load(self.path / PREDICTIONS) as z:
-                    correct = np.asarray(z["preds"] == z["targets"], dtype=bool)
-                if correct.shape == (int(self.summary["test_images"]),):
-                    return correct
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                pass  # damaged or hand-made: misclassified.csv below, else no per-example tests
-            print(
-                f"warning: {self.path / PREDICTIONS} is damaged or does not fit summary.json; not used", file=sys.stderr
-            )
-        if (self.path / MISCLASSIFIED_CSV).exists():
-            correct = np.ones(int(self.summary["test_images"]), dtype=bool)
-            try:
-                correct[[int(r["index"]) for r in read_csv(self.path / MISCLASSIFIED_CSV)]] = False
-            except (KeyError, ValueError, IndexError, TypeError, csv.Error):
-                print(f"warning: {self.path / MISCLASSIFIED_CSV} is damaged; not used", file=sys.stderr)
-                return None
-            return correct
-        return None
-
-    @cached_property
-    def robust_correct(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-        """robustness.npz as paired measures (robustness_measures); None where it is absent or damaged."""
-        path = self.path / ROBUSTNESS_NPZ
-        if self.robustness is None:  # none, or stale (it came with robustness.json, written from the same weights)
-            return None
-        return robustness_measures(path, self.natural) if path.exists() else None
-
-    @property
-    def natural(self) -> bool:
-        """Colour images (eps read as k/255), not grey digits."""
-        return int(self.summary.get("input_shape", [3])[0]) == 3
-
-
-def eps_label(eps: float, natural: bool) -> str:
-    """eps as the literature writes it: a fraction of 255 for natural images (8/255), decimals for digits (0.3)."""
-    steps = eps * 255
-    if natural and eps > 0 and abs(steps - round(steps)) < 1e-3:
-        return f"{round(steps)}/255"
-    return f"{eps:.4g}"
-
-
-def robustness_measures(npz_path: Path, natural: bool) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """From robustness.npz: the test images' indices, and per measure which (image, cell) each model got right: each
-    corruption family over its corruptions and severities, every corruption together, and each attack at each eps."""
-    from ..analysis.robustness.corruptions import CIFAR, DIGITS
-
-    families = {name: c.family for name, c in {**CIFAR, **DIGITS}.items()}
-    try:
-        with np.load(npz_path) as z:
-            index, cells = z["index"], {k: z[k].astype(bool) for k in z.files if k != "index"}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-    grouped: dict[str, list[np.ndarray]] = {}
-    for key in sorted(cells):
-        parts = key.split("|")
-        if parts[0] == "corruption":
-            grouped.setdefault(f"corruptions: {families.get(parts[1], 'other')}", []).append(cells[key])
-            grouped.setdefault("corruptions: all", []).append(cells[key])
-        elif parts[0] not in ("clean", "autoattack-white-box"):  # the latter: a masking check's, not a result
-            grouped[f"{parts[0]} eps {eps_label(float(parts[1]), natural)}"] = [cells[key]]
-    return index, {measure: np.concatenate(arrays) for measure, arrays in grouped.items()}
 
 
 @dataclass
@@ -330,133 +223,6 @@ def has_validation(groups: list[Group]) -> bool:
     return any(r.summary.get("val_top1") is not None for g in groups for r in g.runs)
 
 
-# What the report reads from every summary.json, and the kind of value each must be.
-SUMMARY_FIELDS = {
-    "model": str,
-    "variant": str,
-    "dataset": str,
-    "data_source": str,
-    "seed": int,
-    "epochs": int,
-    "test_images": int,
-    "params": int,
-    "macs": int,
-    "test_loss": float,
-    "test_top1": float,
-    "test_top5": float,
-    "train_time_s": float,
-    "time_per_epoch_s": float,
-    "images_per_s": float,
-    "device": str,
-    "precision": str,
-    "config": dict,
-    "input_shape": list,
-}
-METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_top1", "test_top5")
-
-
-class DamagedRun(ValueError):
-    """A run folder file the report cannot use; the message names the file and what is wrong with it."""
-
-
-def _check_value(where: str, key: str, value, kind: type) -> None:
-    if kind in (int, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (kind is float or float(value).is_integer())
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        shown = repr(value)[:60]
-        raise DamagedRun(
-            f"{where}: {key!r} is {shown}, not {'a finite number' if kind in (int, float) else kind.__name__}"
-        )
-
-
-def _read_summary(path: Path) -> dict:
-    try:
-        summary = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DamagedRun(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(summary, dict):
-        raise DamagedRun(f"{path}: holds a {type(summary).__name__}, not an object of fields")
-    for key, kind in SUMMARY_FIELDS.items():
-        if key not in summary:
-            raise DamagedRun(f"{path}: the field {key!r} is missing")
-        _check_value(str(path), key, summary[key], kind)
-    if not 0 <= summary["test_top1"] <= 1 or not 0 <= summary["test_top5"] <= 1:
-        raise DamagedRun(f"{path}: test_top1 and test_top5 must be fractions between 0 and 1")
-    return summary
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    try:
-        rows = read_csv(path)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DamagedRun(f"{path}: unreadable ({e})") from None
-    if not rows:
-        raise DamagedRun(f"{path}: no epoch rows")
-    for row in rows:
-        for key in METRIC_FIELDS:
-            try:
-                value = float(row.get(key) or "nan")
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                raise DamagedRun(f"{path}: epoch row {row.get('epoch', '?')} has {key}={row.get(key)!r}, not a number")
-    return rows
-
-
-def load_runs(study_dir: Path, warn: Callable[[str], None] | None = None) -> list[RunRecord]:
-    """Every finished run of the study (see load_run_dirs)."""
-    return load_run_dirs([p.parent for p in sorted((study_dir / "runs").glob(f"*/{SUMMARY}"))], warn)
-
-
-def load_run_dirs(run_dirs: list[Path], warn: Callable[[str], None] | None = None) -> list[RunRecord]:
-    """The finished runs among ``run_dirs``. A run whose files are damaged (hand-edited, truncated) is left out,
-    and ``warn`` (by default, stderr) is told which file and what is wrong, so one bad folder never stops a
-    report."""
-    warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
-    records = []
-    for run in run_dirs:
-        summary_path = run / SUMMARY
-        try:
-            summary = _read_summary(summary_path)
-            rows = _read_metrics(run / METRICS_CSV) if (run / METRICS_CSV).exists() else []
-            per_class = read_csv(run / PER_CLASS_CSV) if (run / PER_CLASS_CSV).exists() else []
-            robustness = read_json(run / ROBUSTNESS_JSON) if (run / ROBUSTNESS_JSON).exists() else None
-        except (DamagedRun, json.JSONDecodeError, UnicodeDecodeError, csv.Error) as e:
-            warn(f"left {run.name} out of the report: {e}")
-            continue
-        stale = stale_measurement(robustness, rows)
-        if stale:  # not a damaged file: said, never a reason to refuse the report
-            print(
-                f"warning: {run.name}: its {ROBUSTNESS_JSON} was {stale}; left out of the report (measure the "
-                f"finished run with `cnnbench robustness {run}`, or `cnnbench compare ... --robustness` again)",
-                file=sys.stderr,
-            )
-            robustness = None
-        records.append(RunRecord(run, summary, rows, per_class, robustness, stale or ""))
-    return records
-
-
-def stale_measurement(derived: dict | None, rows: list[dict]) -> str | None:
-    """Why a file derived from a run's weights (robustness.json, insight.json, evaluation.json: each names the epoch
-    it measured) no longer describes the run: the run trained past that epoch since (it was measured while the run
-    was interrupted, then the run resumed). None: it describes the run's last weights, or cannot tell."""
-    measured = derived.get("epoch") if isinstance(derived, dict) else None
-    if not rows or type(measured) is not int:
-        return None
-    last = int(rows[-1]["epoch"])
-    if measured >= last:
-        return None
-    return f"measured on the weights of epoch {measured}, and the run has since trained to epoch {last}"
-
-
-def device_of(run: RunRecord) -> str:
-    """The machine a run trained on, by name (a CPU model or a GPU's)."""
-    return str(run.summary.get("environment", {}).get("device_name") or run.summary.get("device", "unknown"))
-
-
 def recipe(summary: dict) -> dict:
     """A run's whole configuration except the seed and settings that do not change what it learns; a setting
     an older run's config lacks is what such a run did (config.saved_config_values)."""
@@ -500,45 +266,3 @@ def group_runs(records: list[RunRecord]) -> list[Group]:
         both_variants = sum(o.model == g.model and o.dataset == g.dataset for o in groups.values()) > 1
         g.label = f"{g.model} ({g.qualifier})" if both_variants else g.model
     return [groups[k] for k in sorted(groups)]
-
-
-def pct(mean: float, std: float | None = None) -> str:
-    return f"{mean:.2%}" + (f" ± {std * 100:.2f}" if std else "")
-
-
-def minutes(seconds: float) -> str:
-    """m'ss'' as the study prints training times; under a second says so instead of 0'00''."""
-    if seconds < 0.5:
-        return "under 1 s"
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}'{s:02d}''"
-
-
-def millions(n: float) -> str:
-    return f"{n / 1e6:.2f} M"
-
-
-def rate(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f}"
-
-
-def megabytes(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f} MB"
-
-
-def top1_cell(row: dict) -> str:
-    """Top-1 with its uncertainty: one seed, the Wilson interval on the test set's size; several, ± std over seeds,
-    the t-interval of the mean and the range."""
-    if row["test_top1_mean_ci_low"] is None:
-        return f"{pct(row['test_top1'])} [{row['test_top1_ci_low']:.2%}, {row['test_top1_ci_high']:.2%}]"
-    return (
-        f"{pct(row['test_top1'], row['test_top1_std'])} [{row['test_top1_mean_ci_low']:.2%}, "
-        f"{row['test_top1_mean_ci_high']:.2%}] ({row['test_top1_min']:.2%} to {row['test_top1_max']:.2%})"
-    )
-
-
-TOP1_LEGEND = (
-    "Top-1 is measured on the test set, once, at the last epoch. One seed: [95% Wilson interval for a test set "
-    "of this size]; several seeds: ± standard deviation over seeds (percentage points), [95% t-interval of "
-    "the mean over seeds] and (lowest to highest seed)."
-)

@@ -10,6 +10,7 @@ one would have, and every model starts from the same random points (TPE's start-
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,8 +19,8 @@ from pathlib import Path
 from ..config import TrainConfig, validate
 from ..errors import ConfigError, TrainingError
 from ..fileio import optuna_journal, read_json
-from ..launch.launchers import LaunchConfig, launch_cells
-from ..layout import SUMMARY, TUNING_JOURNAL, run_dir_for, trial_dir
+from ..launch.launchers import Batch, LaunchConfig, launch_cells
+from ..layout import EVENTS_JSONL, SUMMARY, TUNING_JOURNAL, run_dir_for, trial_dir
 from .space import SearchSpace
 
 SCORE = "val_top1"  # what a trial is scored by: validation top-1 at its last epoch
@@ -148,10 +149,12 @@ def run_tuning(
             + "; ".join(f"{m} on {d}: {settings_text(cfg, tuning.space)}" for (d, m), cfg in todo.items())
         )
         folder = trial_dir(study_dir, number)
-        failed = launch_cells(folder, list(todo.values()), log, launch, lambda: (), data_for)
+        # every trial is waited for (Slurm too): the next trial's settings depend on this one's score
+        trial_launch = dataclasses.replace(launch, wait=True)
+        failed = launch_cells(Batch(folder, list(todo.values()), log, trial_launch, data_for=data_for)).failed
         if failed:
             raise TrainingError(
-                f"Tuning trial {number} failed for {', '.join(failed)} (reasons in {folder / 'events.jsonl'}). "
+                f"Tuning trial {number} failed for {', '.join(failed)} (reasons in {folder / EVENTS_JSONL}). "
                 "Finished trials are kept: run the same command again to retry it."
             )
         for key, cfg in todo.items():
