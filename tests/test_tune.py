@@ -114,11 +114,11 @@ def test_a_killed_tuning_phase_resumes_without_repeating_finished_trials(tmp_pat
     real = search.launch_cells
     calls = []
 
-    def killed_at_the_second_trial(folder, cells, *args):
-        calls.append(folder.name)
-        if folder.name == "trial-1" and calls.count("trial-1") == 1:
+    def killed_at_the_second_trial(batch):
+        calls.append(batch.out.name)
+        if batch.out.name == "trial-1" and calls.count("trial-1") == 1:
             raise KeyboardInterrupt
-        return real(folder, cells, *args)
+        return real(batch)
 
     monkeypatch.setattr(search, "launch_cells", killed_at_the_second_trial)
     with pytest.raises(KeyboardInterrupt):

@@ -17,6 +17,14 @@ from ..layout import EVENTS_JSONL
 EVENTS = EVENTS_JSONL  # the journal's file name, as layout.py names it
 
 
+def scheduler_job() -> dict:
+    """The Slurm job this process runs in, as `squeue` names it (an array task: JOB_TASK); {} outside Slurm."""
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env and "SLURM_ARRAY_TASK_ID" in env:
+        return {"slurm_job": f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"}
+    return {"slurm_job": env["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in env else {}
+
+
 def record(study_dir: Path, cell: str, event: str, **details) -> None:
     """Append one event. One write() of one line to a file opened for appending: lines from several processes
     never interleave within a line on POSIX file systems (and on NFS where lines are short, as these are)."""
@@ -25,6 +33,7 @@ def record(study_dir: Path, cell: str, event: str, **details) -> None:
             "time": time.time(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            **scheduler_job(),
             "cell": cell,
             "event": event,
             **details,

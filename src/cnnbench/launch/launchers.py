@@ -270,8 +270,15 @@ def run_slurm(batch: Batch, cluster: str | None = None) -> Launched:
             log(f"{name}: {job.result()}")
         except Exception as e:
             failed.append(name)
-            log(f"{name}: failed ({short_reason(e)})")
+            log(f"{name}: failed ({_first_line(e)}); Slurm job {job.job_id}, its log: {job.paths.stderr}")
     return Launched(tuple(failed))
+
+
+def _first_line(e: BaseException) -> str:
+    """The error a job raised, from the text submitit wraps it in (its traceback follows in the job's log)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    cause = next((line for line in reversed(lines) if "Error:" in line or "error:" in line), None)
+    return cause or (lines[0] if lines else type(e).__name__)
 
 
 def _ray_cell(study_dir: str, config: dict, threads: int | None) -> str:
