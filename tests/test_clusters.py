@@ -22,7 +22,7 @@ SLURM_UP = shutil.which("sinfo") is not None and (
 needs_slurm = pytest.mark.skipif(not SLURM_UP, reason="no Slurm controller answers: scripts/slurm-local.sh start")
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-TINY = ["--datasets", "mnist_demo", "--limit-train", "256", "--limit-test", "64", "--batch-size", "32"]
+TINY = ["--datasets", "mnist_demo", "--limit-train", "1024", "--limit-test", "64", "--batch-size", "32"]
 TINY += ["--width", "0.25", "--precise-bn", "0", "--no-dynamics", "--cpus-per-run", "1"]
 
 
@@ -54,8 +54,8 @@ def test_a_study_on_real_slurm_with_status_a_requeue_and_a_second_command(tmp_pa
     and resumes from its checkpoint, a second `compare` while they run trains nothing twice, and the last cell
     writes the report."""
     out = tmp_path / "study"
-    args = ["compare", "--models", "vgg11_bn,resnet18", "--seeds", "0,1", "--epochs", "3", *TINY]
-    args += ["--launcher", "slurm", "--out", str(out)]
+    args = ["compare", "--models", "vgg11_bn,resnet18", "--seeds", "0,1", "--epochs", "4", *TINY]
+    args += ["--launcher", "slurm", "--mem-per-run", "2", "--max-parallel", "2", "--out", str(out)]
     first = cnnbench(*args)
     assert first.returncode == 0, first.stderr
     assert "submitted 4 runs as job array" in first.stdout
@@ -69,10 +69,13 @@ def test_a_study_on_real_slurm_with_status_a_requeue_and_a_second_command(tmp_pa
     cell = wait_until(one_running_after_an_epoch)[0]
     states = {c.state for c in study_cells(out)}
     assert "running" in states and states <= {"running", "pending", "finished"}
+    job = _job_of_cell(out, cell)
+    assert job in slurm_jobs()
+    subprocess.run(["scontrol", "requeue", job], check=True)  # what a preempting job does to it
     second = cnnbench(*args)  # the same study again while its jobs run: nothing is trained twice
     assert second.returncode == 0, second.stderr
-    job = next(j for j in slurm_jobs() if _job_of_cell(out, j) == cell)
-    subprocess.run(["scontrol", "requeue", job], check=True)
+    script = next((out / "slurm").rglob("*_submission.sh")).read_text()
+    assert "#SBATCH --mem=2GB" in script and "%2\n" in script  # memory per run, two cells at once
 
     def all_finished():
         """every cell finished"""
@@ -85,14 +88,14 @@ def test_a_study_on_real_slurm_with_status_a_requeue_and_a_second_command(tmp_pa
     started = [e for e in journal if e["event"] == "started" and e["cell"] == cell]
     assert len(started) >= 2 and started[-1]["resumed"] is True  # requeued: resumed from its run folder
     summary = json.loads((out / "runs" / cell / "summary.json").read_text())
-    assert summary["epochs"] == 3 and len((out / "runs" / cell / "metrics.csv").read_text().splitlines()) == 4
+    assert summary["epochs"] == 4 and len((out / "runs" / cell / "metrics.csv").read_text().splitlines()) == 5
 
 
-def _job_of_cell(study, job_id: str) -> str | None:
-    """The cell a Slurm job trains, from the events journal (each event names the job it came from)."""
+def _job_of_cell(study, cell: str) -> str | None:
+    """The Slurm job training ``cell``, from the events journal (each event names the job it came from)."""
     for e in reversed(events.read(study)):
-        if e["event"] == "started" and str(e.get("slurm_job")) == job_id:
-            return e["cell"]
+        if e["event"] == "started" and e["cell"] == cell:
+            return e.get("slurm_job")
     return None
 
 

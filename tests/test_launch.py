@@ -2,6 +2,7 @@
 launchers on this CPU, with no cluster."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -256,3 +257,38 @@ def test_compare_ends_by_printing_its_verdicts(tmp_path, capsys):
     assert "Protocol declared" in findings and "Confirmatory:" in findings and "McNemar p" in findings
     assert findings.rstrip().endswith(f"report: {tmp_path / 's' / 'report.html'}")
     assert (tmp_path / "s" / "findings.md").read_text().startswith("mnist_demo:\n- Protocol declared")
+
+
+def test_every_slurm_option_becomes_its_sbatch_line(tmp_path, monkeypatch):
+    """Partition, account, QOS, time, GPUs, CPUs, memory, the array's concurrency and any other option, as
+    submitit's own Slurm executor writes them into the sbatch script (nothing is submitted: a stand-in `srun` on
+    the PATH lets submitit build the executor on a machine without Slurm)."""
+    submitit = pytest.importorskip("submitit")
+    stand_in = tmp_path / "bin" / "srun"
+    stand_in.parent.mkdir()
+    stand_in.write_text("#!/bin/sh\nexit 0\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_in.parent}{os.pathsep}{os.environ['PATH']}")
+    from cnnbench.launch.launchers import slurm_parameters
+
+    cfg = LaunchConfig(
+        "slurm",
+        slurm_partition="gpu",
+        slurm_account="proj",
+        slurm_qos="high",
+        mem_gb=32,
+        gpus_per_run=1,
+        cpus_per_run=8,
+        timeout_min=120,
+        max_parallel=2,
+        slurm_options={"constraint": "a100"},
+    )
+    executor = submitit.AutoExecutor(folder=tmp_path / "slurm", cluster="slurm")
+    executor.update_parameters(**slurm_parameters(cfg))
+    executor._executor.parameters["map_count"] = 8  # as map_array sets it for 8 cells
+    script = executor._executor._make_submission_file_text("python -c pass", "uid")
+    for line in ("--partition=gpu", "--account=proj", "--qos=high", "--time=120", "--gpus-per-node=1"):
+        assert f"#SBATCH {line}\n" in script, line
+    for line in ("--cpus-per-task=8", "--mem=32GB", "--array=0-7%2", "--constraint=a100"):
+        assert f"#SBATCH {line}\n" in script, line
+    assert f"--error={tmp_path / 'slurm'}/" in script  # the logs go to the study's slurm/ folder

@@ -435,11 +435,13 @@ def run_study(
 
         study_insight(out, insight, log=log)
     _check_still_this_study(out, configs)
-    report = build_report(out)
+    any_finished = any(finished(run_dir_for(out, c)) for c in configs)
+    report = build_report(out) if any_finished or not failed else None
     if failed:
+        covered = f"the report {report} covers the runs that finished" if report else "no run finished, so no report"
         raise RunsFailedError(
             f"{len(failed)} run(s) of the study failed: {', '.join(failed)}. Their reasons are in "
-            f"{out / EVENTS_JSONL} and `cnnbench status {out}`; the report {report} covers the runs that finished. "
-            "Running the same command again retries only the failed runs."
+            f"{out / EVENTS_JSONL} and `cnnbench status {out}`; {covered}. Running the same command again retries "
+            "only the failed runs."
         )
     return report

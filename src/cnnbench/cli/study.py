@@ -159,6 +159,11 @@ def _launch_options(compare) -> None:
     )
     group.add_argument("--workers", type=int, default=d.workers, help=f"local: processes (default {d.workers})")
     group.add_argument("--slurm-partition", default=None, help="slurm: the partition (default: the cluster's)")
+    group.add_argument("--slurm-account", default=None, help="slurm: the account to charge (default: yours)")
+    group.add_argument("--slurm-qos", default=None, help="slurm: the quality of service (default: the cluster's)")
+    group.add_argument(
+        "--mem-per-run", type=float, default=None, help="slurm: memory per run in GB (default: the cluster's)"
+    )
     group.add_argument("--gpus-per-run", type=int, default=d.gpus_per_run, help="slurm: GPUs per run (default 0)")
     group.add_argument("--cpus-per-run", type=int, default=d.cpus_per_run, help="slurm, ray: CPUs per run (default 2)")
     group.add_argument(
@@ -188,16 +193,19 @@ def launch_config_from_args(args):
             raise ConfigError(f"--slurm-option takes KEY=VALUE, such as qos=high (got {item!r}).")
         options[key.strip()] = value.strip()
     return LaunchConfig(
-        args.launcher,
-        args.workers,
-        args.slurm_partition,
-        args.gpus_per_run,
-        args.cpus_per_run,
-        args.timeout_min,
-        args.max_parallel,
-        options,
-        args.wait,
-        args.ray_address,
+        launcher=args.launcher,
+        workers=args.workers,
+        slurm_partition=args.slurm_partition,
+        slurm_account=args.slurm_account,
+        slurm_qos=args.slurm_qos,
+        mem_gb=args.mem_per_run,
+        gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run,
+        timeout_min=args.timeout_min,
+        max_parallel=args.max_parallel,
+        slurm_options=options,
+        wait=args.wait,
+        ray_address=args.ray_address,
     )
 
 

@@ -27,6 +27,9 @@ class LaunchConfig:
     launcher: str = "inline"  # inline | local | slurm | ray
     workers: int = 2  # local: processes on this machine
     slurm_partition: str | None = None
+    slurm_account: str | None = None
+    slurm_qos: str | None = None
+    mem_gb: float | None = None  # slurm: memory per run
     gpus_per_run: int = 0
     cpus_per_run: int = 2
     timeout_min: int = 240  # per job; a job that runs out is requeued and resumes from its run folder
@@ -67,6 +70,8 @@ def check_launch(cfg: LaunchConfig) -> LaunchConfig:
         raise ConfigError(f"Unknown launcher {cfg.launcher!r}: choose one of {', '.join(LAUNCHERS)}.")
     if cfg.workers < 1 or cfg.cpus_per_run < 1 or cfg.gpus_per_run < 0 or cfg.timeout_min < 1 or cfg.max_parallel < 1:
         raise ConfigError("--workers, --cpus-per-run, --timeout-min and --max-parallel must be positive.")
+    if cfg.mem_gb is not None and not cfg.mem_gb > 0:
+        raise ConfigError(f"--mem-per-run is memory per run in GB, above 0 (got {cfg.mem_gb!r}).")
     if cfg.launcher == "slurm":  # checked before the study writes anything, its protocol included
         _need("submitit", "slurm")
         _need_sbatch()
@@ -241,20 +246,7 @@ def run_slurm(batch: Batch, cluster: str | None = None) -> Launched:
     if cluster is None:
         _need_sbatch()
     executor = submitit.AutoExecutor(folder=str(out / SLURM_DIR / "%j"), cluster=cluster)
-    params = {
-        "timeout_min": cfg.timeout_min,
-        "cpus_per_task": cfg.cpus_per_run,
-        "slurm_array_parallelism": cfg.max_parallel,
-    }
-    if cfg.gpus_per_run:
-        params["gpus_per_node"] = cfg.gpus_per_run
-    if cfg.slurm_partition:
-        params["slurm_partition"] = cfg.slurm_partition
-    if cfg.slurm_options:
-        params["slurm_additional_parameters"] = dict(cfg.slurm_options)
-    if cluster == "local":
-        params = {k: v for k, v in params.items() if not k.startswith("slurm")}
-    executor.update_parameters(**params)
+    executor.update_parameters(**slurm_parameters(cfg, local=cluster == "local"))
     jobs = executor.map_array(SlurmCell(str(out)), [c.to_dict() for c in cells])
     log(
         f"submitted {len(jobs)} runs as job array {jobs[0].job_id.split('_')[0] if jobs else '-'}; "
@@ -272,6 +264,29 @@ def run_slurm(batch: Batch, cluster: str | None = None) -> Launched:
             failed.append(name)
             log(f"{name}: failed ({_first_line(e)}); Slurm job {job.job_id}, its log: {job.paths.stderr}")
     return Launched(tuple(failed))
+
+
+def slurm_parameters(cfg: LaunchConfig, local: bool = False) -> dict:
+    """The launch settings as submitit's parameters (each becomes an #SBATCH line; ``local``: submitit's local
+    executor, which takes the resource settings only)."""
+    params = {
+        "timeout_min": cfg.timeout_min,
+        "cpus_per_task": cfg.cpus_per_run,
+        "slurm_array_parallelism": cfg.max_parallel,
+    }
+    if cfg.gpus_per_run:
+        params["gpus_per_node"] = cfg.gpus_per_run
+    for key, value in (
+        ("slurm_partition", cfg.slurm_partition),
+        ("slurm_account", cfg.slurm_account),
+        ("slurm_qos", cfg.slurm_qos),
+        ("mem_gb", cfg.mem_gb),
+    ):
+        if value:
+            params[key] = value
+    if cfg.slurm_options:
+        params["slurm_additional_parameters"] = dict(cfg.slurm_options)
+    return {k: v for k, v in params.items() if not k.startswith("slurm")} if local else params
 
 
 def _first_line(e: BaseException) -> str:
