@@ -107,3 +107,17 @@ def test_a_huge_value_is_cut_short_in_the_error():
     with pytest.raises(ConfigError) as e:
         config_from_dict({"epochs": bomb})
     assert len(str(e.value)) < 300
+
+
+def test_every_training_option_is_described_once_in_its_field():
+    """config.option holds each field's help and choices; the flags, the docs' table and validation read them."""
+    import dataclasses
+
+    from cnnbench.config import TrainConfig
+    from cnnbench.models import VARIANTS
+
+    described = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}
+    assert all(m.get("help") for m in described.values())
+    assert described["variant"]["choices"] == VARIANTS
+    with pytest.raises(ConfigError, match="Invalid schedule 'linear': choose one of onecycle, cosine, step"):
+        TrainConfig().replace(schedule="linear")

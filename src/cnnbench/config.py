@@ -24,59 +24,93 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "ma
 _DATA = DataOptions()  # the data options' defaults live there; the fields below of the same names read them
 
 
+def option(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None, cli: bool = True):
+    """A TrainConfig field and its one description: `--help`, the docs' option table and error messages all read
+    its help, choices and metavar from here (cli/common.add_train_options generates the flags)."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "choices": choices, "metavar": metavar, "cli": cli}
+    )
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "vgg16_bn"  # a name from `cnnbench models`
-    dataset: str = "mnist"  # a name from `cnnbench datasets`, or imagefolder:PATH
-    variant: str = "auto"  # paper | small | auto (small for inputs <= 64 px)
-    width: float = 1.0  # every layer's channels times this (0.25: a quarter as wide, about 1/16 the computation)
-    epochs: int = 2  # full passes over the training split
-    batch_size: int = 128  # images per optimizer step (per process under torchrun)
-    lr: float = 0.1  # peak learning rate, used as given (suits batch 128; scale it with the batch size)
-    optimizer: str = "sgd"  # sgd (Nesterov, momentum below) | adam | adamw
-    momentum: float = 0.9  # SGD momentum
-    nesterov: bool = True  # SGD: Nesterov momentum (False: plain heavy-ball momentum, as most published scripts)
-    schedule: str = "onecycle"  # onecycle (linear warm-up, linear decay) | cosine | step | constant
-    warmup_fraction: float = 0.25  # share of all steps spent warming up (onecycle, cosine)
-    lr_update: str = "step"  # step: the schedule moves the rate after every step | epoch: once per epoch (PyTorch's
-    # schedulers as most scripts call them)
-    weight_decay: float = 5e-4  # L2 penalty per step (SGD's weight_decay; decoupled for adamw)
-    decay: str = "weights"  # weights: decay conv/linear weights only | all: every parameter (biases, norm scales)
-    label_smoothing: float = 0.1  # cross-entropy label smoothing
-    augment: bool = True  # random crop (pad crop_padding) always; horizontal flip for natural images only
-    crop_padding: int = 4  # pixels of zero padding the random crop may shift by (augment on)
-    cutout: int = 0  # side in pixels of a square blanked at a random place in every training image (augment on); 0: off
-    # evaluate an exponential moving average of the weights with this decay per step (warmed up); 0: off
-    ema: float = 0.0
-    seed: int = 0  # seeds weights, shuffling and augmentation
-    deterministic: bool = False  # ask PyTorch for deterministic kernels (bit-identical CPU reruns)
-    precision: str = "auto"  # auto (bf16 where the hardware runs it fast) | fp32 | bf16 | fp16
-    device: str = "auto"  # auto (cuda, else mps, else cpu) | cpu | cuda | mps
-    channels_last: bool = True  # NHWC memory format for convolutions
-    compile: bool = False  # torch.compile the model (compiled before the first epoch; eager if compiling fails)
-    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs | max-autotune
-    threads: int | None = None  # CPU threads for PyTorch; None keeps its default (all cores)
-    data_dir: str | None = None  # data root; else $CNNBENCH_DATA, else a per-user cache folder
-    download: bool = _DATA.download  # let torchvision download a missing data set when online
-    limit_train: int | None = _DATA.limit_train  # class-balanced slice of the training split
-    limit_test: int | None = _DATA.limit_test  # class-balanced slice of the test split
-    val_split: int = _DATA.val_split  # training images held out for validation
-    pad_to: int | None = _DATA.pad_to  # zero-pad smaller images (MNIST's 28 px) to this size
-    resize: int | None = _DATA.resize  # resize images (bilinear) to this square size first; None keeps their size
-    trial: bool = _DATA.trial  # a tuning trial: validation stands in for the test split (set by --tune, not a user)
-    eval_batch_size: int = 512  # images per evaluation batch
-    # steps between loss checks (divergence; a host sync on a GPU); None: 1 on CPU, 25 on GPU
-    check_every: int | None = None
-    # share of each class an image folder holding only class folders holds out for testing; None: 0.2
-    test_split: float | None = _DATA.test_split
-    # start from weights: imagenet (torchvision's, paper variants) or a file/run folder; None: from scratch
-    pretrained: str | None = None
-    # with pretrained weights: the pretrained body learns at lr times this, the new classifier at lr
-    backbone_lr_scale: float = 0.1
-    freeze_backbone: bool = False  # with pretrained weights: train the new classifier only (a linear probe)
-    # training images whose batch-norm statistics replace the running ones before each evaluation (at most a tenth
-    # of the split); 0: off
-    precise_bn: int = 4096
+    model: str = option("vgg16_bn", "a name from `cnnbench models`", cli=False)
+    dataset: str = option("mnist", "a name from `cnnbench datasets`, or imagefolder:PATH", cli=False)
+    variant: str = option(  # models.VARIANTS (config cannot import models at load: a test keeps them equal)
+        "auto",
+        "paper: as in the original tables; small: CIFAR-style stem/head; auto: small for inputs <= 64 px",
+        choices=("paper", "small", "auto"),
+    )
+    width: float = option(1.0, "every layer's channels times this (0.25: a quarter as wide; 1: as published)")
+    epochs: int = option(2, "passes over the training data")
+    batch_size: int = option(128, "images per step (per process under torchrun)")
+    lr: float = option(0.1, "peak learning rate")  # used as given: it suits batch 128, scale it with the batch
+    optimizer: str = option("sgd", "sgd, adam or adamw", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "SGD with Nesterov momentum (--no-nesterov: plain momentum)")
+    schedule: str = option("onecycle", "learning-rate schedule", choices=SCHEDULES)  # onecycle: linear up, down
+    warmup_fraction: float = option(0.25, "share of steps warming up (onecycle, cosine)")
+    lr_update: str = option(
+        "step", "move the learning rate after every step or once per epoch", choices=LR_UPDATES
+    )  # epoch: PyTorch's schedulers as most published scripts call them
+    weight_decay: float = option(5e-4, "L2 penalty (decoupled for adamw)")
+    decay: str = option(
+        "weights", "weights: decay conv/linear weights only; all: every parameter", choices=DECAY_TARGETS
+    )
+    label_smoothing: float = option(0.1, "cross-entropy label smoothing")
+    augment: bool = option(True, "random crop, plus flips for natural images")
+    crop_padding: int = option(4, "pixels the random crop may shift by")
+    cutout: int = option(
+        0, "side in pixels of a square blanked at a random place in every training image", metavar="PIXELS"
+    )
+    ema: float = option(
+        0.0, "evaluate a moving average of the weights with this decay per step (e.g. 0.999)", metavar="DECAY"
+    )
+    seed: int = option(0, "seeds weights, shuffling and augmentation")
+    deterministic: bool = option(False, "deterministic kernels: bit-identical reruns on CPU")
+    precision: str = option("auto", "auto: bf16 where the hardware runs it fast", choices=PRECISIONS)
+    device: str = option("auto", "auto: a CUDA GPU, else an Apple GPU (mps), else the CPU", choices=DEVICES)
+    channels_last: bool = option(True, "NHWC memory format for convolutions")
+    compile: bool = option(
+        False, "torch.compile the model (before the first epoch, timed as compile_s; eager if it fails)"
+    )
+    compile_mode: str = option(
+        "default", "reduce-overhead captures CUDA graphs (small batches without launch overhead)", choices=COMPILE_MODES
+    )
+    threads: int | None = option(None, "CPU threads for PyTorch")
+    data_dir: str | None = option(None, "data root")
+    download: bool = option(_DATA.download, "let torchvision download missing data sets")
+    limit_train: int | None = option(_DATA.limit_train, "class-balanced slice of the training split (images)")
+    limit_test: int | None = option(_DATA.limit_test, "class-balanced slice of the test split (images)")
+    val_split: int = option(_DATA.val_split, "training images held out for validation (class-balanced)")
+    test_split: float | None = option(
+        _DATA.test_split,
+        "share of each class held out for testing, for an image folder of class folders only (fixed seed: the same "
+        "images for every model)",
+        metavar="FRACTION",
+    )
+    pad_to: int | None = option(_DATA.pad_to, "zero-pad smaller images to this size")  # MNIST's 28 px to 32
+    resize: int | None = option(_DATA.resize, "resize images (bilinear) to this square size first")
+    # a tuning trial: validation stands in for the test split (set by --tune, never by a user)
+    trial: bool = option(_DATA.trial, "a tuning trial, scored on validation", cli=False)
+    eval_batch_size: int = option(512, "images per evaluation batch")
+    check_every: int | None = option(None, "steps between checks that the loss is finite (each waits for a GPU)")
+    precise_bn: int = option(
+        4096,
+        "before each evaluation, recompute batch-norm statistics on this many training images (at most a tenth of "
+        "them)",
+        metavar="IMAGES",
+    )
+    pretrained: str | None = option(
+        None,
+        "start from weights and replace the classifier: imagenet (torchvision's weights for the paper variants; "
+        "ImageNet normalisation) or PATH (a state_dict file, a cnnbench checkpoint or run folder)",
+        metavar="imagenet|PATH",
+    )
+    backbone_lr_scale: float = option(
+        0.1, "with --pretrained: the pretrained body learns at --lr times this, the new classifier at --lr"
+    )
+    freeze_backbone: bool = option(False, "with --pretrained: train the new classifier only (a linear probe)")
 
     def data_options(self) -> DataOptions:
         """The data options of a run: this config's fields of DataOptions' names."""
@@ -127,7 +161,7 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every field; raise ConfigError naming the field, the bad value and what is allowed."""
-    from .models import VARIANTS, registry
+    from .models import registry
 
     for f in fields(cfg):
         value = getattr(cfg, f.name)
@@ -138,18 +172,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 f"{getattr(TrainConfig(), f.name)!r}, its default."
             )
     registry.check_model_name(cfg.model)
-    _choice("variant", cfg.variant, VARIANTS)
-    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
-    _choice("schedule", cfg.schedule, SCHEDULES)
-    _choice("lr_update", cfg.lr_update, LR_UPDATES)
-    _choice("decay", cfg.decay, DECAY_TARGETS)
-    _choice("precision", cfg.precision, PRECISIONS)
-    _choice("device", cfg.device, DEVICES)
-    _choice("compile_mode", cfg.compile_mode, COMPILE_MODES)
-    positive_ints = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size}
-    for name, value in positive_ints.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive whole number (got {value!r}).")
+    for f in fields(cfg):  # a field with choices (config.option) takes one of them
+        if f.metadata.get("choices"):
+            _choice(f.name, getattr(cfg, f.name), f.metadata["choices"])
+    for name in ("epochs", "batch_size", "eval_batch_size"):  # the annotation made them whole numbers already
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be a positive whole number (got {getattr(cfg, name)!r}).")
     if cfg.batch_size < 2:
         raise ConfigError(
             f"batch_size must be at least 2 (got {cfg.batch_size}): batch norm cannot train on one image, "

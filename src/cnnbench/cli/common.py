@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,119 +43,32 @@ def device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """Options that map one-to-one onto TrainConfig fields; unset ones keep the config file's or default value.
-    Each help text ends with the field's default, read from TrainConfig so that it cannot drift."""
-    from ..config import (
-        COMPILE_MODES,
-        DECAY_TARGETS,
-        DEVICES,
-        LR_UPDATES,
-        OPTIMIZERS,
-        PRECISIONS,
-        SCHEDULES,
-        TrainConfig,
-    )
-    from ..models import VARIANTS
+    """One flag per TrainConfig field, generated from the field: its help, choices and metavar (config.option),
+    its type from the annotation, its default read from TrainConfig so that it cannot drift. Unset flags keep the
+    config file's or the default value."""
+    from ..config import TrainConfig, field_type
 
     defaults = TrainConfig()
-
-    def option(flag: str, help: str, **kwargs) -> None:
-        field = flag.lstrip("-").replace("-", "_")
-        shown = shown_default(field, getattr(defaults, field))
-        if kwargs.pop("boolean", False):
-            bool_flag(p, flag.lstrip("-"), f"{help}; default {shown}")
-        else:
-            p.add_argument(flag, default=argparse.SUPPRESS, help=f"{help}; default {shown}", **kwargs)
-
     p.add_argument(
         "--config",
         "--recipe",
         metavar="FILE",
         help="YAML or JSON file of training options, such as a published script's recipe (recipes/); flags override it",
     )
-    option(
-        "--variant",
-        "paper: as in the original tables; small: CIFAR-style stem/head; auto: small for inputs <= 64 px",
-        choices=VARIANTS,
-    )
-    option("--width", "every layer's channels times this (0.25: a quarter as wide; 1: as published)", type=float)
-    option("--epochs", "passes over the training data", type=int)
-    option("--batch-size", "images per step (per process under torchrun)", type=int)
-    option("--lr", "peak learning rate", type=float)
-    option("--optimizer", "sgd, adam or adamw", choices=OPTIMIZERS)
-    option("--momentum", "SGD momentum", type=float)
-    option("--nesterov", "SGD with Nesterov momentum (--no-nesterov: plain momentum)", boolean=True)
-    option("--schedule", "learning-rate schedule", choices=SCHEDULES)
-    option("--warmup-fraction", "share of steps warming up (onecycle, cosine)", type=float)
-    option("--lr-update", "move the learning rate after every step or once per epoch", choices=LR_UPDATES)
-    option("--weight-decay", "L2 penalty (decoupled for adamw)", type=float)
-    option("--decay", "weights: decay conv/linear weights only; all: every parameter", choices=DECAY_TARGETS)
-    option("--label-smoothing", "cross-entropy label smoothing", type=float)
-    option("--augment", "random crop, plus flips for natural images", boolean=True)
-    option("--crop-padding", "pixels the random crop may shift by", type=int)
-    option(
-        "--cutout",
-        "side in pixels of a square blanked at a random place in every training image",
-        type=int,
-        metavar="PIXELS",
-    )
-    option(
-        "--ema",
-        "evaluate a moving average of the weights with this decay per step (e.g. 0.999)",
-        type=float,
-        metavar="DECAY",
-    )
-    option("--seed", "seeds weights, shuffling and augmentation", type=int)
-    option("--deterministic", "deterministic kernels: bit-identical reruns on CPU", boolean=True)
-    option("--precision", "auto: bf16 where the hardware runs it fast", choices=PRECISIONS)
-    option("--device", "auto: a CUDA GPU, else an Apple GPU (mps), else the CPU", choices=DEVICES)
-    option("--channels-last", "NHWC memory format for convolutions", boolean=True)
-    option(
-        "--compile",
-        "torch.compile the model (before the first epoch, timed as compile_s; eager if it fails)",
-        boolean=True,
-    )
-    option(
-        "--compile-mode",
-        "reduce-overhead captures CUDA graphs (small batches without launch overhead)",
-        choices=COMPILE_MODES,
-    )
-    option("--threads", "CPU threads for PyTorch", type=int)
-    option("--data-dir", "data root")
-    option("--download", "let torchvision download missing data sets", boolean=True)
-    option("--limit-train", "class-balanced slice of the training split (images)", type=int)
-    option("--limit-test", "class-balanced slice of the test split (images)", type=int)
-    option("--val-split", "training images held out for validation (class-balanced)", type=int)
-    option(
-        "--test-split",
-        "share of each class held out for testing, for an image folder of class folders only "
-        "(fixed seed: the same images for every model)",
-        type=float,
-        metavar="FRACTION",
-    )
-    option("--pad-to", "zero-pad smaller images to this size", type=int)
-    option("--resize", "resize images (bilinear) to this square size first", type=int)
-    option("--eval-batch-size", "images per evaluation batch", type=int)
-    option("--check-every", "steps between checks that the loss is finite (each waits for a GPU)", type=int)
-    option(
-        "--precise-bn",
-        "before each evaluation, recompute batch-norm statistics on this many training images "
-        "(at most a tenth of them)",
-        type=int,
-        metavar="IMAGES",
-    )
-    option(
-        "--pretrained",
-        "start from weights and replace the classifier: imagenet (torchvision's weights for the "
-        "paper variants; ImageNet normalisation) or PATH (a state_dict file, a cnnbench checkpoint or run folder)",
-        metavar="imagenet|PATH",
-    )
-    option(
-        "--backbone-lr-scale",
-        "with --pretrained: the pretrained body learns at --lr times this, the new classifier at --lr",
-        type=float,
-    )
-    option("--freeze-backbone", "with --pretrained: train the new classifier only (a linear probe)", boolean=True)
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        flag = f.name.replace("_", "-")
+        help_text = f"{meta['help']}; default {shown_default(f.name, getattr(defaults, f.name))}"
+        kind = field_type(f.name)
+        if kind is bool:
+            bool_flag(p, flag, help_text)
+            continue
+        extra = {"choices": meta["choices"]} if meta.get("choices") else {"type": kind}
+        if meta.get("metavar"):
+            extra["metavar"] = meta["metavar"]
+        p.add_argument(f"--{flag}", default=argparse.SUPPRESS, help=help_text, **extra)
     p.add_argument(
         "--no-precise-bn",
         dest="precise_bn",

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..config import TrainConfig, config_differences, validate
-from ..data.loader import Augment, Dataset, load_dataset, normalize, train_batches
+from ..data.loader import Augment, Dataset, load_dataset, train_batches
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import read_json, write_json, write_text
 from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, SUMMARY, TEST_FILES
@@ -21,6 +21,7 @@ from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
 from .averaging import WeightAverage
 from .callbacks import Callback
+from .compiled import compile_before_training
 from .distributed import all_reduce_sum, barrier, init_distributed
 from .evaluate import evaluate, flip_tta_top1
 from .interrupt import TrainingInterrupted
@@ -45,9 +46,7 @@ from .runtime import (
     resolve_device,
     resolve_precision,
     restored_torch_state,
-    short_reason,
     synchronize,
-    warm_up_calls,
 )
 from .schedules import lr_multiplier
 from .state import restore_state, save_state
@@ -323,7 +322,7 @@ def _fit(config: TrainConfig, out: Path, resume: bool, callbacks: Sequence[Callb
             write_text(out / TEST_FILES, "".join(f"{name}\n" for name in run.data.test_files))
     step_model = _step_model(run)
     if run.config.compile:
-        step_model = _compile_before_training(
+        step_model = compile_before_training(
             run, compile_model(step_model, run.config.compile_mode), step_model, nn.CrossEntropyLoss()
         )
     criterion = nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
@@ -357,41 +356,6 @@ def _step_model(run: Run) -> nn.Module:
     if run.dist.enabled:
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         step_model = nn.parallel.DistributedDataParallel(run.model, device_ids=device_ids)
-    return step_model
-
-
-def _compile_before_training(run: Run, step_model: nn.Module, eager: nn.Module, criterion: nn.Module) -> nn.Module:
-    """Compile (and, in reduce-overhead mode, capture CUDA graphs) on one batch before the first epoch, so that its
-    cost is reported as ``compile_s`` instead of hiding in the first epoch's rate. Weights, batch-norm statistics,
-    gradients and random state are left as they were. Where compiling fails (no C++ compiler, an unsupported
-    platform or operator), training goes on eagerly and the run's warnings say why."""
-    cfg = run.config
-    buffers = {name: b.clone() for name, b in run.model.named_buffers()}
-    rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
-    x = normalize(run.data.train_x[: cfg.batch_size], run.data.mean, run.data.std, cfg.channels_last)
-    y = run.data.train_y[: cfg.batch_size]
-    start = time.perf_counter()
-    try:
-        run.model.train()
-        for _ in range(warm_up_calls(cfg.compile_mode)):
-            begin_compiled_step(cfg.compile_mode)
-            with autocast(run.device, run.precision):
-                loss = criterion(step_model(x), y)
-            loss.backward()
-        synchronize(run.device)
-        run.notes.compile_s = time.perf_counter() - start
-    except Exception as e:  # compiling is an optimisation: its failure must not stop the run
-        run.notes.warnings.append(f"torch.compile failed ({short_reason(e)}); trained without it.")
-        step_model = eager
-    finally:
-        run.optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for name, b in run.model.named_buffers():
-                b.copy_(buffers[name])
-        torch.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state(cuda_rng, run.device)
     return step_model
 
 
