@@ -1,0 +1,40 @@
+"""The practical peak of a device for one precision, as the benchmarks compare achieved rates with: the faster of
+a square matmul and a 256-channel 3x3 convolution, timed in the same run. On CPUs the two go through different
+libraries (MKL's matmul, oneDNN's convolution) and can differ twofold: a matmul-only yardstick would understate
+what the cores can do."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from cnnbench.engine.runtime import synchronize
+
+
+def practical_peak(dtype: torch.dtype, device: torch.device | None = None, seconds: float = 2.0) -> dict[str, float]:
+    """GFLOP/s of a 2048x2048 matmul and of a 256-channel 3x3 convolution on 16x16 maps (batch 64), each the
+    median of the repeats that fit in ``seconds``."""
+
+    def rate(fn, flops: float) -> float:
+        for _ in range(2):
+            fn()
+        synchronize(device)
+        times, start = [], time.perf_counter()
+        while time.perf_counter() - start < seconds or len(times) < 3:
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+        return flops / float(np.median(times)) / 1e9
+
+    device = device or torch.device("cpu")
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device, dtype, memory_format=torch.channels_last)
+    x = torch.randn(64, 256, 16, 16, dtype=dtype, device=device).to(memory_format=torch.channels_last)
+    conv_flops = 2 * 64 * 256 * 256 * 9 * 16 * 16
+    with torch.no_grad():
+        return {"matmul": rate(lambda: a @ b, 2 * n**3), "conv": rate(lambda: conv(x), conv_flops)}
