@@ -378,6 +378,7 @@ def test_weights_vs_init_measures_direction_and_scale():
 
 @pytest.mark.data
 def test_the_2d_landscape_is_drawn_in_the_report(tmp_path):
+    from cnnbench.fileio import read_csv
     from cnnbench.report.insight import landscape_plane, run_insight_figures
 
     run = tmp_path / "run"
@@ -389,5 +390,5 @@ def test_the_2d_landscape_is_drawn_in_the_report(tmp_path):
     assert x[0, 0] == y[0, 0] == -1.0 and x[0, -1] == 1.0 and y[-1, 0] == 1.0  # x across a row, y down
     centre = loss[x.shape[0] // 2, x.shape[1] // 2]
     assert centre == pytest.approx(loss.min(), rel=0.5)  # the trained weights sit near the plane's lowest loss
-    figures = run_insight_figures(run, "tiny")["figures"]
+    figures = run_insight_figures(run, "tiny", read_csv(run / "metrics.csv"))["figures"]
     assert figures["landscape_plane"].exists()

@@ -16,6 +16,7 @@ from cnnbench.launch.cell import train_cell
 from cnnbench.launch.launchers import LaunchConfig
 from cnnbench.launch.lock import LOCK_FILE, LockedError, RunLock, read_lock
 from cnnbench.launch.status import status_text, study_cells
+from cnnbench.layout import EVENTS_JSONL
 from cnnbench.study import StudySpec, run_study
 from tests.conftest import TINY_MODEL, TINY_MODEL_WIDE
 
@@ -57,7 +58,7 @@ def test_the_journal_keeps_whole_lines_from_several_processes(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(k)]) for k in range(3)]
     for p in procs:
         assert p.wait() == 0
-    lines = (tmp_path / events.EVENTS).read_text().splitlines()
+    lines = (tmp_path / EVENTS_JSONL).read_text().splitlines()
     assert len(lines) == 600 and all(json.loads(line)["event"] == "epoch" for line in lines)
     assert {c: e["epoch"] for c, e in events.latest_by_cell(tmp_path).items()} == {
         "cell0": 199,

@@ -21,6 +21,7 @@ from cnnbench.errors import ConfigError
 from cnnbench.launch import events
 from cnnbench.launch.cell import finish_run_files
 from cnnbench.launch.status import status_text, study_cells
+from cnnbench.layout import EVENTS_JSONL
 from tests.conftest import TINY_MODEL
 from tests.test_train import StopAfter
 
@@ -92,8 +93,8 @@ def test_a_sigkilled_local_worker_fails_only_its_own_cell_and_everyone_agrees(tm
     cells = {c.name: c for c in study_cells(out)}
     assert cells[killed].state == "failed" and sum(c.state == "finished" for c in cells.values()) == 3
     assert "4 runs: 3 finished, 0 running, 0 pending, 1 failed" in status_text(out, list(cells.values()))
-    with open(out / events.EVENTS, "ab") as f:  # junk and a duplicated line: the next command survives them
-        f.write(b"\xff\xfe junk\n" + (out / events.EVENTS).read_bytes().splitlines(keepends=True)[-1])
+    with open(out / EVENTS_JSONL, "ab") as f:  # junk and a duplicated line: the next command survives them
+        f.write(b"\xff\xfe junk\n" + (out / EVENTS_JSONL).read_bytes().splitlines(keepends=True)[-1])
     again = cnnbench(*args)
     stdout, stderr = again.communicate(timeout=900)
     assert again.returncode == 0, stderr
@@ -211,7 +212,7 @@ def test_status_survives_a_damaged_journal_with_the_same_counts(tmp_path, order,
     for at, bad in junk:
         shuffled.insert(min(at, len(shuffled)), bad)
     shuffled.append(lines[-1][: len(lines[-1]) * cut // 31])  # the last line cut short by a crash (or empty)
-    (study / events.EVENTS).write_bytes(b"".join(shuffled))
+    (study / EVENTS_JSONL).write_bytes(b"".join(shuffled))
     states = {c.name: c.state for c in study_cells(study)}
     assert states == {"a-run": "failed", "b-run": "pending", "c-run": "pending"}
     text = status_text(study, study_cells(study))
@@ -231,10 +232,10 @@ def test_status_streams_a_large_journal(tmp_path):
     study.mkdir()
     (study / "study.json").write_text(json.dumps({"cells": [{"name": "a-run", "config": {"epochs": 10**6}}]}))
     line = _journal_lines([("a-run", "epoch")])[0]
-    with open(study / events.EVENTS, "wb") as f:
+    with open(study / EVENTS_JSONL, "wb") as f:
         for _ in range(50 * 2**20 // len(line) // 1024):
             f.write(line * 1024)
-    assert (study / events.EVENTS).stat().st_size > 45 * 2**20
+    assert (study / EVENTS_JSONL).stat().st_size > 45 * 2**20
     tracemalloc.start()
     try:
         cells = study_cells(study)

@@ -212,14 +212,16 @@ def launch_config_from_args(args):
 def cmd_status(args) -> int:
     import json
 
+    from ..launch import events
     from ..launch.status import status_text, study_cells, watch
 
     study = Path(args.study_dir)
-    cells = watch(study) if args.watch else study_cells(study)
+    journal = None if args.watch else events.scan(study)  # read once for the cells and the count of bad lines
+    cells = watch(study) if args.watch else study_cells(study, journal)
     if args.json:
         print(json.dumps([c.to_dict() for c in cells], indent=2))
     elif not args.watch:
-        print(status_text(study, cells))
+        print(status_text(study, cells, journal))
     return 0 if cells and all(c.state == "finished" for c in cells) else 1
 
 

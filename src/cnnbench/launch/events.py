@@ -14,8 +14,6 @@ from pathlib import Path
 
 from ..layout import EVENTS_JSONL
 
-EVENTS = EVENTS_JSONL  # the journal's file name, as layout.py names it
-
 
 def scheduler_job() -> dict:
     """The Slurm job this process runs in, as `squeue` names it (an array task: JOB_TASK); {} outside Slurm."""
@@ -40,7 +38,7 @@ def record(study_dir: Path, cell: str, event: str, **details) -> None:
         },
         default=str,
     )
-    path = Path(study_dir) / EVENTS
+    path = Path(study_dir) / EVENTS_JSONL
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -65,7 +63,7 @@ def _lines(path: Path) -> Iterator[dict | None]:
 
 def read(study_dir: Path) -> list[dict]:
     """Every readable event, in the journal's order (unreadable lines are skipped: see scan)."""
-    path = Path(study_dir) / EVENTS
+    path = Path(study_dir) / EVENTS_JSONL
     return [e for e in _lines(path) if e is not None] if path.exists() else []
 
 
@@ -87,7 +85,7 @@ def scan(study_dir: Path, recent: int = 3) -> Journal:
     """Each cell's latest event and its ``recent`` latest epochs. Lines are taken by their time, not their place in
     the file (several hosts append to one journal; a line may come late, or twice)."""
     journal = Journal()
-    path = Path(study_dir) / EVENTS
+    path = Path(study_dir) / EVENTS_JSONL
     if not path.exists():
         return journal
     for event in _lines(path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..engine.runtime import duration_text
 from ..errors import ConfigError
 from ..fileio import read_json
-from ..layout import CONFIG_JSON, RUNS_DIR, STUDY_SPEC, SUMMARY, run_dirs_of
+from ..layout import CONFIG_JSON, EVENTS_JSONL, RUNS_DIR, STUDY_SPEC, SUMMARY, run_dirs_of
 from . import events
 from .cell import finished
 from .lock import is_stale, read_lock
@@ -32,7 +32,8 @@ class CellStatus:
         return asdict(self)
 
 
-def study_cells(study_dir: Path) -> list[CellStatus]:
+def study_cells(study_dir: Path, journal: events.Journal | None = None) -> list[CellStatus]:
+    """Every cell's state (``journal``: the events journal already scanned, so that status reads it once)."""
     study_dir = Path(study_dir)
     if not (study_dir / STUDY_SPEC).exists():
         raise ConfigError(f"{study_dir} is not a study folder (no {STUDY_SPEC}): give the --out of `cnnbench compare`.")
@@ -45,7 +46,7 @@ def study_cells(study_dir: Path) -> list[CellStatus]:
         ) from None
     if not cells:  # a study from before launchers recorded its cells: its run folders are its cells
         cells = [{"name": d.name, "config": _config(d)} for d in run_dirs_of(study_dir)]
-    journal = events.scan(study_dir)
+    journal = journal or events.scan(study_dir)
     last, epochs_seen = journal.last, {cell: list(seen) for cell, seen in journal.epochs.items()}
     out = []
     for cell in cells:
@@ -103,7 +104,9 @@ def _duration(seconds: float | None) -> str:
     return "?" if seconds is None else duration_text(seconds)
 
 
-def status_text(study_dir: Path, cells: list[CellStatus]) -> str:
+def status_text(study_dir: Path, cells: list[CellStatus], journal: events.Journal | None = None) -> str:
+    """The cells as lines, then the unreadable journal lines counted and the totals (``journal``: as scanned for
+    ``cells``; read again where not given)."""
     try:
         command = read_json(Path(study_dir) / STUDY_SPEC).get("command")
     except (OSError, ValueError, AttributeError, UnicodeDecodeError):
@@ -129,9 +132,9 @@ def status_text(study_dir: Path, cells: list[CellStatus]) -> str:
     if per_run is not None:
         parallel = max(len(running), 1)
         left = (sum(c.eta_s or 0 for c in running) + per_run * counts["pending"]) / parallel
-    skipped = events.scan(study_dir).skipped
+    skipped = (journal or events.scan(study_dir)).skipped
     if skipped:
-        lines.append(f"({skipped} unreadable line(s) of {events.EVENTS} skipped: cut short by a crash, or damaged)")
+        lines.append(f"({skipped} unreadable line(s) of {EVENTS_JSONL} skipped: cut short by a crash, or damaged)")
     lines.append(
         f"{len(cells)} runs: {counts['finished']} finished, {counts['running']} running, {counts['pending']} pending, "
         f"{counts['failed']} failed" + (f"; about {_duration(left)} to go at the running workers' pace" if left else "")
@@ -143,8 +146,9 @@ def watch(study_dir: Path, every: float = 10.0, rounds: int | None = None) -> li
     """Print the status every ``every`` seconds until every cell has finished or failed (or ``rounds`` ran out)."""
     n = 0
     while True:
-        cells = study_cells(study_dir)
-        print(status_text(study_dir, cells), flush=True)
+        journal = events.scan(study_dir)
+        cells = study_cells(study_dir, journal)
+        print(status_text(study_dir, cells, journal), flush=True)
         n += 1
         if all(c.state in ("finished", "failed") for c in cells) or (rounds is not None and n >= rounds):
             return cells

@@ -135,7 +135,7 @@ def _insight_section(study_dir: Path, groups, ds_dir: Path, dataset: str) -> dic
     for g in groups:
         for r in g.runs:
             label = f"{g.model} s{r.summary['seed']}"
-            found = run_insight_figures(r.path, label)
+            found = run_insight_figures(r.path, label, r.rows)
             runs.append({**found, "label": label, "figures": {k: _data_uri(v) for k, v in found["figures"].items()}})
     overlay = landscape_overlay(
         [r for g in groups for r in g.runs], ds_dir / "landscape.png", f"{dataset}: loss landscape"
@@ -308,7 +308,7 @@ def _dataset_section(context: ReportContext, dataset: str, gs: list) -> dict:
     """One data set's part of the page: its tables, pairs, tuning, architecture, robustness, insight and runs."""
     out, ds_dir = context.out, context.figures_dir(dataset)
     info = read_json(ds_dir / DATASET_JSON) if (ds_dir / DATASET_JSON).exists() else {}
-    devices = sorted({device_of(r) for g in gs for r in g.runs})
+    devices = sorted(set().union(*(g.device_names for g in gs)))
     return {
         "anchor": "data-" + safe_name(dataset),
         "subset": subset_note(gs),

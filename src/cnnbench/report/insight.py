@@ -15,7 +15,6 @@ from ..layout import (
     FILTERS_NPZ,
     INSIGHT_DIR,
     INSIGHT_JSON,
-    METRICS_CSV,
     STUDY_INSIGHT_DIR,
 )
 from . import insight_plots
@@ -125,8 +124,9 @@ def landscape_plane(run_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return grid[..., 0], grid[..., 1], grid[..., 2]  # written row by row: y outer, x inner
 
 
-def run_insight_figures(run_path: Path, label: str) -> dict:
-    """Figures (paths) and tables for one run; keys absent where the run lacks the files."""
+def run_insight_figures(run_path: Path, label: str, rows: list[dict]) -> dict:
+    """Figures (paths) and tables for one run; keys absent where the run lacks the files. ``rows``: the run's
+    metrics.csv rows as the report read them (which epoch it trained to: an older insight.json is left out)."""
     out = run_path / INSIGHT_DIR
     result: dict = {"notes": [], "figures": {}}
     if (run_path / DYNAMICS_CSV).exists():
@@ -153,7 +153,7 @@ def run_insight_figures(run_path: Path, label: str) -> dict:
         )
         return result
     info = read_json(run_path / INSIGHT_JSON)
-    stale = stale_measurement(info, read_csv(run_path / METRICS_CSV) if (run_path / METRICS_CSV).exists() else [])
+    stale = stale_measurement(info, rows)
     if stale:
         result["notes"].append(f"{INSIGHT_JSON} left out: it was {stale}; run `cnnbench insight {run_path}` again")
         return result
