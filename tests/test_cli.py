@@ -29,8 +29,8 @@ def test_models_and_datasets_list(capsys):
     [
         (["train", "--model", "resnet81", "--out", "X"], "Unknown model 'resnet81'. Did you mean 'resnet18'?"),
         (["train", "--dataset", "cifar-10", "--out", "X", "--epochs", "1"], "Unknown data set 'cifar-10'"),
-        (["train", "--lr", "-1", "--out", "X"], "learning rate must be a positive number"),
-        (["train", "--epochs", "0", "--out", "X"], "epochs must be a positive"),
+        (["train", "--lr", "-1", "--out", "X"], "lr must be more than 0"),
+        (["train", "--epochs", "0", "--out", "X"], "epochs must be at least 1"),
         (["train", "--limit-train", "50", "--batch-size", "128", "--out", "X"], "larger than the training set"),
         (
             ["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--no-download", "--out", "X"],
@@ -190,4 +190,4 @@ def test_the_cli_reference_lists_every_command_and_training_option_with_its_real
     for field in FIELD_NAMES:
         if field not in ("model", "dataset", *INTERNAL_FIELDS):
             assert f"`--{field.replace('_', '-')}`" in table, field
-    assert "| `--lr` | peak learning rate; default 0.1 |" in table
+    assert "| `--lr` | peak learning rate; more than 0; default 0.1 |" in table

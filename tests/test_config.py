@@ -1,10 +1,11 @@
 import dataclasses
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnbench.config import FIELD_NAMES, TrainConfig, config_from_dict, load_config_file, validate
+from cnnbench.config import FIELD_NAMES, TrainConfig, config_from_dict, field_type, load_config_file, validate
 from cnnbench.errors import ConfigError
 
 
@@ -40,24 +41,44 @@ def test_invalid_yaml(tmp_path):
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"lr": -0.1}, "learning rate must be a positive"),
+        ({"lr": -0.1}, r"lr must be more than 0 \(got -0.1\): try 0.05 for SGD"),
         ({"lr": float("nan")}, "lr must be a finite number"),
         ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
         ({"momentum": float("-inf")}, "momentum must be a finite number"),
         ({"label_smoothing": float("nan")}, "label_smoothing must be a finite number"),
         ({"warmup_fraction": float("inf")}, "warmup_fraction must be a finite number"),
-        ({"epochs": 0}, "epochs must be a positive"),
-        ({"batch_size": 0}, "batch_size must be a positive"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"batch_size": 1}, "batch_size must be at least 2 .* batch norm cannot train on one image"),
         ({"optimizer": "lbfgs"}, "Invalid optimizer 'lbfgs'"),
         ({"model": "vgg17"}, "Unknown model 'vgg17'"),
-        ({"label_smoothing": 1.5}, "label_smoothing"),
-        ({"limit_train": 0}, "limit_train must be a positive"),
-        ({"crop_padding": -1}, "crop_padding must be a whole number"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\) \(got 1.0\)"),
+        ({"limit_train": 0}, "limit_train must be at least 1"),
+        ({"crop_padding": -1}, "crop_padding must be at least 0"),
     ],
 )
 def test_invalid_values_are_explained(changes, message):
     with pytest.raises(ConfigError, match=message):
         validate(TrainConfig(**changes))
+
+
+def _just_outside(allowed, kind):
+    """A value of the field's type just past one end of its range."""
+    step = 1 if kind is int else 1e-9
+    if allowed.low is not None:
+        return allowed.low if allowed.low_open else allowed.low - step
+    return allowed.high if allowed.high_open else allowed.high + step
+
+
+@pytest.mark.parametrize("field", [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("range")], ids=str)
+def test_each_range_in_the_options_metadata_is_enforced_and_holds_the_default(field):
+    """config.option's range is the one place a bound is written: validation refuses a value just outside it,
+    naming the range, and the default (where not None) lies inside it."""
+    allowed = field.metadata["range"]
+    default = getattr(TrainConfig(), field.name)
+    assert default is None or allowed.holds(default)
+    outside = _just_outside(allowed, field_type(field.name))
+    with pytest.raises(ConfigError, match=re.escape(f"{field.name} must be {allowed.text()}")):
+        validate(dataclasses.replace(TrainConfig(), **{field.name: outside}))
 
 
 values = st.one_of(st.none(), st.booleans(), st.integers(-5, 1000), st.floats(allow_nan=True), st.text(max_size=12))

@@ -118,9 +118,9 @@ def test_flip_tta_is_its_own_column(tmp_path):
 
 
 def test_cutout_and_ema_are_checked():
-    with pytest.raises(ConfigError, match="cutout must be a whole number"):
+    with pytest.raises(ConfigError, match="cutout must be at least 0"):
         TrainConfig(cutout=-1).replace()
-    with pytest.raises(ConfigError, match="ema is the moving average's decay"):
+    with pytest.raises(ConfigError, match=r"ema must be in \[0, 1\) .*the moving average's decay per step"):
         TrainConfig(ema=1.0).replace()
 
 

@@ -24,11 +24,50 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "ma
 _DATA = DataOptions()  # the data options' defaults live there; the fields below of the same names read them
 
 
-def option(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None, cli: bool = True):
-    """A TrainConfig field and its one description: `--help`, the docs' option table and error messages all read
-    its help, choices and metavar from here (cli/common.add_train_options generates the flags)."""
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option accepts: from ``low`` to ``high`` (None: unbounded), each end included unless
+    open; ``advice`` ends the error message where a plain range would leave the user guessing."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    advice: str = ""
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def text(self) -> str:
+        """The range in words, as --help and the error show it: "in [0, 1)", "at least 1", "more than 0"."""
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'more than' if self.low_open else 'at least'} {self.low:g}"
+        return f"{'less than' if self.high_open else 'at most'} {self.high:g}"
+
+
+AT_LEAST_0 = Range(0)
+AT_LEAST_1 = Range(1)
+POSITIVE = Range(0, low_open=True)
+FRACTION_BELOW_1 = Range(0, 1, high_open=True)
+
+
+def option(
+    default: Any,
+    help: str,
+    choices: tuple | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+    range: Range | None = None,
+):
+    """A TrainConfig field and its one description: `--help`, the docs' option table, validation and error messages
+    all read its help, choices, range and metavar from here (cli/common.add_train_options generates the flags)."""
     return dataclasses.field(
-        default=default, metadata={"help": help, "choices": choices, "metavar": metavar, "cli": cli}
+        default=default,
+        metadata={"help": help, "choices": choices, "metavar": metavar, "cli": cli, "range": range},
     )
 
 
@@ -42,29 +81,41 @@ class TrainConfig:
         choices=("paper", "small", "auto"),
     )
     width: float = option(1.0, "every layer's channels times this (0.25: a quarter as wide; 1: as published)")
-    epochs: int = option(2, "passes over the training data")
-    batch_size: int = option(128, "images per step (per process under torchrun)")
-    lr: float = option(0.1, "peak learning rate")  # used as given: it suits batch 128, scale it with the batch
+    epochs: int = option(2, "passes over the training data", range=AT_LEAST_1)
+    batch_size: int = option(
+        128,
+        "images per step (per process under torchrun)",
+        range=Range(2, advice="batch norm cannot train on one image, so every batch would be skipped"),
+    )
+    lr: float = option(
+        0.1, "peak learning rate", range=Range(0, low_open=True, advice="try 0.05 for SGD or 1e-3 for Adam")
+    )  # used as given: it suits batch 128, scale it with the batch
     optimizer: str = option("sgd", "sgd, adam or adamw", choices=OPTIMIZERS)
-    momentum: float = option(0.9, "SGD momentum")
+    momentum: float = option(0.9, "SGD momentum", range=FRACTION_BELOW_1)
     nesterov: bool = option(True, "SGD with Nesterov momentum (--no-nesterov: plain momentum)")
     schedule: str = option("onecycle", "learning-rate schedule", choices=SCHEDULES)  # onecycle: linear up, down
-    warmup_fraction: float = option(0.25, "share of steps warming up (onecycle, cosine)")
+    warmup_fraction: float = option(0.25, "share of steps warming up (onecycle, cosine)", range=FRACTION_BELOW_1)
     lr_update: str = option(
         "step", "move the learning rate after every step or once per epoch", choices=LR_UPDATES
     )  # epoch: PyTorch's schedulers as most published scripts call them
-    weight_decay: float = option(5e-4, "L2 penalty (decoupled for adamw)")
+    weight_decay: float = option(5e-4, "L2 penalty (decoupled for adamw)", range=AT_LEAST_0)
     decay: str = option(
         "weights", "weights: decay conv/linear weights only; all: every parameter", choices=DECAY_TARGETS
     )
-    label_smoothing: float = option(0.1, "cross-entropy label smoothing")
+    label_smoothing: float = option(0.1, "cross-entropy label smoothing", range=FRACTION_BELOW_1)
     augment: bool = option(True, "random crop, plus flips for natural images")
-    crop_padding: int = option(4, "pixels the random crop may shift by")
+    crop_padding: int = option(4, "pixels the random crop may shift by", range=AT_LEAST_0)
     cutout: int = option(
-        0, "side in pixels of a square blanked at a random place in every training image", metavar="PIXELS"
+        0,
+        "side in pixels of a square blanked at a random place in every training image (0: off)",
+        metavar="PIXELS",
+        range=AT_LEAST_0,
     )
     ema: float = option(
-        0.0, "evaluate a moving average of the weights with this decay per step (e.g. 0.999)", metavar="DECAY"
+        0.0,
+        "evaluate a moving average of the weights with this decay per step (e.g. 0.999; 0: off)",
+        metavar="DECAY",
+        range=Range(0, 1, high_open=True, advice="the moving average's decay per step, such as 0.999 (0: off)"),
     )
     seed: int = option(0, "seeds weights, shuffling and augmentation")
     deterministic: bool = option(False, "deterministic kernels: bit-identical reruns on CPU")
@@ -77,29 +128,40 @@ class TrainConfig:
     compile_mode: str = option(
         "default", "reduce-overhead captures CUDA graphs (small batches without launch overhead)", choices=COMPILE_MODES
     )
-    threads: int | None = option(None, "CPU threads for PyTorch")
+    threads: int | None = option(None, "CPU threads for PyTorch", range=AT_LEAST_1)
     data_dir: str | None = option(None, "data root")
     download: bool = option(_DATA.download, "let torchvision download missing data sets")
-    limit_train: int | None = option(_DATA.limit_train, "class-balanced slice of the training split (images)")
-    limit_test: int | None = option(_DATA.limit_test, "class-balanced slice of the test split (images)")
-    val_split: int = option(_DATA.val_split, "training images held out for validation (class-balanced)")
+    limit_train: int | None = option(
+        _DATA.limit_train, "class-balanced slice of the training split (images)", range=AT_LEAST_1
+    )
+    limit_test: int | None = option(
+        _DATA.limit_test, "class-balanced slice of the test split (images)", range=AT_LEAST_1
+    )
+    val_split: int = option(
+        _DATA.val_split, "training images held out for validation (class-balanced)", range=AT_LEAST_0
+    )
     test_split: float | None = option(
         _DATA.test_split,
         "share of each class held out for testing, for an image folder of class folders only (fixed seed: the same "
         "images for every model)",
         metavar="FRACTION",
+        range=Range(0, 1, low_open=True, high_open=True),
     )
-    pad_to: int | None = option(_DATA.pad_to, "zero-pad smaller images to this size")  # MNIST's 28 px to 32
-    resize: int | None = option(_DATA.resize, "resize images (bilinear) to this square size first")
+    # MNIST's 28 px to 32
+    pad_to: int | None = option(_DATA.pad_to, "zero-pad smaller images to this size", range=AT_LEAST_1)
+    resize: int | None = option(_DATA.resize, "resize images (bilinear) to this square size first", range=AT_LEAST_1)
     # a tuning trial: validation stands in for the test split (set by --tune, never by a user)
     trial: bool = option(_DATA.trial, "a tuning trial, scored on validation", cli=False)
-    eval_batch_size: int = option(512, "images per evaluation batch")
-    check_every: int | None = option(None, "steps between checks that the loss is finite (each waits for a GPU)")
+    eval_batch_size: int = option(512, "images per evaluation batch", range=AT_LEAST_1)
+    check_every: int | None = option(
+        None, "steps between checks that the loss is finite (each waits for a GPU)", range=AT_LEAST_1
+    )
     precise_bn: int = option(
         4096,
         "before each evaluation, recompute batch-norm statistics on this many training images (at most a tenth of "
-        "them)",
+        "them; 0: off)",
         metavar="IMAGES",
+        range=AT_LEAST_0,
     )
     pretrained: str | None = option(
         None,
@@ -108,7 +170,9 @@ class TrainConfig:
         metavar="imagenet|PATH",
     )
     backbone_lr_scale: float = option(
-        0.1, "with --pretrained: the pretrained body learns at --lr times this, the new classifier at --lr"
+        0.1,
+        "with --pretrained: the pretrained body learns at --lr times this, the new classifier at --lr",
+        range=Range(0, low_open=True, advice="to keep the pretrained body fixed, use --freeze-backbone"),
     )
     freeze_backbone: bool = option(False, "with --pretrained: train the new classifier only (a linear probe)")
 
@@ -172,77 +236,30 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 f"{getattr(TrainConfig(), f.name)!r}, its default."
             )
     registry.check_model_name(cfg.model)
-    for f in fields(cfg):  # a field with choices (config.option) takes one of them
+    for f in fields(cfg):  # a field with choices or a range (config.option) keeps to them
         if f.metadata.get("choices"):
             _choice(f.name, getattr(cfg, f.name), f.metadata["choices"])
-    for name in ("epochs", "batch_size", "eval_batch_size"):  # the annotation made them whole numbers already
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be a positive whole number (got {getattr(cfg, name)!r}).")
-    if cfg.batch_size < 2:
-        raise ConfigError(
-            f"batch_size must be at least 2 (got {cfg.batch_size}): batch norm cannot train on one image, "
-            "so every batch would be skipped and nothing would train. Use --batch-size 2 or more."
-        )
-    if not cfg.lr > 0:
-        raise ConfigError(
-            f"The learning rate must be a positive number (got {cfg.lr!r}); try 0.05 for SGD or 1e-3 for Adam."
-        )
-    if cfg.weight_decay < 0:
-        raise ConfigError(f"weight_decay must be zero or positive (got {cfg.weight_decay!r}).")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise ConfigError(f"label_smoothing must be in [0, 1) (got {cfg.label_smoothing!r}).")
-    if not 0 <= cfg.momentum < 1:
-        raise ConfigError(f"momentum must be in [0, 1) (got {cfg.momentum!r}).")
-    if not 0 <= cfg.warmup_fraction < 1:
-        raise ConfigError(f"warmup_fraction must be in [0, 1) (got {cfg.warmup_fraction!r}).")
-    for name in ("limit_train", "limit_test"):
-        value = getattr(cfg, name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name} must be a positive number of images (got {value!r}).")
-    if not isinstance(cfg.crop_padding, int) or isinstance(cfg.crop_padding, bool) or cfg.crop_padding < 0:
-        raise ConfigError(f"crop_padding must be a whole number of pixels, 0 or more (got {cfg.crop_padding!r}).")
-    if not isinstance(cfg.cutout, int) or isinstance(cfg.cutout, bool) or cfg.cutout < 0:
-        raise ConfigError(f"cutout must be a whole number of pixels, 0 (off) or more (got {cfg.cutout!r}).")
-    if not 0 <= cfg.ema < 1:
-        raise ConfigError(
-            f"ema is the moving average's decay per step: 0 (off) or a number below 1 such as 0.999 (got {cfg.ema!r})."
-        )
+        value, allowed = getattr(cfg, f.name), f.metadata.get("range")
+        if allowed is not None and value is not None and not allowed.holds(value):
+            advice = f": {allowed.advice}" if allowed.advice else ""
+            raise ConfigError(f"{f.name} must be {allowed.text()} (got {value!r}){advice}.")
     registry.check_width(cfg.width)
     if cfg.pretrained == "imagenet" and cfg.width != 1:  # a run's or a file's weights may have any width
         raise ConfigError(
             "ImageNet weights fit the network at its published width only: leave --width at 1 with --pretrained "
             "imagenet (weights from a run of the same width, --pretrained RUN_DIR, fit any width)."
         )
-    if cfg.val_split < 0:
-        raise ConfigError(f"val_split must be zero or positive (got {cfg.val_split!r}).")
     if cfg.trial and not cfg.val_split:
         raise ConfigError("A tuning trial is scored on validation images only: it needs --val-split N (N > 0).")
-    for name in ("resize", "pad_to"):
-        value = getattr(cfg, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} must be a positive number of pixels (got {value!r}).")
-    if cfg.check_every is not None and (not isinstance(cfg.check_every, int) or cfg.check_every < 1):
-        raise ConfigError(f"check_every must be a positive number of steps (got {cfg.check_every!r}).")
-    if not isinstance(cfg.precise_bn, int) or isinstance(cfg.precise_bn, bool) or cfg.precise_bn < 0:
-        raise ConfigError(f"precise_bn must be a number of training images, 0 (off) or more (got {cfg.precise_bn!r}).")
-    if cfg.test_split is not None and not 0 < cfg.test_split < 1:
-        raise ConfigError(f"test_split must be a fraction between 0 and 1, such as 0.2 (got {cfg.test_split!r}).")
     if cfg.pretrained is not None and not str(cfg.pretrained).strip():
         raise ConfigError(
             "pretrained must be 'imagenet' or the path of a weights file or run folder (got an empty value)."
-        )
-    if not cfg.backbone_lr_scale > 0:
-        raise ConfigError(
-            f"backbone_lr_scale must be a positive number, such as 0.1 (got {cfg.backbone_lr_scale!r}); "
-            "to keep the pretrained body fixed, use --freeze-backbone."
         )
     if cfg.freeze_backbone and cfg.pretrained is None:
         raise ConfigError(
             "--freeze-backbone keeps pretrained weights fixed, but no --pretrained weights were given: "
             "pass --pretrained imagenet or --pretrained PATH, or drop --freeze-backbone."
         )
-    if cfg.threads is not None and cfg.threads < 1:
-        raise ConfigError(f"threads must be at least 1 (got {cfg.threads!r}).")
     return cfg
 
 

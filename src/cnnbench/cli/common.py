@@ -60,7 +60,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         if not meta.get("cli", True):
             continue
         flag = f.name.replace("_", "-")
-        help_text = f"{meta['help']}; default {shown_default(f.name, getattr(defaults, f.name))}"
+        allowed = f"; {meta['range'].text()}" if meta.get("range") else ""
+        help_text = f"{meta['help']}{allowed}; default {shown_default(f.name, getattr(defaults, f.name))}"
         kind = field_type(f.name)
         if kind is bool:
             bool_flag(p, flag, help_text)
