@@ -174,3 +174,22 @@ def test_the_architecture_page_lists_the_floors_this_test_enforces():
                 documented[unit.removesuffix(".py")] = int(cells[0])
     expected = {unit: floor for unit, floor in FLOORS.items() if not unit.startswith("__")}
     assert documented == expected
+
+
+MAX_FILE_LINES = 450  # a module longer than this holds more than one concern
+MAX_FUNCTION_LINES = 100  # a function longer than this does more than one thing
+
+
+def test_no_module_or_function_is_too_long_to_read():
+    too_long = []
+    for path in PACKAGE.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        lines = source.count("\n")
+        if lines > MAX_FILE_LINES:
+            too_long.append(f"{path.relative_to(PACKAGE)}: {lines} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(PACKAGE)}: {node.name}() is {length} lines")
+    assert not too_long, "split these: " + "; ".join(too_long)

@@ -23,16 +23,16 @@ def bf16_run(tmp_path_factory):
 
 def test_attacks_run_in_float32_even_after_bf16_training(bf16_run, monkeypatch):
     dtypes = []
-    import cnnbench.analysis.robustness.evaluate as evaluate
+    import cnnbench.analysis.robustness.measure as measure
 
-    real_fgsm = evaluate.fgsm
+    real_fgsm = measure.fgsm
 
     def spying_fgsm(forward, x, y, eps):
         dtypes.append(forward(x).dtype)
         dtypes.append(torch.is_autocast_enabled("cpu"))
         return real_fgsm(forward, x, y, eps)
 
-    monkeypatch.setattr(evaluate, "fgsm", spying_fgsm)
+    monkeypatch.setattr(measure, "fgsm", spying_fgsm)
     cfg = RobustnessConfig(
         corruptions=(), attacks=("fgsm",), eps=(0.1,), limit_test=40, device="cpu", masking_checks=False
     )
