@@ -19,6 +19,7 @@ from ..fileio import read_json, write_json, write_text
 from ..layout import CHECKPOINTS_DIR, CONFIG_JSON, SUMMARY, TEST_FILES
 from ..models import create_model, min_input_size, resolve_variant
 from ..models.complexity import count_flops, count_params
+from ..models.small_maps import use_small_map_convolutions
 from .averaging import WeightAverage
 from .callbacks import Callback
 from .compiled import compile_before_training
@@ -256,6 +257,8 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     params = count_params(model)
     flops = count_flops(model, tuple(data.train_x.shape[1:]))
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    if device.type == "cpu":  # oneDNN is slow on small maps: those 3x3 convolutions run as matmuls
+        use_small_map_convolutions(model)
     optimizer = make_optimizer(cfg, model)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     per_epoch = steps_per_epoch(len(data.train_y), cfg.batch_size, ctx.world_size)
