@@ -2,6 +2,7 @@
 backward, in fp32 and under bf16 autocast, and nn.Conv2d's own path wherever the shortcut does not apply."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -71,3 +72,23 @@ def test_im2col_output_is_channels_last_as_onednns_is():
     x = torch.randn(2, 4, 2, 2).to(memory_format=torch.channels_last)
     out = im2col_conv3x3(x, torch.randn(6, 4, 3, 3), None)
     assert out.shape == (2, 6, 2, 2) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_cpu_training_routes_small_maps_unless_told_not_to(tmp_path, monkeypatch, on):
+    """The default CPU run trains through the matmul route (a real vgg11 at 1/16 width on the bundled digits,
+    whose last stage sees 2x2 maps); --no-small-map-matmul keeps PyTorch's convolutions."""
+    import cnnbench.models.small_maps as small_maps
+    from cnnbench import TrainConfig, fit
+
+    routed_calls = []
+    real = small_maps.im2col_conv3x3
+    monkeypatch.setattr(small_maps, "im2col_conv3x3", lambda *a: routed_calls.append(a[0].shape) or real(*a))
+    cfg = TrainConfig(
+        model="vgg11", width=0.0625, dataset="mnist_demo", epochs=1, limit_train=256, limit_test=64,
+        batch_size=32, precise_bn=0, small_map_matmul=on, device="cpu",
+    )  # fmt: skip
+    summary = fit(cfg, tmp_path / "run")
+    assert bool(routed_calls) is on
+    assert all(shape[2] * shape[3] <= 16 for shape in routed_calls)
+    assert math.isfinite(summary["train_loss"]) and math.isfinite(summary["test_loss"])

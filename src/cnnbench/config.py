@@ -122,6 +122,11 @@ class TrainConfig:
     precision: str = option("auto", "auto: bf16 where the hardware runs it fast", choices=PRECISIONS)
     device: str = option("auto", "auto: a CUDA GPU, else an Apple GPU (mps), else the CPU", choices=DEVICES)
     channels_last: bool = option(True, "NHWC memory format for convolutions")
+    small_map_matmul: bool = option(
+        True,
+        "on a CPU, 3x3 convolutions on maps of at most 4x4 pixels (2x2 in fp32) run as one matmul, where oneDNN is "
+        "slow (vgg16_bn 1.5x faster in bf16); --no-small-map-matmul: PyTorch's own convolutions everywhere",
+    )
     compile: bool = option(
         False, "torch.compile the model (before the first epoch, timed as compile_s; eager if it fails)"
     )
@@ -191,9 +196,10 @@ FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 INTERNAL_FIELDS = ("trial",)  # set by cnnbench itself (a study's tuning phase), never a command-line option
 # Settings that change how a run goes (speed, where the data lives, how often the loss is checked), not what it
 # learns: a resumed run may change them, and runs differing only in them share one row of a comparison.
-RESULT_NEUTRAL_FIELDS = ("threads", "data_dir", "download", "check_every")
+# small_map_matmul and threads change only the order in which a sum's terms are added.
+RESULT_NEUTRAL_FIELDS = ("threads", "data_dir", "download", "check_every", "small_map_matmul")
 # What a run made before an option existed did, where that differs from the option's default today.
-LEGACY_VALUES = {"precise_bn": 0}
+LEGACY_VALUES = {"precise_bn": 0, "small_map_matmul": False}
 
 
 def saved_config_values(saved: dict[str, Any]) -> dict[str, Any]:

@@ -257,7 +257,7 @@ def setup(cfg: TrainConfig, out: Path, resume: bool, data: Dataset | None = None
     params = count_params(model)
     flops = count_flops(model, tuple(data.train_x.shape[1:]))
     model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    if device.type == "cpu":  # oneDNN is slow on small maps: those 3x3 convolutions run as matmuls
+    if device.type == "cpu" and cfg.small_map_matmul:  # oneDNN is slow on small maps: 3x3 convolutions as matmuls
         use_small_map_convolutions(model)
     optimizer = make_optimizer(cfg, model)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
