@@ -26,6 +26,7 @@ from cnnbench.engine.optim import make_optimizer
 from cnnbench.engine.runtime import autocast, cpu_name
 from cnnbench.models import create_model
 from cnnbench.models.complexity import count_flops
+from cnnbench.models.small_maps import PROFILER_LABEL, use_small_map_convolutions
 
 # profiler op name -> the part of the step it belongs to (the first pattern that matches wins)
 GROUPS = (
@@ -42,19 +43,28 @@ GROUPS = (
 )
 
 
-def group_of(name: str) -> str:
-    low = name.lower()
+def group_of(event) -> str:
+    """The part of the step a profiler event belongs to: inside a small-map convolution (models/small_maps.py)
+    whatever the operator, else by the operator's name."""
+    parent = event
+    while parent is not None:
+        if parent.name.startswith(PROFILER_LABEL):
+            return f"small-map convolutions as matmuls ({parent.name.rsplit(' ', 1)[-1]})"
+        parent = parent.cpu_parent
+    low = event.name.lower()
     for group, keys in GROUPS:
         if any(k in low for k in keys):
             return group
     return "other"
 
 
-def profile_step(model_name: str, precision: str, batch_size: int, steps: int, data) -> dict:
+def profile_step(model_name: str, precision: str, batch_size: int, steps: int, data, small_maps: bool = True) -> dict:
     cfg = TrainConfig(model=model_name, dataset="cifar10", batch_size=batch_size, precision=precision)
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, in_chans=3, variant="small")
     model = model.to(memory_format=torch.channels_last).train()
+    if small_maps:  # as cnnbench trains on a CPU (--small-map-matmul, the default)
+        use_small_map_convolutions(model)
     optimizer = make_optimizer(cfg, model)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     device = torch.device("cpu")
@@ -77,9 +87,9 @@ def profile_step(model_name: str, precision: str, batch_size: int, steps: int, d
             step(*next(batches))  # the batch's crop, flip and normalisation are inside the profile
         wall = time.perf_counter() - start
     by_group: dict[str, float] = defaultdict(float)
-    for e in prof.key_averages():
+    for e in prof.events():
         if e.self_cpu_time_total > 0:
-            by_group[group_of(e.key)] += e.self_cpu_time_total / 1e6
+            by_group[group_of(e)] += e.self_cpu_time_total / 1e6
     conv_fwd = count_flops(model, tuple(data.train_x.shape[1:])) * batch_size * steps
     return {
         "images_per_s": batch_size * steps / wall,
@@ -94,6 +104,9 @@ def main() -> None:
     p.add_argument("--precisions", default="bf16,fp32")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=6)
+    p.add_argument(
+        "--no-small-map-matmul", action="store_true", help="profile with oneDNN's convolutions everywhere (as before)"
+    )
     args = p.parse_args()
     data = load_dataset("cifar10", options=DataOptions(limit_train=args.batch_size * (args.steps + 3), limit_test=100))
     print(
@@ -107,7 +120,7 @@ def main() -> None:
             f"(matmul {peak['matmul']:.0f}, 3x3 conv {peak['conv']:.0f})"
         )
         for model_name in args.models.split(","):
-            got = profile_step(model_name, precision, args.batch_size, args.steps, data)
+            got = profile_step(model_name, precision, args.batch_size, args.steps, data, not args.no_small_map_matmul)
             shares = ", ".join(f"{g} {s:.0%}" for g, s in got["shares"].items() if s >= 0.005)
             print(
                 f"  {model_name}: {got['images_per_s']:.0f} images/s, {got['gflops']:.0f} GFLOP/s = "

@@ -14,11 +14,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 # The largest map (height x width) routed through the matmul, per compute precision: where it was faster than
 # oneDNN on fwd+bwd at batch 128 (benchmarks/conv_layers.py --compare-im2col; CPU-3 with AMX: bf16 2x2 3.1x,
 # 4x4 1.6-1.9x, 8x8 0.4x; fp32 2x2 2.1x, 4x4 1.0x).
 LARGEST_MAP = {torch.bfloat16: 16, torch.float16: 0, torch.float32: 4}
+PROFILER_LABEL = "cnnbench::small_map_conv"
 
 
 def _columns(x: torch.Tensor) -> torch.Tensor:
@@ -38,25 +40,27 @@ class _Im2Col3x3(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_nhwc: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        cols = _columns(x_nhwc)
-        ctx.save_for_backward(cols, weights)
-        ctx.map_shape = x_nhwc.shape
-        return cols @ weights
+        with record_function(PROFILER_LABEL + " forward"):  # benchmarks/step_profile.py counts it apart
+            cols = _columns(x_nhwc)
+            ctx.save_for_backward(cols, weights)
+            ctx.map_shape = x_nhwc.shape
+            return cols @ weights
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         cols, weights = ctx.saved_tensors
         n, h, w, c = ctx.map_shape
         grad_x = grad_weights = None
-        if ctx.needs_input_grad[1]:
-            grad_weights = cols.t() @ grad
-        if ctx.needs_input_grad[0]:
-            grad_cols = (grad @ weights.t()).view(n, h, w, 9, c)
-            padded = grad.new_zeros(n, h + 2, w + 2, c)
-            for tap in range(9):
-                i, j = divmod(tap, 3)
-                padded[:, i : i + h, j : j + w] += grad_cols[:, :, :, tap]
-            grad_x = padded[:, 1 : h + 1, 1 : w + 1]
+        with record_function(PROFILER_LABEL + " backward"):
+            if ctx.needs_input_grad[1]:
+                grad_weights = cols.t() @ grad
+            if ctx.needs_input_grad[0]:
+                grad_cols = (grad @ weights.t()).view(n, h, w, 9, c)
+                padded = grad.new_zeros(n, h + 2, w + 2, c)
+                for tap in range(9):
+                    i, j = divmod(tap, 3)
+                    padded[:, i : i + h, j : j + w] += grad_cols[:, :, :, tap]
+                grad_x = padded[:, 1 : h + 1, 1 : w + 1]
         return grad_x, grad_weights
 
 
