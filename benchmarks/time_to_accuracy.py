@@ -6,6 +6,7 @@ continues where it stopped), or reads the runs of a finished study (--study), e.
     python benchmarks/time_to_accuracy.py --dataset mnist --models vgg16_bn,resnet18 --epochs 2 --out bench-runs/mnist
     python benchmarks/time_to_accuracy.py --study studies/modern \
         --targets mnist:vgg16_bn=0.99,mnist:resnet18=0.992,cifar10:vgg16_bn=0.865,cifar10:resnet18=0.785
+    python benchmarks/time_to_accuracy.py --runs bench-runs/tta/a,bench-runs/tta/b --metric val_top1 --targets 0.85
 """
 
 from __future__ import annotations
@@ -23,22 +24,27 @@ from cnnbench.fileio import read_csv, read_json
 
 
 def parse_targets(text: str) -> dict[str, float]:
-    """``[dataset:]model=top1`` pairs; a target without a data set applies to the model on any."""
+    """``[dataset:]model=top1`` pairs; a target without a data set applies to the model on any, and a bare number
+    (stored under "") to every run."""
     try:
-        return {k: float(v) for k, v in (t.split("=") for t in text.split(",") if t)}
+        pairs = [t.split("=") if "=" in t else ["", t] for t in text.split(",") if t]
+        return {k: float(v) for k, v in pairs}
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: write [dataset:]model=top1 pairs, e.g. cifar10:vgg16_bn=0.865"
         ) from None
 
 
-def epoch_rows(run_dir: Path, target: float | None) -> tuple[list[str], tuple[int, float] | None]:
-    """Markdown rows (one per epoch) and (epoch, cumulative seconds) where top-1 first reached ``target``."""
+def epoch_rows(
+    run_dir: Path, target: float | None, metric: str = "test_top1"
+) -> tuple[list[str], tuple[int, float] | None]:
+    """Markdown rows (one per epoch) and (epoch, cumulative training seconds) where ``metric`` first reached
+    ``target``."""
     config = read_json(run_dir / "config.json")
     lines, reached, elapsed = [], None, 0.0
     for r in read_csv(run_dir / "metrics.csv"):
         elapsed += float(r["epoch_time_s"])
-        top1 = float(r["test_top1"])
+        top1 = float(r[metric])
         if reached is None and target is not None and top1 >= target:
             reached = (int(r["epoch"]), elapsed)
         lines.append(
@@ -51,6 +57,8 @@ def epoch_rows(run_dir: Path, target: float | None) -> tuple[list[str], tuple[in
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--study", default=None, help="read the runs of this finished study folder instead of training")
+    p.add_argument("--runs", default=None, help="read these run folders (comma-separated) instead of training")
+    p.add_argument("--metric", default="test_top1", choices=("test_top1", "val_top1"), help="what --targets reach")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--models", default="vgg16_bn,resnet18")
     p.add_argument("--epochs", type=int, default=2)
@@ -66,7 +74,12 @@ def main() -> None:
     p.add_argument("--out", default=None, help="folder for the run folders (when training)")
     args = p.parse_args()
     targets = args.targets
-    if args.study:
+    if args.runs:
+        run_dirs = [Path(r) for r in args.runs.split(",") if r]
+        missing = [str(r) for r in run_dirs if not (r / "summary.json").exists()]
+        if missing:
+            p.error(f"not finished runs: {', '.join(missing)}")
+    elif args.study:
         runs = Path(args.study) / "runs"
         run_dirs = sorted(d for d in runs.iterdir() if (d / "summary.json").exists()) if runs.is_dir() else []
         if not run_dirs:
@@ -88,17 +101,19 @@ def main() -> None:
             fit(cfg, out, resume=out.exists(), callbacks=[ConsoleProgress()])
             run_dirs.append(out)
     lines = [
-        "| model | data set | epoch | test top-1 | test loss | cumulative train time | images/s |",
+        f"| model | data set | epoch | {args.metric.replace('_', ' ')} | test loss | cumulative train time "
+        "| images/s |",
         "|---|---|---|---|---|---|---|",
     ]
     results = {}
     for run_dir in run_dirs:
         summary = read_json(run_dir / "summary.json")
         model, dataset = summary["config"]["model"], summary["config"]["dataset"]
-        target = targets.get(f"{dataset}:{model}", targets.get(model))
-        rows, reached = epoch_rows(run_dir, target)
+        target = targets.get(f"{dataset}:{model}", targets.get(model, targets.get("")))
+        rows, reached = epoch_rows(run_dir, target, args.metric)
         lines += rows
         results[run_dir.name] = {
+            "train_time_s": summary["train_time_s"],
             "summary_top1": summary["test_top1"],
             "target": target,
             "reached": reached,
