@@ -34,15 +34,13 @@ def param_groups(
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.backbone_lr_scale if cfg.pretrained else None, cfg.decay)
-    # On a CPU the fused step (one kernel over all parameters) beat the for-loop default by 2-5% of a whole
-    # training step, measured with SGD (docs/BENCHMARKS.md, "Every core busy"); on GPUs PyTorch's default stays.
-    fused = {"fused": True} if all(p.device.type == "cpu" for g in groups for p in g["params"]) else {}
+    # PyTorch's default step (for-loop on a CPU), not fused=True: the fused step was 2-5% faster on a CPU but sums
+    # in another order, and the engine keeps training bit for bit as the plain loop does (tests/test_peer_parity.py).
     if cfg.optimizer == "sgd":
-        nesterov = cfg.nesterov and cfg.momentum > 0
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov, **fused)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, **fused)
-    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:

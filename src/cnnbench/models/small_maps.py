@@ -2,8 +2,8 @@
 
 On the CPU, oneDNN's convolutions reach a small share of the cores' rate on the last stages of a CIFAR-sized
 network: a 512-channel 3x3 convolution on 2x2 maps runs its forward at 5-7% and its backward at 3% of the bf16
-peak (AMX), where the same work as a (pixels x 9*channels) @ (9*channels x out) matmul runs at 50-60%
-(docs/BENCHMARKS.md, "Where a CPU training step's time goes"). Those layers hold half of vgg16_bn's convolution
+peak (AMX), where the same work as a (pixels x 9*channels) @ (9*channels x out) matmul runs at about 60%
+(docs/BENCHMARKS.md, "Every core busy"). Those layers hold half of vgg16_bn's convolution
 time. ``use_small_map_convolutions`` routes such convolutions through the matmul; everything else, and every
 convolution off the CPU, stays with PyTorch's own kernels. The arithmetic is the same (the padding's zeros
 included), summed in another order: results agree within the precision's rounding.
@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 # The largest map (height x width) routed through the matmul, per compute precision: where it was faster than
-# oneDNN on fwd+bwd at batch 128 (benchmarks/conv_layers.py --compare-im2col; CPU-3 with AMX: bf16 2x2 3.1x,
-# 4x4 1.6-1.9x, 8x8 0.4x; fp32 2x2 2.1x, 4x4 1.0x).
+# oneDNN on fwd+bwd at batch 128 (benchmarks/conv_layers.py --compare-im2col; CPU-3 with AMX: bf16 2x2 2.9-3.2x,
+# 4x4 1.5-1.9x, 8x8 0.4-0.8x; fp32 2x2 2.0-2.2x, 4x4 1.0-1.16x, left to oneDNN). Other CPUs may draw the line
+# elsewhere: conv_layers.py tells.
 LARGEST_MAP = {torch.bfloat16: 16, torch.float16: 0, torch.float32: 4}
 PROFILER_LABEL = "cnnbench::small_map_conv"
 
