@@ -8,15 +8,14 @@ forward or backward falls short.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
-from peak import practical_peak  # benchmarks/ is on the path when this script runs
+from peak import machine_line, practical_peak, step_benchmark_parser  # benchmarks/ is on the path when run
 
-from cnnbench.engine.runtime import autocast, cpu_name
+from cnnbench.engine.runtime import autocast
 from cnnbench.models import create_model
 from cnnbench.models.small_maps import im2col_conv3x3, routable
 
@@ -90,18 +89,13 @@ def layer_rates(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--models", default="vgg16_bn,resnet18")
-    p.add_argument("--precisions", default="bf16,fp32")
-    p.add_argument("--batch-size", type=int, default=128)
+    p = step_benchmark_parser()
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--compare-im2col", action="store_true", help="also time each 3x3 stride-1 convolution as one matmul"
     )
     args = p.parse_args()
-    print(
-        f"CPU: {cpu_name()} ({torch.get_num_threads()} threads), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
-    )
+    print(machine_line())
     for precision in args.precisions.split(","):
         peak = max(practical_peak(torch.bfloat16 if precision == "bf16" else torch.float32).values())
         print(f"\n{precision}: practical peak {peak:,.0f} GFLOP/s")

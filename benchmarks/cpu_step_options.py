@@ -8,18 +8,17 @@ neighbour slows them all alike; each variant's rate is the median of its rounds.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
-from peak import practical_peak  # benchmarks/ is on the path when this script runs
+from peak import machine_line, practical_peak, step_benchmark_parser  # benchmarks/ is on the path when run
 
 from cnnbench.config import TrainConfig
 from cnnbench.engine.optim import param_groups
-from cnnbench.engine.runtime import autocast, cpu_name
+from cnnbench.engine.runtime import autocast
 from cnnbench.models import create_model
 from cnnbench.models.complexity import count_flops
 from cnnbench.models.small_maps import use_small_map_convolutions
@@ -91,10 +90,7 @@ def compare(model_name: str, precision: str, batch_size: int, rounds: int, steps
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--models", default="vgg16_bn,resnet18")
-    p.add_argument("--precisions", default="bf16,fp32")
-    p.add_argument("--batch-size", type=int, default=128)
+    p = step_benchmark_parser()
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=3, help="steps per variant per round")
     p.add_argument(
@@ -102,9 +98,7 @@ def main() -> None:
     )
     args = p.parse_args()
     variants = [VARIANTS[v.strip()] for v in args.variants.split(",") if v.strip()]
-    print(
-        f"CPU: {cpu_name()} ({torch.get_num_threads()} threads), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
-    )
+    print(machine_line())
     print("| model | precision | variant | images/s | vs eager | GFLOP/s | share of peak | warm-up s |")
     print("|---|---|---|---|---|---|---|---|")
     for precision in args.precisions.split(","):

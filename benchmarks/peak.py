@@ -5,6 +5,7 @@ what the cores can do."""
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -38,3 +39,21 @@ def practical_peak(dtype: torch.dtype, device: torch.device | None = None, secon
     conv_flops = 2 * 64 * 256 * 256 * 9 * 16 * 16
     with torch.no_grad():
         return {"matmul": rate(lambda: a @ b, 2 * n**3), "conv": rate(lambda: conv(x), conv_flops)}
+
+
+def step_benchmark_parser() -> argparse.ArgumentParser:
+    """The options every CPU-step benchmark shares: which models, which precisions, which batch size."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", default="vgg16_bn,resnet18")
+    p.add_argument("--precisions", default="bf16,fp32")
+    p.add_argument("--batch-size", type=int, default=128)
+    return p
+
+
+def machine_line() -> str:
+    """What a benchmark's numbers were measured on, for its first line."""
+    from cnnbench.engine.runtime import cpu_name
+
+    return (
+        f"CPU: {cpu_name()} ({torch.get_num_threads()} threads), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
+    )

@@ -10,20 +10,19 @@ MKL's matmul does not, so a matmul-only yardstick understates what the cores can
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 
 import torch
 import torch.nn as nn
-from peak import practical_peak  # benchmarks/ is on the path when this script runs
+from peak import machine_line, practical_peak, step_benchmark_parser  # benchmarks/ is on the path when run
 from torch.profiler import ProfilerActivity, profile
 
 from cnnbench.config import TrainConfig
 from cnnbench.data import DataOptions, load_dataset
 from cnnbench.data.loader import Augment, train_batches
 from cnnbench.engine.optim import make_optimizer
-from cnnbench.engine.runtime import autocast, cpu_name
+from cnnbench.engine.runtime import autocast
 from cnnbench.models import create_model
 from cnnbench.models.complexity import count_flops
 from cnnbench.models.small_maps import PROFILER_LABEL, use_small_map_convolutions
@@ -99,19 +98,14 @@ def profile_step(model_name: str, precision: str, batch_size: int, steps: int, d
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--models", default="vgg16_bn,resnet18")
-    p.add_argument("--precisions", default="bf16,fp32")
-    p.add_argument("--batch-size", type=int, default=128)
+    p = step_benchmark_parser()
     p.add_argument("--steps", type=int, default=6)
     p.add_argument(
         "--no-small-map-matmul", action="store_true", help="profile with oneDNN's convolutions everywhere (as before)"
     )
     args = p.parse_args()
     data = load_dataset("cifar10", options=DataOptions(limit_train=args.batch_size * (args.steps + 3), limit_test=100))
-    print(
-        f"CPU: {cpu_name()} ({torch.get_num_threads()} threads), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
-    )
+    print(machine_line())
     for precision in args.precisions.split(","):
         peak = practical_peak(torch.bfloat16 if precision == "bf16" else torch.float32)
         best = max(peak.values())
