@@ -9,7 +9,22 @@ import torch
 import torch.nn as nn
 
 from cnnbench.models import create_model
-from cnnbench.models.small_maps import LARGEST_MAP, SmallMapConv2d, im2col_conv3x3, use_small_map_convolutions
+from cnnbench.models.small_maps import (
+    im2col_conv3x3,
+    takes_matmul,
+    use_small_map_convolutions,
+)
+
+
+class MatmulConv(nn.Module):
+    """A convolution's parameters computed through im2col_conv3x3 always, whatever its size."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight, self.bias = conv.weight, conv.bias
+
+    def forward(self, x):
+        return im2col_conv3x3(x, self.weight, self.bias)
 
 
 def _outputs_and_grads(conv: nn.Module, x: torch.Tensor, bf16: bool):
@@ -25,8 +40,7 @@ def _outputs_and_grads(conv: nn.Module, x: torch.Tensor, bf16: bool):
 def test_the_matmul_route_gives_nn_conv2ds_outputs_and_gradients(size, bias, bf16):
     torch.manual_seed(0)
     plain = nn.Conv2d(24, 40, 3, padding=1, bias=bias)
-    routed = copy.deepcopy(plain)
-    assert use_small_map_convolutions(routed) == 1 and isinstance(routed, SmallMapConv2d)
+    routed = MatmulConv(copy.deepcopy(plain))
     x = torch.randn(6, 24, size, size).to(memory_format=torch.channels_last)
     expected, got = _outputs_and_grads(plain, x, bf16), _outputs_and_grads(routed, x, bf16)
     tolerance = 2e-2 if bf16 else 1e-5  # bf16 keeps 8 bits of mantissa: sums in another order differ in the last
@@ -42,12 +56,15 @@ def test_the_route_is_taken_only_on_small_maps_of_3x3_stride_1_convolutions(monk
 
     real = small_maps.im2col_conv3x3
     monkeypatch.setattr(small_maps, "im2col_conv3x3", lambda *a: calls.append(a[0].shape) or real(*a))
-    conv = nn.Conv2d(8, 8, 3, padding=1)
-    use_small_map_convolutions(conv)
-    small = int(LARGEST_MAP[torch.float32] ** 0.5)
-    conv(torch.randn(2, 8, small, small))
-    conv(torch.randn(2, 8, small + 1, small + 1))  # larger than the fp32 limit: oneDNN's own convolution
-    assert calls == [torch.Size([2, 8, small, small])]
+    many, few = nn.Conv2d(256, 8, 3, padding=1), nn.Conv2d(128, 8, 3, padding=1)
+    use_small_map_convolutions(nn.Sequential(many, few))
+    many(torch.randn(2, 256, 2, 2))
+    many(torch.randn(2, 256, 3, 3))  # larger than 2x2 in fp32: oneDNN's own convolution
+    few(torch.randn(2, 128, 2, 2))  # too few channels for the matmul to win
+    assert calls == [torch.Size([2, 256, 2, 2])]
+    assert takes_matmul(16, 512, 512, torch.bfloat16) and not takes_matmul(16, 512, 512, torch.float32)
+    assert not takes_matmul(16, 256, 256, torch.bfloat16) and takes_matmul(16, 256, 512, torch.bfloat16)
+    assert not takes_matmul(4, 512, 512, torch.float16)
     strided, wide = nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 5, padding=2)
     pointwise, grouped = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3, padding=1, groups=2)
     assert use_small_map_convolutions(nn.Sequential(strided, wide, pointwise, grouped)) == 0
@@ -76,8 +93,8 @@ def test_im2col_output_is_channels_last_as_onednns_is():
 
 @pytest.mark.parametrize("on", [True, False])
 def test_cpu_training_routes_small_maps_unless_told_not_to(tmp_path, monkeypatch, on):
-    """The default CPU run trains through the matmul route (a real vgg11 at 1/16 width on the bundled digits,
-    whose last stage sees 2x2 maps); --no-small-map-matmul keeps PyTorch's convolutions."""
+    """The default CPU run trains through the matmul route (a real vgg11 at half width on the bundled digits, whose
+    last stage has 256 channels on 1x1 maps); --no-small-map-matmul keeps PyTorch's convolutions."""
     import cnnbench.models.small_maps as small_maps
     from cnnbench import TrainConfig, fit
 
@@ -85,10 +102,10 @@ def test_cpu_training_routes_small_maps_unless_told_not_to(tmp_path, monkeypatch
     real = small_maps.im2col_conv3x3
     monkeypatch.setattr(small_maps, "im2col_conv3x3", lambda *a: routed_calls.append(a[0].shape) or real(*a))
     cfg = TrainConfig(
-        model="vgg11", width=0.0625, dataset="mnist_demo", epochs=1, limit_train=256, limit_test=64,
+        model="vgg11", width=0.5, dataset="mnist_demo", epochs=1, limit_train=256, limit_test=64,
         batch_size=32, precise_bn=0, small_map_matmul=on, device="cpu",
     )  # fmt: skip
     summary = fit(cfg, tmp_path / "run")
     assert bool(routed_calls) is on
-    assert all(shape[2] * shape[3] <= 16 for shape in routed_calls)
+    assert all(shape[1] >= 256 and shape[2] * shape[3] <= 16 for shape in routed_calls)
     assert math.isfinite(summary["train_loss"]) and math.isfinite(summary["test_loss"])

@@ -3,9 +3,10 @@
 On the CPU, oneDNN's convolutions reach a small share of the cores' rate on the last stages of a CIFAR-sized
 network: a 512-channel 3x3 convolution on 2x2 maps runs its forward at 5-7% and its backward at 3% of the bf16
 peak (AMX), where the same work as a (pixels x 9*channels) @ (9*channels x out) matmul runs at about 60%
-(docs/BENCHMARKS.md, "Every core busy"). Those layers hold half of vgg16_bn's convolution
-time. ``use_small_map_convolutions`` routes such convolutions through the matmul; everything else, and every
-convolution off the CPU, stays with PyTorch's own kernels. The arithmetic is the same (the padding's zeros
+(docs/BENCHMARKS.md, "Every core busy"). Those layers hold half of vgg16_bn's convolution time; with few
+channels the matmul loses (MATMUL_MAPS says where it wins). ``use_small_map_convolutions`` routes such
+convolutions through the matmul; everything else, and every convolution off the CPU, stays with PyTorch's own
+kernels. The arithmetic is the same (the padding's zeros
 included), summed in another order: results agree within the precision's rounding.
 """
 
@@ -16,11 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-# The largest map (height x width) routed through the matmul, per compute precision: where it was faster than
-# oneDNN on fwd+bwd at batch 128 (benchmarks/conv_layers.py --compare-im2col; CPU-3 with AMX: bf16 2x2 2.9-3.2x,
-# 4x4 1.5-1.9x, 8x8 0.4-0.8x; fp32 2x2 2.0-2.2x, 4x4 1.0-1.16x, left to oneDNN). Other CPUs may draw the line
-# elsewhere: conv_layers.py tells.
-LARGEST_MAP = {torch.bfloat16: 16, torch.float16: 0, torch.float32: 4}
+# Where the matmul was faster than oneDNN (fwd+bwd, benchmarks/conv_layers.py --compare-im2col and a grid of
+# channels x batch 32-256, CPU-3 with AMX, docs/BENCHMARKS.md): on 2x2 maps from 256 input channels (bf16 1.2-3.6x,
+# fp32 1.06-2.2x; with 64-128 channels 0.4-1.0x), and in bf16 on 4x4 maps from 256 x 512 channels (1.1-1.9x;
+# 256 x 256 mixed, 0.7-1.25x). Everything else stays with oneDNN. Other CPUs may draw the lines elsewhere.
+MATMUL_MAPS = {  # compute dtype -> (largest map in pixels, fewest in x out channels) pairs
+    torch.bfloat16: ((4, 256), (16, 256 * 512)),
+    torch.float32: ((4, 256),),
+}
 PROFILER_LABEL = "cnnbench::small_map_conv"
 
 
@@ -78,19 +82,28 @@ def im2col_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return out if bias is None else out + bias.to(out.dtype).view(1, out_channels, 1, 1)
 
 
+def takes_matmul(pixels: int, in_channels: int, out_channels: int, dtype: torch.dtype) -> bool:
+    """Whether a 3x3 stride-1 convolution of this size runs as one matmul (MATMUL_MAPS)."""
+    channels = (in_channels, in_channels * out_channels)
+    return any(pixels <= largest and channels[largest > 4] >= fewest for largest, fewest in MATMUL_MAPS.get(dtype, ()))
+
+
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
 
 
 class SmallMapConv2d(nn.Conv2d):
     """An nn.Conv2d (same parameters, state_dict and hooks) that computes a 3x3, stride-1, padding-1 convolution
-    on a CPU map of at most LARGEST_MAP pixels through ``im2col_conv3x3``, and anything else as nn.Conv2d does."""
+    on a small CPU map with many channels (MATMUL_MAPS) through ``im2col_conv3x3``, and anything else as nn.Conv2d
+    does."""
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if (
             input.device.type == "cpu"
             and input.dim() == 4
-            and input.shape[2] * input.shape[3] <= LARGEST_MAP.get(_compute_dtype(input), 0)
+            and takes_matmul(
+                input.shape[2] * input.shape[3], self.in_channels, self.out_channels, _compute_dtype(input)
+            )
             and not torch.jit.is_scripting()
             and not torch.compiler.is_compiling()
         ):
