@@ -4,6 +4,7 @@ same run. Where a step's profile says the convolutions take most of the time, th
 forward or backward falls short.
 
     python benchmarks/conv_layers.py --models vgg16_bn,resnet18 --precisions bf16,fp32 --batch-size 128
+    python benchmarks/conv_layers.py --grid --precisions bf16,fp32   # where the matmul route wins, by size
 """
 
 from __future__ import annotations
@@ -88,14 +89,51 @@ def layer_rates(
     }
 
 
+def onednn_over_matmul(precision: str, channels: int, size: int, batch: int, repeats: int) -> float:
+    """oneDNN's time over the matmul route's, forward and backward, for one C -> C 3x3 convolution."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, size, size).to(memory_format=torch.channels_last)
+    x = (x.bfloat16() if precision == "bf16" else x).requires_grad_()
+    grad = torch.randn(batch, channels, size, size).to(memory_format=torch.channels_last)
+
+    def step(fn):
+        def run():
+            with autocast(torch.device("cpu"), precision):
+                y = fn()
+            y.backward(grad.to(y.dtype))
+
+        return run
+
+    onednn = timed(step(lambda: conv(x)), repeats)
+    return onednn / timed(step(lambda: im2col_conv3x3(x, conv.weight, None)), repeats)
+
+
+def grid(precisions: list[str], repeats: int) -> None:
+    """oneDNN's time over the matmul route's on 2x2 and 4x4 maps, by channels and batch: where
+    models/small_maps.MATMUL_MAPS draws its lines."""
+    batches = (32, 64, 128, 256)
+    for precision in precisions:
+        print(f"\n{precision}: oneDNN time / matmul time, forward and backward")
+        print("| map | channels | " + " | ".join(f"batch {n}" for n in batches) + " |")
+        print("|---|---|" + "---|" * len(batches))
+        for size in (2, 4):
+            for channels in (64, 128, 256, 512):
+                ratios = [onednn_over_matmul(precision, channels, size, n, repeats) for n in batches]
+                print(f"| {size}x{size} | {channels} | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |", flush=True)
+
+
 def main() -> None:
     p = step_benchmark_parser()
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--compare-im2col", action="store_true", help="also time each 3x3 stride-1 convolution as one matmul"
     )
+    p.add_argument("--grid", action="store_true", help="time oneDNN against the matmul route over a size grid")
     args = p.parse_args()
     print(machine_line())
+    if args.grid:
+        grid(args.precisions.split(","), max(args.repeats, 5))
+        return
     for precision in args.precisions.split(","):
         peak = max(practical_peak(torch.bfloat16 if precision == "bf16" else torch.float32).values())
         print(f"\n{precision}: practical peak {peak:,.0f} GFLOP/s")
