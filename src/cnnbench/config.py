@@ -124,8 +124,9 @@ class TrainConfig:
     channels_last: bool = option(True, "NHWC memory format for convolutions")
     small_map_matmul: bool = option(
         True,
-        "on a CPU, 3x3 convolutions on maps of at most 4x4 pixels (2x2 in fp32) run as one matmul, where oneDNN is "
-        "slow (vgg16_bn 1.5x faster in bf16); --no-small-map-matmul: PyTorch's own convolutions everywhere",
+        "on a CPU, 3x3 convolutions on 2x2 maps (and 4x4 in bf16) with 256 or more channels run as one matmul, "
+        "where oneDNN is slow (a vgg16_bn step 1.47x faster in bf16); --no-small-map-matmul: PyTorch's own "
+        "convolutions everywhere",
     )
     compile: bool = option(
         False, "torch.compile the model (before the first epoch, timed as compile_s; eager if it fails)"
