@@ -51,7 +51,6 @@ class Range:
 
 AT_LEAST_0 = Range(0)
 AT_LEAST_1 = Range(1)
-POSITIVE = Range(0, low_open=True)
 FRACTION_BELOW_1 = Range(0, 1, high_open=True)
 
 
@@ -124,9 +123,9 @@ class TrainConfig:
     channels_last: bool = option(True, "NHWC memory format for convolutions")
     small_map_matmul: bool = option(
         True,
-        "on a CPU, 3x3 convolutions on 2x2 maps (and 4x4 in bf16) with 256 or more channels run as one matmul, "
-        "where oneDNN is slow (a vgg16_bn step 1.47x faster in bf16); --no-small-map-matmul: PyTorch's own "
-        "convolutions everywhere",
+        "on a CPU, 3x3 convolutions on 2x2 maps from 256 input channels (and in bf16 on 4x4 maps from 256 in x 512 "
+        "out) run as one matmul, where oneDNN is slow (a vgg16_bn step 1.47x faster in bf16); "
+        "--no-small-map-matmul: PyTorch's own convolutions everywhere",
     )
     compile: bool = option(
         False, "torch.compile the model (before the first epoch, timed as compile_s; eager if it fails)"
