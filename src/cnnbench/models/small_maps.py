@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 # Where the matmul was faster than oneDNN (fwd+bwd, benchmarks/conv_layers.py --compare-im2col and a grid of
-# channels x batch 32-256, CPU-3 with AMX, docs/BENCHMARKS.md): on 2x2 maps from 256 input channels (bf16 1.2-3.6x,
-# fp32 1.06-2.2x; with 64-128 channels 0.4-1.0x), and in bf16 on 4x4 maps from 256 x 512 channels (1.1-1.9x;
-# 256 x 256 mixed, 0.7-1.25x). Everything else stays with oneDNN. Other CPUs may draw the lines elsewhere.
+# channels x batch 32-256, CPU-3 with AMX, docs/BENCHMARKS.md): on 2x2 maps from 256 input channels (bf16 1.0-3.8x,
+# fp32 1.15-2.4x; with 64-128 channels 0.4-1.4x), and in bf16 on 4x4 maps from 256 x 512 channels (1.3-1.9x;
+# 256 x 256 mixed, 0.7-1.2x). Everything else stays with oneDNN. Other CPUs may draw the lines elsewhere.
 MATMUL_MAPS = {  # compute dtype -> (largest map in pixels, fewest in x out channels) pairs
     torch.bfloat16: ((4, 256), (16, 256 * 512)),
     torch.float32: ((4, 256),),
