@@ -6,8 +6,8 @@ peak (AMX), where the same work as a (pixels x 9*channels) @ (9*channels x out) 
 (docs/BENCHMARKS.md, "Every core busy"). Those layers hold half of vgg16_bn's convolution time; with few
 channels the matmul loses (MATMUL_MAPS says where it wins). ``use_small_map_convolutions`` routes such
 convolutions through the matmul; everything else, and every convolution off the CPU, stays with PyTorch's own
-kernels. The arithmetic is the same (the padding's zeros
-included), summed in another order: results agree within the precision's rounding.
+kernels. The arithmetic is the same (the padding's zeros included), summed in another order: results agree within
+the precision's rounding.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from torch.profiler import record_function
 # channels x batch 32-256, CPU-3 with AMX, docs/BENCHMARKS.md): on 2x2 maps from 256 input channels (bf16 1.0-3.8x,
 # fp32 1.15-2.4x; with 64-128 channels 0.4-1.4x), and in bf16 on 4x4 maps from 256 x 512 channels (1.3-1.9x;
 # 256 x 256 mixed, 0.7-1.2x). Everything else stays with oneDNN. Other CPUs may draw the lines elsewhere.
-MATMUL_MAPS = {  # compute dtype -> (largest map in pixels, fewest in x out channels) pairs
-    torch.bfloat16: ((4, 256), (16, 256 * 512)),
-    torch.float32: ((4, 256),),
+MATMUL_MAPS = {  # compute dtype -> rules: (largest map in pixels, fewest input channels, fewest input x output)
+    torch.bfloat16: ((4, 256, 0), (16, 256, 256 * 512)),
+    torch.float32: ((4, 256, 0),),
 }
 PROFILER_LABEL = "cnnbench::small_map_conv"
 
@@ -83,9 +83,11 @@ def im2col_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 def takes_matmul(pixels: int, in_channels: int, out_channels: int, dtype: torch.dtype) -> bool:
-    """Whether a 3x3 stride-1 convolution of this size runs as one matmul (MATMUL_MAPS)."""
-    channels = (in_channels, in_channels * out_channels)
-    return any(pixels <= largest and channels[largest > 4] >= fewest for largest, fewest in MATMUL_MAPS.get(dtype, ()))
+    """Whether a 3x3 stride-1 convolution of this size runs as one matmul: some rule of MATMUL_MAPS holds."""
+    return any(
+        pixels <= largest and in_channels >= fewest_in and in_channels * out_channels >= fewest_product
+        for largest, fewest_in, fewest_product in MATMUL_MAPS.get(dtype, ())
+    )
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
