@@ -181,8 +181,8 @@ def _stable_hash(*parts) -> int:
 def _attacks(
     cfg: RobustnessConfig, m: Measurement, natural: bool, clean: float
 ) -> tuple[dict, dict, dict | None, dict]:
-    """Each attack's accuracy per radius, the settings they ran with, the masking checks' result and the seconds
-    each attack took."""
+    """Each attack's accuracy per radius (keyed by the radius's repr, as robustness.json holds it), the settings
+    they ran with, the masking checks' result and the seconds each attack took."""
     settings = NATURAL_ATTACK if natural else DIGIT_ATTACK
     eps_list = cfg.eps if cfg.eps is not None else settings.eps
     steps = cfg.pgd_steps or settings.steps
@@ -223,19 +223,20 @@ def _attacks(
         {"adversarial": by_eps_key, "attack_settings": attack_settings}
     )
     masking_result = _masking_checks(cfg, m, adversarial, settings, natural, steps) if cfg.attacks else None
-    return adversarial, attack_settings, masking_result, attack_seconds
+    return by_eps_key, attack_settings, masking_result, attack_seconds
 
 
-def _write(run_dir: Path, result: dict, clean: float, corruptions: dict, adversarial: dict, m: Measurement) -> None:
-    rows = [{"kind": "clean", "name": "clean", "level": "", "top1": clean}]
+def _write(run_dir: Path, result: dict, m: Measurement) -> None:
+    """robustness.csv (one row per cell, from the result), robustness.npz (per image), then robustness.json."""
+    rows = [{"kind": "clean", "name": "clean", "level": "", "top1": result["clean_top1"]}]
     rows += [
         {"kind": "corruption", "name": n, "level": s, "top1": v}
-        for n, sev in corruptions.items()
+        for n, sev in result["corruptions"].items()
         for s, v in sev.items()
     ]
     rows += [
         {"kind": "adversarial", "name": a, "level": e, "top1": v}
-        for a, by_eps in adversarial.items()
+        for a, by_eps in result["adversarial"].items()
         for e, v in by_eps.items()
     ]
     write_csv(run_dir / ROBUSTNESS_CSV, rows, ["kind", "name", "level", "top1"])
@@ -280,7 +281,7 @@ def run_robustness(
         "mean_corruption_top1": float(np.mean([v for sev in corruptions.values() for v in sev.values()]))
         if corruptions
         else None,
-        "adversarial": {a: {repr(float(e)): v for e, v in by_eps.items()} for a, by_eps in adversarial.items()},
+        "adversarial": adversarial,
         "images": int(len(index)),
         "test_images": int(len(labels)),
         "source": str(official) if official else "generated",
@@ -294,5 +295,5 @@ def run_robustness(
         "precision": precision,
         "timings": {**m.timings, "attack_s_by_attack": attack_seconds},
     }
-    _write(run_dir, result, clean, corruptions, adversarial, m)
+    _write(run_dir, result, m)
     return result
