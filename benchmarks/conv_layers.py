@@ -14,10 +14,9 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
-from peak import machine_line, practical_peak, step_benchmark_parser  # benchmarks/ is on the path when run
+from peak import cifar_model, machine_line, practical_peak, step_benchmark_parser  # benchmarks/ is on the path when run
 
 from cnnbench.engine.runtime import autocast
-from cnnbench.models import create_model
 from cnnbench.models.small_maps import im2col_conv3x3, routable
 
 
@@ -138,9 +137,7 @@ def main() -> None:
         peak = max(practical_peak(torch.bfloat16 if precision == "bf16" else torch.float32).values())
         print(f"\n{precision}: practical peak {peak:,.0f} GFLOP/s")
         for model_name in args.models.split(","):
-            torch.manual_seed(0)
-            model = create_model(model_name, num_classes=10, in_chans=3, variant="small")
-            model = model.to(memory_format=torch.channels_last).train()
+            model = cifar_model(model_name)
             rows = []
             for i, (name, conv, shape) in enumerate(conv_inputs(model, args.batch_size)):
                 r = layer_rates(conv, shape, precision, i == 0, args.repeats, args.compare_im2col)

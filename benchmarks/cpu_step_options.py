@@ -14,14 +14,17 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn as nn
-from peak import machine_line, practical_peak, step_benchmark_parser  # benchmarks/ is on the path when run
+from peak import (  # benchmarks/ is on the path when run
+    cifar_model,
+    machine_line,
+    practical_peak,
+    step_benchmark_parser,
+    training_step,
+)
 
 from cnnbench.config import TrainConfig
 from cnnbench.engine.optim import param_groups
-from cnnbench.engine.runtime import autocast
-from cnnbench.models import create_model
 from cnnbench.models.complexity import count_flops
-from cnnbench.models.small_maps import use_small_map_convolutions
 
 # short name -> what the step does differently from plain eager PyTorch (oneDNN's convolutions, a for-loop SGD step)
 VARIANTS = {
@@ -38,28 +41,19 @@ VARIANTS = {
 def make_step(model_name: str, precision: str, batch_size: int, variant: str) -> Callable[[], None]:
     """One training step of a fresh model (same seed for every variant) on a fixed channels_last batch."""
     cfg = TrainConfig(model=model_name, dataset="cifar10", batch_size=batch_size, precision=precision)
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=10, in_chans=3, variant="small")
-    model = model.to(memory_format=torch.channels_last).train()
-    if "small-map" in variant:
-        use_small_map_convolutions(model)
+    model = cifar_model(model_name, small_maps="small-map" in variant)
     groups = param_groups(model, cfg.weight_decay, cfg.lr, None, cfg.decay)
     flags = {"foreach": True} if "foreach" in variant else {"fused": True} if "fused" in variant else {}
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, **flags)
     forward = model
     if variant.startswith("compiled"):
         forward = torch.compile(model, mode="max-autotune-no-cudagraphs" if "autotune" in variant else "default")
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    device = torch.device("cpu")
+    train_step = training_step(forward, optimizer, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), precision)
     x = torch.randn(batch_size, 3, 32, 32).to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
 
     def step() -> None:
-        with autocast(device, precision):
-            loss = criterion(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(x, y)
 
     start = time.perf_counter()
     for _ in range(3):  # warm-up: oneDNN picks its kernels; inductor compiles forward and backward

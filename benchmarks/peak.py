@@ -1,7 +1,8 @@
 """The practical peak of a device for one precision, as the benchmarks compare achieved rates with: the faster of
 a square matmul and a 256-channel 3x3 convolution, timed in the same run. On CPUs the two go through different
 libraries (MKL's matmul, oneDNN's convolution) and can differ twofold: a matmul-only yardstick would understate
-what the cores can do."""
+what the cores can do. Also what the CPU-step benchmarks share: their options, their machine line, the model
+and the training step they time."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cnnbench.engine.runtime import synchronize
+from cnnbench.engine.runtime import autocast, synchronize
+from cnnbench.models import create_model
+from cnnbench.models.small_maps import use_small_map_convolutions
 
 
 def practical_peak(dtype: torch.dtype, device: torch.device | None = None, seconds: float = 2.0) -> dict[str, float]:
@@ -57,3 +60,27 @@ def machine_line() -> str:
     return (
         f"CPU: {cpu_name()} ({torch.get_num_threads()} threads), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
     )
+
+
+def cifar_model(name: str, small_maps: bool = False) -> nn.Module:
+    """The model's small-image variant for 10 classes, seeded, channels_last, in training mode; with
+    ``small_maps``, routed as cnnbench trains it on a CPU (models/small_maps.py)."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=3, variant="small").to(memory_format=torch.channels_last)
+    if small_maps:
+        use_small_map_convolutions(model)
+    return model.train()
+
+
+def training_step(forward, optimizer: torch.optim.Optimizer, criterion: nn.Module, precision: str):
+    """step(x, y): one forward under the precision's autocast, backward and optimizer step, on the CPU."""
+    device = torch.device("cpu")
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with autocast(device, precision):
+            loss = criterion(forward(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step

@@ -15,17 +15,21 @@ from collections import defaultdict
 
 import torch
 import torch.nn as nn
-from peak import machine_line, practical_peak, step_benchmark_parser  # benchmarks/ is on the path when run
+from peak import (  # benchmarks/ is on the path when run
+    cifar_model,
+    machine_line,
+    practical_peak,
+    step_benchmark_parser,
+    training_step,
+)
 from torch.profiler import ProfilerActivity, profile
 
 from cnnbench.config import TrainConfig
 from cnnbench.data import DataOptions, load_dataset
 from cnnbench.data.loader import Augment, train_batches
 from cnnbench.engine.optim import make_optimizer
-from cnnbench.engine.runtime import autocast
-from cnnbench.models import create_model
 from cnnbench.models.complexity import count_flops
-from cnnbench.models.small_maps import PROFILER_LABEL, use_small_map_convolutions
+from cnnbench.models.small_maps import PROFILER_LABEL
 
 # profiler op name -> the part of the step it belongs to (the first pattern that matches wins)
 GROUPS = (
@@ -59,23 +63,11 @@ def group_of(event) -> str:
 
 def profile_step(model_name: str, precision: str, batch_size: int, steps: int, data, small_maps: bool = True) -> dict:
     cfg = TrainConfig(model=model_name, dataset="cifar10", batch_size=batch_size, precision=precision)
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=10, in_chans=3, variant="small")
-    model = model.to(memory_format=torch.channels_last).train()
-    if small_maps:  # as cnnbench trains on a CPU (--small-map-matmul, the default)
-        use_small_map_convolutions(model)
-    optimizer = make_optimizer(cfg, model)
+    model = cifar_model(model_name, small_maps)  # small_maps: as cnnbench trains on a CPU (the default)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    device = torch.device("cpu")
+    step = training_step(model, make_optimizer(cfg, model), criterion, precision)
     generator = torch.Generator().manual_seed(1)
     augment = Augment(crop_padding=4, flip=True, cutout=0)
-
-    def step(x, y):
-        with autocast(device, precision):
-            loss = criterion(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     batches = train_batches(data, batch_size, generator, augment, channels_last=True)  # augments as it yields
     for _ in range(2):  # warm-up: oneDNN picks its kernels
